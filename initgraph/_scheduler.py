@@ -1,0 +1,722 @@
+"""The scheduler: a pool of worker processes around the dispatcher and the shared state.
+
+::
+
+    parent process                                              worker processes
+    ───────────────────────────────────────────────────         ──────────────────────────
+    schedule() ──► SharedState.allocate ──┐                      ┌─► run func(data, cookie)
+      (cookie + domain entry, one step)   │                      │   SharedState.finish
+                                          ▼                      │   (low-water mark moves,
+    Dispatcher (pure) ── assign ──► Run ──pipe──────────────────►┘    sleepers' semaphores
+      ▲  lowest ready cookie first                                     are posted)
+      │                                                          ┌── Done / Scheduled /
+    pool thread ◄──────── pipe ◄─────────────────────────────────┘   Blocked / Unblocked
+      │  results, nested work, crashes (process sentinels),
+      │  timeouts, pool growth, mirror of in-progress lists ──► manager process (lists)
+      ▼
+    result() ◄── outcomes                synchronize_*() ──► SharedState.wait (any process)
+
+The shared block holds cookies and every domain's in-progress set, so scheduling and
+synchronizing work the same from the parent and from inside an initcall, and a waiter is woken by
+the process that finished the initcall it waited for, without the parent in between. The
+manager holds each domain's in-progress list with names, kept up to date by the pool thread in
+batches (it is read only to explain a timeout), off every hot path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import multiprocess
+import multiprocess.connection
+
+from . import _runtime, _worker
+from ._domain import Domain
+from ._errors import (
+    ConfigError,
+    HookError,
+    HookTimeout,
+    InitgraphError,
+    RemoteTraceback,
+    WorkerCrashed,
+    describe_exitcode,
+)
+from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, loads
+from ._runtime import InitcallFunc
+from ._shared import PARENT, W_ALL, SharedState
+from ._state import Dispatcher
+
+__all__ = ["Scheduler", "default_start_method"]
+
+START_METHODS = ("fork", "forkserver", "spawn")
+PARENT_SLOTS = 16  # parent threads that may wait at once
+_KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
+_STOP_GRACE = 2.0  # seconds a worker gets to leave on Stop before it is killed
+
+
+def default_start_method() -> str:
+    """The fastest start method that is safe here.
+
+    ``fork`` starts a worker in about a millisecond but copies the locks of every thread of the
+    parent; CPython 3.12 warns about forking a multi-threaded process and 3.14 no longer uses it
+    by default. So: ``fork`` on Linux before 3.12 when the parent has no other thread,
+    ``forkserver`` elsewhere on Linux, ``spawn`` on other systems.
+    """
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    if sys.version_info < (3, 12) and threading.active_count() == 1:
+        return "fork"
+    return "forkserver"
+
+
+@dataclass
+class _Outcome:
+    name: str
+    ok: bool
+    value: Any = None
+    error: BaseException | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    pid: int = 0
+
+
+@dataclass
+class _Worker:
+    slot: int
+    proc: Any
+    conn: Any
+    kill_at: float | None = None  # set once it was asked to stop for a timeout
+    timed_out: tuple[int, float] | None = None  # (cookie, timeout) it was stopped for
+
+
+class _ParentRuntime(_runtime.Runtime):
+    """The scheduler's runtime in the parent process."""
+
+    def __init__(self, sched: Scheduler, shared: SharedState, max_pending: int) -> None:
+        super().__init__(shared, max_pending, owner=PARENT)
+        self._sched = sched
+        self._free_slots = list(range(PARENT_SLOTS))
+        self._slots_cond = threading.Condition()
+
+    def _submit(
+        self,
+        cookie: int,
+        domain: str,
+        name: str,
+        after: tuple[int, ...],
+        timeout: float | None,
+        func: bytes,
+        data: bytes,
+    ) -> None:
+        self._sched._add(Run(cookie, domain, name, func, data), after, timeout)
+
+    def _record_inline(
+        self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
+    ) -> None:
+        now = time.monotonic()
+        self._sched._record(cookie, _Outcome(name, ok, value, exc, now, now, os.getpid()))
+
+    @contextlib.contextmanager
+    def _wait_slot(self) -> Iterator[int]:
+        with self._slots_cond:
+            self._slots_cond.wait_for(lambda: bool(self._free_slots))
+            slot = self._free_slots.pop()
+        try:
+            yield slot
+        finally:
+            with self._slots_cond:
+                self._free_slots.append(slot)
+                self._slots_cond.notify()
+
+    def _names(self, cookies: Iterable[int]) -> dict[int, str]:
+        return self._sched._names_of(cookies)
+
+
+class Scheduler:
+    """A pool of worker processes that runs initcalls with the kernel's async semantics.
+
+    ``Scheduler(workers=None, *, start_method=None, max_pending=32768, max_workers=None)``
+
+    - ``workers``: worker processes kept ready (default: the CPU count).
+    - ``max_workers``: the most the pool may grow to while workers are blocked waiting
+      (default: four times ``workers``, at least 16).
+    - ``start_method``: ``"fork"``, ``"forkserver"`` or ``"spawn"``; the default is
+      :func:`default_start_method`.
+    - ``max_pending``: above this many initcalls in progress, ``schedule`` runs the initcall
+      inline in the caller (still in progress while it runs, so others synchronize with it).
+
+    Leaving the ``with`` block (or :meth:`close`) waits for every domain, exclusive ones included,
+    then stops every process the scheduler started. On ``KeyboardInterrupt`` it stops at once.
+    """
+
+    __module__ = "initgraph"
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        start_method: str | None = None,
+        max_pending: int = 32768,
+        max_workers: int | None = None,
+    ) -> None:
+        self._closed = True  # until fully started, so a failed start tears down cleanly
+        if workers is None:
+            workers = os.cpu_count() or 1
+        _positive_int(workers, "workers")
+        _positive_int(max_pending, "max_pending")
+        if max_workers is None:
+            max_workers = max(4 * workers, 16)
+        _positive_int(max_workers, "max_workers")
+        if max_workers < workers:
+            msg = f"max_workers ({max_workers}) must be at least workers ({workers})"
+            raise ConfigError(msg, key="max_workers")
+        method = start_method if start_method is not None else default_start_method()
+        if method not in START_METHODS:
+            msg = f"start_method must be one of {', '.join(START_METHODS)}, got {method!r}"
+            raise ConfigError(msg, key="start_method")
+        self.workers = workers
+        self.max_workers = max_workers
+        self.max_pending = max_pending
+        self.start_method = method
+        self._ctx = multiprocess.get_context(method)
+        self._helpers_before = _helper_processes()
+        self._shared = SharedState(
+            self._ctx, slots=PARENT_SLOTS + max_workers, capacity=max_pending + 4096
+        )
+        self._runtime = _ParentRuntime(self, self._shared, max_pending)
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._dispatcher = Dispatcher()
+        self._pool: dict[int, _Worker] = {}
+        self._free_worker_slots = list(range(max_workers - 1, -1, -1))
+        self._runs: dict[int, Run] = {}
+        self._timeouts: dict[int, float] = {}
+        self._deadlines: dict[int, tuple[float, int, float]] = {}  # cookie -> (deadline, slot, timeout)
+        self._names: dict[int, str] = {}
+        self._outcomes: dict[int, _Outcome] = {}
+        self._domains_of: dict[int, str] = {}
+        self._mirror = _Mirror(self._ctx)
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopping = False
+        self._fatal: BaseException | None = None
+        self._closed = False
+        try:
+            self._shared.domain_index("default", False)
+            for _ in range(workers):
+                self._start_worker()
+            self._thread = threading.Thread(
+                target=self._loop, name="initgraph-pool", daemon=True
+            )
+            self._thread.start()
+        except BaseException:
+            self._shutdown(wait=False)
+            raise
+        _runtime.push_runtime(self._runtime)
+
+    # -- the public API --------------------------------------------------------------------------
+    def schedule(
+        self,
+        func: InitcallFunc,
+        data: Any = None,
+        *,
+        domain: Domain | str | None = None,
+        after: Iterable[int] = (),
+        timeout: float | None = None,
+        name: str | None = None,
+    ) -> int:
+        """Schedule ``func(data, cookie)`` to run in a worker; return its cookie at once.
+
+        ``domain``: a :class:`Domain` or a name (None: the default domain). ``after``: cookies
+        that must complete before it starts. ``timeout``: seconds it may run before its worker is
+        stopped (:class:`HookTimeout`). ``name``: for errors, logs and traces. Something that
+        cannot be sent to a worker is refused here with a :class:`ConfigError` naming it.
+        """
+        self._check_open()
+        return self._runtime.schedule(
+            func, data, domain=domain, after=after, timeout=timeout, name=name
+        )
+
+    def synchronize_cookie(
+        self, cookie: int, *, domain: Domain | str | None = None, timeout: float | None = None
+    ) -> None:
+        """Return once no initcall below ``cookie`` is in progress in ``domain``.
+
+        ``cookie`` itself is not waited for (pass ``cookie + 1`` for that). Raises
+        ``TimeoutError`` naming what is still in progress if ``timeout`` seconds pass.
+        """
+        self._check_open()
+        self._runtime.synchronize_cookie(cookie, domain=domain, timeout=timeout)
+        self._check_fatal()
+
+    def synchronize_full(
+        self, *, domain: Domain | str | None = None, timeout: float | None = None
+    ) -> None:
+        """Return once nothing is in progress in ``domain`` (None: every registered domain).
+
+        Initcalls scheduled while it waits are waited for too.
+        """
+        self._check_open()
+        self._runtime.synchronize_full(domain=domain, timeout=timeout)
+        self._check_fatal()
+
+    def result(self, cookie: int, *, timeout: float | None = None) -> Any:
+        """Wait for initcall ``cookie`` and return its value, or raise its :class:`HookError`."""
+        if isinstance(cookie, bool) or not isinstance(cookie, int) or cookie < 1:
+            msg = f"cookie must be a positive int, got {cookie!r}"
+            raise ConfigError(msg, key="cookie")
+        if cookie > self._shared.last_cookie:
+            msg = f"no initcall has cookie {cookie}: the last cookie issued is "
+            msg += f"{self._shared.last_cookie}"
+            raise ConfigError(msg, key="cookie")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while cookie not in self._outcomes:
+                if self._fatal is not None:
+                    raise self._fatal_error()
+                if self._closed and not self._thread_alive():
+                    msg = f"the scheduler was closed before initcall {cookie} reported"
+                    raise InitgraphError(msg)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    name = self._names.get(cookie, "?")
+                    msg = f"result({cookie}) timed out after {timeout} s; initcall {cookie} "
+                    msg += f"{name!r} is still in progress"
+                    raise TimeoutError(msg)
+                self._changed.wait(remaining)
+            outcome = self._outcomes[cookie]
+        if outcome.ok:
+            return outcome.value
+        assert outcome.error is not None
+        raise _as_hook_error(cookie, outcome)
+
+    def close(self) -> None:
+        """Wait for every domain (exclusive ones too), then stop every process started."""
+        self._shutdown(wait=True)
+
+    def __enter__(self) -> Scheduler:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # An interrupt means stop now; an ordinary error still lets running work finish.
+        self._shutdown(wait=exc is None or isinstance(exc, Exception))
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self._shutdown(wait=False)
+
+    # -- what the boot and the tests look at -----------------------------------------------------
+    def worker_pids(self) -> list[int]:
+        """Pids of the live workers."""
+        with self._lock:
+            return [w.proc.pid for w in self._pool.values()]
+
+    def outcome(self, cookie: int) -> _Outcome | None:
+        """The recorded outcome of ``cookie`` so far (None while it runs)."""
+        with self._lock:
+            return self._outcomes.get(cookie)
+
+    # -- internals: adding work ------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed or self._stopping:
+            msg = "this scheduler is closed; create a new Scheduler to schedule more work"
+            raise InitgraphError(msg)
+        self._check_fatal()
+
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal_error()
+
+    def _fatal_error(self) -> InitgraphError:
+        err = InitgraphError(f"the scheduler's pool failed: {self._fatal}")
+        err.__cause__ = self._fatal
+        return err
+
+    def _add(self, run: Run, after: tuple[int, ...], timeout: float | None) -> None:
+        with self._lock:
+            self._names[run.cookie] = run.name
+            self._domains_of[run.cookie] = run.domain
+            self._runs[run.cookie] = run
+            if timeout is not None:
+                self._timeouts[run.cookie] = timeout
+            self._mirror.add(run.domain, run.cookie, run.name)
+            self._dispatcher.add(run.cookie, after)
+            self._pump()
+
+    def _record(self, cookie: int, outcome: _Outcome) -> None:
+        with self._lock:
+            self._outcomes[cookie] = outcome
+            self._names.setdefault(cookie, outcome.name)
+            self._runs.pop(cookie, None)
+            self._timeouts.pop(cookie, None)
+            self._deadlines.pop(cookie, None)
+            domain = self._domains_of.get(cookie)
+            if domain is not None:
+                self._mirror.remove(domain, cookie)
+            self._dispatcher.complete(cookie)
+            self._pump()
+            self._changed.notify_all()
+
+    def _names_of(self, cookies: Iterable[int]) -> dict[int, str]:
+        with self._lock:
+            return {c: self._names[c] for c in cookies if c in self._names}
+
+    def _pump(self) -> None:
+        """Carry out the dispatcher's decisions: send ready work, grow or shrink the pool."""
+        if self._stopping:
+            return
+        while self._dispatcher.should_grow(self.max_workers):
+            self._start_worker()
+        for slot, cookie in self._dispatcher.assign():
+            run = self._runs.pop(cookie)
+            worker = self._pool[slot]
+            timeout = self._timeouts.pop(cookie, None)
+            if timeout is not None:
+                self._deadlines[cookie] = (time.monotonic() + timeout, slot, timeout)
+            try:
+                worker.conn.send_bytes(pickle.dumps(run, protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                pass  # it died; its sentinel reports the crash of this initcall
+        for slot in self._dispatcher.surplus(self.workers):
+            self._retire(slot)
+
+    # -- internals: workers ----------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        slot = self._free_worker_slots.pop()
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=_worker.main,
+            args=(child_conn, self._shared, PARENT_SLOTS + slot, self.max_pending),
+            name=f"initgraph-worker-{slot}",
+            daemon=True,
+        )
+        proc.start()
+        child_conn.close()
+        self._pool[slot] = _Worker(slot, proc, parent_conn)
+        self._dispatcher.add_worker(slot)
+        self._poke()
+
+    def _retire(self, slot: int) -> None:
+        worker = self._pool.pop(slot)
+        self._dispatcher.remove_worker(slot)
+        with contextlib.suppress(OSError):
+            worker.conn.send_bytes(pickle.dumps(Stop()))
+        worker.proc.join(_STOP_GRACE)
+        if worker.proc.is_alive():
+            worker.proc.kill()
+            worker.proc.join()
+        worker.conn.close()
+        self._free_worker_slots.append(slot)
+
+    def _poke(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def _thread_alive(self) -> bool:
+        thread = getattr(self, "_thread", None)
+        return thread is not None and thread.is_alive()
+
+    # -- the pool thread -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            self._mirror.start()
+            while True:
+                with self._lock:
+                    if self._stopping and not self._pool:
+                        return
+                    by_conn = {w.conn: w for w in self._pool.values()}
+                    by_sentinel = {w.proc.sentinel: w for w in self._pool.values()}
+                    timeout = self._next_deadline()
+                waitables: list[Any] = [*by_conn, *by_sentinel, self._wake_r]
+                ready = multiprocess.connection.wait(waitables, timeout)
+                with self._lock:
+                    for item in ready:
+                        if item == self._wake_r:
+                            os.read(self._wake_r, 4096)
+                        elif item in by_conn:
+                            self._drain(by_conn[item])
+                    for item in ready:
+                        if item in by_sentinel and by_sentinel[item].slot in self._pool:
+                            self._lost(by_sentinel[item])
+                    self._expire()
+                    if self._stopping and not self._pool:
+                        return
+                if not ready:
+                    self._mirror.flush()
+        except BaseException as exc:  # the pool cannot go on: fail every waiter loudly
+            with self._lock:
+                self._fatal = exc
+                self._changed.notify_all()
+            self._shared.wake_all()
+        finally:
+            self._mirror.stop()
+
+    def _next_deadline(self) -> float | None:
+        now = time.monotonic()
+        times = [d for d, _, _ in self._deadlines.values()]
+        times += [w.kill_at for w in self._pool.values() if w.kill_at is not None]
+        if self._mirror.dirty:
+            times.append(now + 0.005)
+        if not times:
+            return None
+        return max(0.0, min(times) - now)
+
+    def _drain(self, worker: _Worker) -> None:
+        while True:
+            try:
+                if not worker.conn.poll():
+                    return
+                message = pickle.loads(worker.conn.recv_bytes())
+            except (EOFError, OSError):
+                return  # it died; the sentinel handles the rest
+            self._handle(worker, message)
+
+    def _handle(self, worker: _Worker, message: Any) -> None:
+        if isinstance(message, Done):
+            self._on_done(message)
+        elif isinstance(message, Scheduled):
+            self._shared.adopt([message.cookie])
+            run = Run(message.cookie, message.domain, message.name, message.func, message.data)
+            self._add(run, message.after, message.timeout)
+        elif isinstance(message, Blocked):
+            self._dispatcher.blocked(worker.slot)
+            self._pump()
+        elif isinstance(message, Unblocked):
+            self._dispatcher.unblocked(worker.slot)
+        else:
+            msg = f"unknown message from worker {worker.proc.pid}: {message!r}"
+            raise AssertionError(msg)
+
+    def _on_done(self, done: Done) -> None:
+        if done.ok:
+            assert done.value is not None
+            try:
+                outcome = _Outcome(
+                    done.name, True, loads(done.value), None, done.started, done.ended, done.pid
+                )
+            except Exception as exc:
+                exc.__cause__ = None
+                err = TypeError(f"the result of initcall {done.cookie} cannot be loaded: {exc}")
+                outcome = _Outcome(done.name, False, None, err, done.started, done.ended)
+        else:
+            error: BaseException
+            try:
+                error = loads(done.error) if done.error is not None else RemoteTraceback("")
+            except Exception:
+                error = RemoteTraceback("")
+            if done.tb:
+                error.__cause__ = RemoteTraceback(done.tb)
+            outcome = _Outcome(done.name, False, None, error, done.started, done.ended, done.pid)
+        self._record(done.cookie, outcome)
+
+    def _lost(self, worker: _Worker) -> None:
+        """A worker's process ended: report what it ran, release its cookies, replace it."""
+        self._drain(worker)
+        worker.proc.join()  # reap it first: the shared lock's recovery needs it gone
+        exitcode = worker.proc.exitcode
+        del self._pool[worker.slot]
+        cookie = self._dispatcher.remove_worker(worker.slot)
+        worker.conn.close()
+        self._free_worker_slots.append(worker.slot)
+        released = self._shared.release_owner(PARENT_SLOTS + worker.slot)
+        lost = {c for c, _ in released}
+        if cookie is not None:
+            self._shared.finish([cookie])
+            lost.add(cookie)
+        for c in sorted(lost):
+            name = self._names.get(c, "?")
+            if worker.timed_out is not None and worker.timed_out[0] == c:
+                limit = worker.timed_out[1]
+                msg = (
+                    f"initcall {c} {name!r} ran past its timeout of {limit:g} s and was "
+                    f"stopped; its worker was replaced"
+                )
+                err: HookError = HookTimeout(msg, cookie=c, name=name, timeout=limit)
+            else:
+                how = describe_exitcode(exitcode)
+                msg = (
+                    f"worker {worker.proc.pid} crashed with {how} while running initcall {c} "
+                    f"{name!r}; the worker was replaced"
+                )
+                err = WorkerCrashed(msg, cookie=c, name=name, exitcode=exitcode)
+            now = time.monotonic()
+            self._record(c, _Outcome(name, False, None, err, now, now, worker.proc.pid))
+        if not self._stopping and len(self._pool) < self.workers:
+            self._start_worker()
+        self._pump()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for cookie, (deadline, slot, limit) in list(self._deadlines.items()):
+            if deadline > now:
+                continue
+            del self._deadlines[cookie]
+            worker = self._pool.get(slot)
+            if worker is None or self._dispatcher.running(slot) != cookie:
+                continue
+            worker.timed_out = (cookie, limit)
+            worker.proc.terminate()
+            worker.kill_at = now + _KILL_GRACE
+        for worker in self._pool.values():
+            if worker.kill_at is not None and worker.kill_at <= now:
+                worker.proc.kill()
+                worker.kill_at = None
+
+    # -- shutting down ---------------------------------------------------------------------------
+    def _shutdown(self, *, wait: bool) -> None:
+        if self._closed:
+            return
+        try:
+            if wait and self._fatal is None:
+                with self._runtime._wait_slot() as slot:
+                    self._shared.wait(slot, W_ALL, 0, 0, None)
+        finally:
+            self._closed = True
+            _runtime.pop_runtime(self._runtime)
+            self._stop_pool(now=not wait)
+
+    def _stop_pool(self, *, now: bool) -> None:
+        with self._lock:
+            self._stopping = True
+            workers = list(self._pool.values())
+        for worker in workers:
+            if now:
+                worker.proc.terminate()
+                continue
+            with contextlib.suppress(OSError):
+                worker.conn.send_bytes(pickle.dumps(Stop()))
+        deadline = time.monotonic() + _STOP_GRACE
+        for worker in workers:
+            worker.proc.join(max(0.0, deadline - time.monotonic()))
+            if worker.proc.is_alive():
+                worker.proc.kill()
+                worker.proc.join()
+        with self._lock:
+            for worker in workers:
+                self._pool.pop(worker.slot, None)
+                worker.conn.close()
+            self._changed.notify_all()
+        self._poke()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        else:
+            self._mirror.stop()
+        self._shared.wake_all()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _stop_helpers(self._helpers_before)
+
+
+class _Mirror:
+    """Each domain's in-progress list, with names, held by a manager process.
+
+    The pool thread records changes as they happen and pushes them in batches when it is idle,
+    so no initcall or wake-up waits on the manager.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+        self._view: dict[str, dict[int, str]] = {}
+        self._dirty: set[str] = set()
+        self._manager: Any = None
+        self._lists: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty)
+
+    def add(self, domain: str, cookie: int, name: str) -> None:
+        with self._lock:
+            self._view.setdefault(domain, {})[cookie] = name
+            self._dirty.add(domain)
+
+    def remove(self, domain: str, cookie: int) -> None:
+        with self._lock:
+            self._view.get(domain, {}).pop(cookie, None)
+            self._dirty.add(domain)
+
+    def start(self) -> None:
+        self._manager = self._ctx.Manager()
+
+    def flush(self) -> None:
+        if self._manager is None:
+            return
+        with self._lock:
+            batch = {d: sorted(self._view.get(d, {}).items()) for d in self._dirty}
+            self._dirty.clear()
+        for domain, items in batch.items():
+            lst = self._lists.get(domain)
+            if lst is None:
+                lst = self._lists[domain] = self._manager.list()
+            lst[:] = [list(item) for item in items]
+
+    def snapshot(self) -> dict[str, list[tuple[int, str]]]:
+        """What the manager holds now (a round trip per domain)."""
+        self.flush()
+        return {d: [(int(c), str(n)) for c, n in lst] for d, lst in self._lists.items()}
+
+    def stop(self) -> None:
+        manager, self._manager = self._manager, None
+        self._lists.clear()
+        if manager is not None:
+            manager.shutdown()
+
+
+def _as_hook_error(cookie: int, outcome: _Outcome) -> HookError:
+    error = outcome.error
+    assert error is not None
+    if isinstance(error, HookError):
+        return error
+    msg = f"initcall {cookie} {outcome.name!r} raised {type(error).__name__}: {error}"
+    err = HookError(msg, cookie=cookie, name=outcome.name)
+    err.__cause__ = error
+    return err
+
+
+def _positive_int(value: Any, key: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{key} must be a positive int, got {value!r} ({type(value).__name__})"
+        raise ConfigError(msg, key=key)
+
+
+def _helper_processes() -> tuple[bool, bool]:
+    """Whether multiprocess's resource tracker and fork server run already."""
+    from multiprocess import forkserver, resource_tracker
+
+    tracker = resource_tracker._resource_tracker
+    server = forkserver._forkserver
+    return (
+        getattr(tracker, "_pid", None) is not None,
+        getattr(server, "_forkserver_pid", None) is not None,
+    )
+
+
+def _stop_helpers(before: tuple[bool, bool]) -> None:
+    """Stop the resource tracker and fork server if this scheduler brought them up."""
+    from multiprocess import forkserver, resource_tracker
+
+    if _runtime._parent_stack:
+        return  # another scheduler of this process may still use them
+    tracker_before, server_before = before
+    if not server_before and getattr(forkserver._forkserver, "_forkserver_pid", None):
+        with contextlib.suppress(Exception):
+            forkserver._forkserver._stop()
+    if not tracker_before and getattr(resource_tracker._resource_tracker, "_pid", None):
+        with contextlib.suppress(Exception):
+            resource_tracker._resource_tracker._stop()

@@ -1,0 +1,466 @@
+"""Shared state every process of a scheduler reads and writes: cookies, domains, waiters.
+
+Everything the hot paths need lives in one block of shared memory behind one lock, so that
+allocating a cookie, entering or leaving a domain and deciding whether a waiter may pass never
+wait on a manager round trip (PERF-NOTES: a manager call costs as much as a whole dispatch)::
+
+    header     counter (last cookie issued), total in progress, ring head/tail, waiters asleep,
+               registered in progress, lock holder pid
+    domains    per domain: lowest in-progress cookie (0: none), count in progress, flags
+    names      per domain: its name (the table is append-only, so an index never changes)
+    ring       every in-progress cookie in increasing order: (cookie, domain, owner); a finished
+               entry becomes a tombstone and the ring is compacted when it fills up
+    waiters    per wait slot: what a sleeping waiter waits for; each slot has its own semaphore
+
+Cookies are appended in increasing order under the lock, so the ring stays sorted and a
+domain's lowest in-progress cookie only moves forward. A finishing process updates the domain's
+low-water mark and posts the semaphore of each sleeper whose condition now holds: one
+``sem_post`` per woken waiter, no polling and no ``notify_all`` that blocks the notifier.
+
+The owner of an entry is the wait slot of the worker that allocated it until the parent has
+heard of it (or of the worker running it inline); if that worker dies, the parent removes the
+entries it owned, so a crash can never leave a cookie in progress forever.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ._errors import ConfigError, InitgraphError
+
+__all__ = ["PARENT", "SharedState"]
+
+MAX_DOMAINS = 64
+NAME_LEN = 128
+PARENT = -1  # owner of entries the parent knows about
+
+# header fields
+_COUNTER, _TOTAL, _HEAD, _TAIL, _SLEEPERS, _REGISTERED, _HOLDER, _CLOSED = range(8)
+_HEADER = 8
+# domain fields
+_LOW, _COUNT, _FLAGS = range(3)
+_DOMAIN_FIELDS = 3
+_USED, _EXCLUSIVE = 1, 2
+# waiter kinds
+W_NONE, W_COOKIE, W_FULL_DOMAIN, W_FULL_ALL, W_DONE, W_ALL = range(6)
+_WAITER_FIELDS = 3  # kind, domain index, cookie
+
+_LOCK_PATIENCE = 2.0  # seconds before a waiter for the lock checks that its holder is alive
+
+
+class _Wait:
+    __slots__ = ("cookie", "domain", "kind")
+
+    def __init__(self, kind: int, domain: int, cookie: int) -> None:
+        self.kind = kind
+        self.domain = domain
+        self.cookie = cookie
+
+
+class SharedState:
+    """The shared block, its lock and the wait slots' semaphores; picklable to workers."""
+
+    def __init__(self, ctx: Any, *, slots: int, capacity: int) -> None:
+        self.slots = slots
+        self.capacity = capacity
+        self._lock = ctx.Lock()
+        self._header = ctx.RawArray(ctypes.c_int64, _HEADER)
+        self._domains = ctx.RawArray(ctypes.c_int64, MAX_DOMAINS * _DOMAIN_FIELDS)
+        self._names = ctx.RawArray(ctypes.c_char, MAX_DOMAINS * NAME_LEN)
+        self._ring_cookie = ctx.RawArray(ctypes.c_int64, capacity)
+        self._ring_domain = ctx.RawArray(ctypes.c_int64, capacity)
+        self._ring_owner = ctx.RawArray(ctypes.c_int64, capacity)
+        self._waiters = ctx.RawArray(ctypes.c_int64, slots * _WAITER_FIELDS)
+        self._sems = [ctx.Semaphore(0) for _ in range(slots)]
+        self._index: dict[str, int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_index"] = {}
+        return state
+
+    # -- the lock --------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the shared lock; if a holder died with it, take it back instead of hanging."""
+        lock = self._lock
+        if not lock.acquire(timeout=_LOCK_PATIENCE):
+            self._acquire_slow()
+        self._header[_HOLDER] = os.getpid()
+        try:
+            yield
+        finally:
+            self._header[_HOLDER] = 0
+            lock.release()
+
+    def _acquire_slow(self) -> None:
+        while True:
+            holder = self._header[_HOLDER]
+            if holder and not _alive(holder):
+                # The holder was killed inside a critical section. Each section leaves the block
+                # consistent at every store that matters, so taking the lock over is safe.
+                self._header[_HOLDER] = 0
+                try:
+                    self._lock.release()
+                except ValueError:
+                    pass
+            if self._lock.acquire(timeout=_LOCK_PATIENCE):
+                return
+            if self._header[_CLOSED]:
+                msg = "the scheduler's shared state was closed while waiting for it"
+                raise InitgraphError(msg)
+
+    # -- domains ---------------------------------------------------------------------------------
+    def domain_index(self, name: str, exclusive: bool | None) -> int:
+        """The index of domain ``name``, declaring it if new (registered unless ``exclusive``)."""
+        index = self._index.get(name)
+        if index is not None and exclusive is None:
+            return index
+        with self.locked():
+            index = self._find_domain(name)
+            if index is None:
+                index = self._declare(name, bool(exclusive))
+            flags = self._domains[index * _DOMAIN_FIELDS + _FLAGS]
+            if exclusive is not None and bool(flags & _EXCLUSIVE) != exclusive:
+                was = "exclusive" if flags & _EXCLUSIVE else "registered"
+                now = "exclusive" if exclusive else "registered"
+                msg = (
+                    f"domain {name!r} is already declared {was} and cannot also be {now}; "
+                    f"use one Domain({name!r}, exclusive={not exclusive}) everywhere"
+                )
+                raise ConfigError(msg, key="domain")
+        self._index[name] = index
+        return index
+
+    def _find_domain(self, name: str) -> int | None:
+        raw = name.encode()
+        for index in range(MAX_DOMAINS):
+            if not self._domains[index * _DOMAIN_FIELDS + _FLAGS] & _USED:
+                return None
+            start = index * NAME_LEN
+            if self._names[start : start + NAME_LEN].rstrip(b"\0") == raw:
+                return index
+        return None
+
+    def _declare(self, name: str, exclusive: bool) -> int:
+        for index in range(MAX_DOMAINS):
+            base = index * _DOMAIN_FIELDS
+            if not self._domains[base + _FLAGS] & _USED:
+                raw = name.encode()
+                start = index * NAME_LEN
+                self._names[start : start + len(raw)] = raw
+                self._domains[base + _LOW] = 0
+                self._domains[base + _COUNT] = 0
+                self._domains[base + _FLAGS] = _USED | (_EXCLUSIVE if exclusive else 0)
+                return index
+        msg = f"too many domains: at most {MAX_DOMAINS} per scheduler; cannot declare {name!r}"
+        raise ConfigError(msg, key="domain")
+
+    def domain_names(self) -> dict[int, tuple[str, bool]]:
+        """Every declared domain: index -> (name, exclusive)."""
+        out: dict[int, tuple[str, bool]] = {}
+        for index in range(MAX_DOMAINS):
+            flags = self._domains[index * _DOMAIN_FIELDS + _FLAGS]
+            if not flags & _USED:
+                break
+            start = index * NAME_LEN
+            name = self._names[start : start + NAME_LEN].rstrip(b"\0").decode()
+            out[index] = (name, bool(flags & _EXCLUSIVE))
+        return out
+
+    def exclusive_names(self) -> frozenset[str]:
+        """Names of the exclusive domains."""
+        return frozenset(name for name, excl in self.domain_names().values() if excl)
+
+    # -- cookies ---------------------------------------------------------------------------------
+    def allocate(
+        self, domain: int, owner: int, after: tuple[int, ...], max_pending: int
+    ) -> tuple[int, tuple[int, ...], bool]:
+        """Issue the next cookie and enter it in ``domain``, in one step under the lock.
+
+        Returns the cookie, the cookies of ``after`` still in progress, and whether the caller
+        must run the initcall inline because more than ``max_pending`` are in progress.
+        """
+        with self.locked():
+            header = self._header
+            inline = header[_TOTAL] > max_pending
+            pending = tuple(c for c in after if self._find(c) is not None)
+            if header[_TAIL] >= self.capacity:
+                self._compact()
+                if header[_TAIL] >= self.capacity:
+                    msg = (
+                        f"more than {self.capacity} initcalls in progress at once; raise "
+                        f"max_pending or schedule less at a time"
+                    )
+                    raise InitgraphError(msg)
+            cookie = header[_COUNTER] + 1
+            header[_COUNTER] = cookie
+            tail = header[_TAIL]
+            self._ring_cookie[tail] = cookie
+            self._ring_domain[tail] = domain
+            self._ring_owner[tail] = owner
+            header[_TAIL] = tail + 1
+            header[_TOTAL] += 1
+            base = domain * _DOMAIN_FIELDS
+            if self._domains[base + _COUNT] == 0:
+                self._domains[base + _LOW] = cookie
+            self._domains[base + _COUNT] += 1
+            if not self._domains[base + _FLAGS] & _EXCLUSIVE:
+                header[_REGISTERED] += 1
+        return cookie, pending, inline
+
+    def finish(self, cookies: tuple[int, ...] | list[int]) -> None:
+        """Mark ``cookies`` complete and wake the waiters they were holding back."""
+        with self.locked():
+            touched = False
+            for cookie in cookies:
+                touched |= self._remove(cookie)
+            if touched and self._header[_SLEEPERS]:
+                self._wake()
+
+    def adopt(self, cookies: tuple[int, ...] | list[int]) -> None:
+        """The parent has heard of ``cookies``: a worker's death no longer removes them."""
+        with self.locked():
+            for cookie in cookies:
+                i = self._find(cookie)
+                if i is not None:
+                    self._ring_owner[i] = PARENT
+
+    def set_owner(self, cookie: int, owner: int) -> None:
+        """Record which worker slot runs ``cookie`` inline, so its death releases it."""
+        with self.locked():
+            i = self._find(cookie)
+            if i is not None:
+                self._ring_owner[i] = owner
+
+    def release_owner(self, owner: int) -> list[tuple[int, int]]:
+        """Remove every entry ``owner`` held (it died) and clear its wait slot.
+
+        Returns the removed ``(cookie, domain index)`` pairs.
+        """
+        with self.locked():
+            removed: list[tuple[int, int]] = []
+            header = self._header
+            for i in range(header[_HEAD], header[_TAIL]):
+                if self._ring_domain[i] >= 0 and self._ring_owner[i] == owner:
+                    removed.append((self._ring_cookie[i], self._ring_domain[i]))
+            for cookie, _ in removed:
+                self._remove(cookie)
+            if 0 <= owner < self.slots:
+                base = owner * _WAITER_FIELDS
+                if self._waiters[base] != W_NONE:
+                    self._waiters[base] = W_NONE
+                    header[_SLEEPERS] -= 1
+            if removed and header[_SLEEPERS]:
+                self._wake()
+            return removed
+
+    def is_in_progress(self, cookie: int) -> bool:
+        """Whether ``cookie`` has been issued and not yet completed."""
+        with self.locked():
+            return self._find(cookie) is not None
+
+    def in_progress(self, domain: int | None = None) -> list[tuple[int, int]]:
+        """In-progress ``(cookie, domain index)`` pairs, in cookie order (all domains if None)."""
+        with self.locked():
+            header = self._header
+            out = []
+            for i in range(header[_HEAD], header[_TAIL]):
+                d = self._ring_domain[i]
+                if d >= 0 and (domain is None or d == domain):
+                    out.append((self._ring_cookie[i], d))
+            return out
+
+    @property
+    def last_cookie(self) -> int:
+        """The last cookie issued (0 before the first)."""
+        return int(self._header[_COUNTER])
+
+    def low(self, domain: int) -> int:
+        """The lowest in-progress cookie of ``domain``, 0 when none."""
+        return int(self._domains[domain * _DOMAIN_FIELDS + _LOW])
+
+    def count(self, domain: int) -> int:
+        """How many initcalls of ``domain`` are in progress."""
+        return int(self._domains[domain * _DOMAIN_FIELDS + _COUNT])
+
+    # -- waiting ---------------------------------------------------------------------------------
+    def wait(
+        self,
+        slot: int,
+        kind: int,
+        domain: int,
+        cookie: int,
+        deadline: float | None,
+        on_sleep: Callable[[bool], None] | None = None,
+    ) -> bool:
+        """Sleep on wait slot ``slot`` until the condition holds; False if ``deadline`` passed.
+
+        ``on_sleep(True)`` is called before the first sleep and ``on_sleep(False)`` after the
+        last, so a worker can tell the parent it is blocked (invariant 5).
+        """
+        sem = self._sems[slot]
+        base = slot * _WAITER_FIELDS
+        slept = False
+        try:
+            while True:
+                with self.locked():
+                    if self._satisfied(_Wait(kind, domain, cookie)):
+                        return True
+                    if self._header[_CLOSED]:
+                        msg = "the scheduler was closed while this process waited on it"
+                        raise InitgraphError(msg)
+                    self._waiters[base + 1] = domain
+                    self._waiters[base + 2] = cookie
+                    self._waiters[base] = kind
+                    self._header[_SLEEPERS] += 1
+                if not slept and on_sleep is not None:
+                    on_sleep(True)
+                slept = True
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if sem.acquire(timeout=timeout):
+                    continue
+                with self.locked():
+                    if self._waiters[base] != W_NONE:
+                        self._waiters[base] = W_NONE
+                        self._header[_SLEEPERS] -= 1
+                        timed_out = True
+                    else:
+                        timed_out = False  # woken just as the time ran out: take the post
+                if not timed_out:
+                    sem.acquire()
+                    continue
+                with self.locked():
+                    if self._satisfied(_Wait(kind, domain, cookie)):
+                        return True
+                return False
+        finally:
+            if slept and on_sleep is not None:
+                on_sleep(False)
+
+    def wake_all(self) -> None:
+        """Wake every sleeper to re-check (used when closing)."""
+        with self.locked():
+            self._header[_CLOSED] = 1
+            for slot in range(self.slots):
+                base = slot * _WAITER_FIELDS
+                if self._waiters[base] != W_NONE:
+                    self._waiters[base] = W_NONE
+                    self._header[_SLEEPERS] -= 1
+                    self._sems[slot].release()
+
+    # -- internals (lock held) -------------------------------------------------------------------
+    def _satisfied(self, w: _Wait) -> bool:
+        if w.kind == W_COOKIE:
+            low = self._domains[w.domain * _DOMAIN_FIELDS + _LOW]
+            return low == 0 or low >= w.cookie
+        if w.kind == W_FULL_DOMAIN:
+            return self._domains[w.domain * _DOMAIN_FIELDS + _COUNT] == 0
+        if w.kind == W_FULL_ALL:
+            return self._header[_REGISTERED] == 0
+        if w.kind == W_DONE:
+            return self._find(w.cookie) is None
+        if w.kind == W_ALL:
+            return self._header[_TOTAL] == 0
+        msg = f"unknown wait kind {w.kind}"
+        raise AssertionError(msg)
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        for slot in range(self.slots):
+            base = slot * _WAITER_FIELDS
+            kind = waiters[base]
+            if kind == W_NONE:
+                continue
+            if self._satisfied(_Wait(kind, waiters[base + 1], waiters[base + 2])):
+                waiters[base] = W_NONE
+                self._header[_SLEEPERS] -= 1
+                self._sems[slot].release()
+
+    def _find(self, cookie: int) -> int | None:
+        header = self._header
+        head, tail = header[_HEAD], header[_TAIL]
+        ring = self._ring_cookie
+        i = bisect.bisect_left(_RingView(ring), cookie, head, tail)
+        if i < tail and ring[i] == cookie and self._ring_domain[i] >= 0:
+            return i
+        return None
+
+    def _remove(self, cookie: int) -> bool:
+        i = self._find(cookie)
+        if i is None:
+            return False
+        header = self._header
+        domain = self._ring_domain[i]
+        self._ring_domain[i] = -1
+        base = domain * _DOMAIN_FIELDS
+        self._domains[base + _COUNT] -= 1
+        header[_TOTAL] -= 1
+        if not self._domains[base + _FLAGS] & _EXCLUSIVE:
+            header[_REGISTERED] -= 1
+        tail = header[_TAIL]
+        if self._domains[base + _LOW] == cookie:
+            low = 0
+            if self._domains[base + _COUNT]:
+                for j in range(i + 1, tail):
+                    if self._ring_domain[j] == domain:
+                        low = self._ring_cookie[j]
+                        break
+            self._domains[base + _LOW] = low
+        head = header[_HEAD]
+        while head < tail and self._ring_domain[head] < 0:
+            head += 1
+        if head == tail:
+            head = tail = 0
+            header[_TAIL] = 0
+        header[_HEAD] = head
+        return True
+
+    def _compact(self) -> None:
+        header = self._header
+        out = 0
+        for i in range(header[_HEAD], header[_TAIL]):
+            if self._ring_domain[i] >= 0:
+                self._ring_cookie[out] = self._ring_cookie[i]
+                self._ring_domain[out] = self._ring_domain[i]
+                self._ring_owner[out] = self._ring_owner[i]
+                out += 1
+        header[_HEAD] = 0
+        header[_TAIL] = out
+
+
+class _RingView:
+    """A sequence view of a ctypes array for bisect (key access without copying)."""
+
+    __slots__ = ("_a",)
+
+    def __init__(self, a: Any) -> None:
+        self._a = a
+
+    def __getitem__(self, i: int) -> int:
+        return int(self._a[i])
+
+    def __len__(self) -> int:
+        return len(self._a)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; a zombie (dead, not yet reaped) counts as dead."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel instead
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return state not in (b"Z", b"X")

@@ -1,0 +1,138 @@
+"""The code that runs inside a worker process: receive an initcall, run it, report it.
+
+Kept small and free of the parent's machinery: it imports the shared state, the messages and
+the runtime, nothing of the pool, plugins or config.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from . import _runtime
+from ._errors import format_remote
+from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, dumps, loads
+from ._shared import SharedState
+
+__all__ = ["main"]
+
+
+class WorkerRuntime(_runtime.Runtime):
+    """The runtime of a worker: new work and inline results travel to the parent by pipe."""
+
+    def __init__(self, shared: SharedState, max_pending: int, slot: int, conn: Any) -> None:
+        super().__init__(shared, max_pending, owner=slot)
+        self.slot = slot
+        self.conn = conn
+        self._send_lock = threading.Lock()
+        self._wait_lock = threading.Lock()
+
+    def send(self, message: object) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._send_lock:
+            self.conn.send_bytes(data)
+
+    def _submit(
+        self,
+        cookie: int,
+        domain: str,
+        name: str,
+        after: tuple[int, ...],
+        timeout: float | None,
+        func: bytes,
+        data: bytes,
+    ) -> None:
+        self.send(Scheduled(cookie, domain, name, after, timeout, func, data))
+
+    def _record_inline(
+        self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
+    ) -> None:
+        now = time.monotonic()
+        self.send(_done(cookie, name, ok, value, exc, now, now))
+
+    @contextmanager
+    def _wait_slot(self) -> Iterator[int]:
+        # One slot per worker: threads an initcall starts take turns to sleep on it.
+        with self._wait_lock:
+            yield self.slot
+
+    def _on_sleep(self, sleeping: bool) -> None:
+        stack = self.running()
+        cookie = stack[-1][0] if stack else 0
+        self.send(Blocked(cookie) if sleeping else Unblocked(cookie))
+
+    def is_async(self) -> bool:
+        return bool(self.running())
+
+
+def _done(
+    cookie: int,
+    name: str,
+    ok: bool,
+    value: Any,
+    exc: BaseException | None,
+    started: float,
+    ended: float,
+) -> Done:
+    pid = os.getpid()
+    if ok:
+        try:
+            return Done(cookie, name, True, dumps(value), None, None, started, ended, pid)
+        except Exception as err:
+            exc = TypeError(
+                f"the result of initcall {cookie} {name!r} cannot be sent to the parent: "
+                f"{type(err).__name__}: {err}; return picklable data"
+            )
+            exc.__cause__ = err
+    assert exc is not None
+    tb = format_remote(exc)
+    try:
+        error: bytes | None = dumps(exc)
+        loads(error)
+    except Exception:
+        error = None
+    return Done(cookie, name, False, None, error, tb, started, ended, pid)
+
+
+def main(conn: Any, shared: SharedState, slot: int, max_pending: int) -> None:
+    """The worker loop: run each :class:`Run` until :class:`Stop` or the parent goes away."""
+    # Ctrl-C reaches the whole process group; the parent decides what an interrupt means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    runtime = WorkerRuntime(shared, max_pending, slot, conn)
+    _runtime.set_process_runtime(runtime)
+    funcs: dict[bytes, Any] = {}
+    while True:
+        try:
+            message = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if isinstance(message, Stop):
+            return
+        assert isinstance(message, Run), message
+        started = time.monotonic()
+        ok, value, exc = True, None, None
+        try:
+            func = funcs.get(message.func)
+            if func is None:
+                func = loads(message.func)
+                if len(funcs) > 256:
+                    funcs.clear()
+                funcs[message.func] = func
+            data = loads(message.data)
+            with runtime.running_initcall(message.cookie, message.domain):
+                value = func(data, message.cookie)
+        except BaseException as err:
+            ok, exc = False, err
+        done = _done(message.cookie, message.name, ok, value, exc, started, time.monotonic())
+        exc = value = None
+        shared.finish([message.cookie])
+        try:
+            runtime.send(done)
+        except (EOFError, OSError):
+            return

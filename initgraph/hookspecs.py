@@ -1,0 +1,75 @@
+"""The plugin contract: every hook initgraph calls, when it calls it, and what it passes.
+
+A plugin is a module (or any object) with functions marked ``@initgraph.hookimpl`` whose names are
+those below. Hooks are called with keyword arguments, so an implementation may take any subset of
+a hook's parameters, in any order. A name starting with ``initgraph_`` that is not a hook here is
+a :class:`~initgraph.PluginError` when the plugin is loaded (a misspelling never goes unnoticed).
+
+The life of a boot, in the order the hooks run::
+
+    initgraph_plan(plan)                  parent, once, before any worker starts
+    initgraph_init(ctx)                   a worker (or the parent for where = "main"), out of order
+    initgraph_commit(ctx, result)         parent main thread, cookie order within the domain
+    initgraph_boot_finished(boot)         parent, once, after the last commit
+
+Hook wrappers (``@hookimpl(wrapper=True)``) of one plugin wrap the hook implementations of every
+plugin, as in any pluggy application: a wrapper of ``initgraph_commit`` sees every commit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ._boot import Boot, CommitContext, InitContext, Plan
+
+__all__ = ["hookimpl", "hookspec"]
+
+PROJECT = "initgraph"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def initgraph_plan(plan: Plan) -> None:
+    """See the whole plan before the boot runs: every plugin with its cookie, domain and requires.
+
+    Called once in the parent, before any worker starts. ``plan`` is read-only; raise to stop the
+    boot (the error is reported as this plugin's :class:`~initgraph.PluginError`).
+    """
+
+
+@hookspec(firstresult=True)
+def initgraph_init(ctx: InitContext) -> Any:
+    """Do the plugin's start-up work and return its result.
+
+    Runs once per boot in a worker process (or in the parent for ``where = "main"``), out of order:
+    it starts as soon as every plugin it requires has committed and a worker is free. Its return
+    value must pickle; it becomes ``ctx.results[name]`` for dependents and is passed to
+    ``initgraph_commit``.
+
+    Kernel style: call ``ctx.synchronize()`` and then ``ctx.publish(key, value)`` to publish from
+    here, in cookie order within the domain. Publishing before synchronizing raises
+    :class:`~initgraph.OrderingError`.
+    """
+
+
+@hookspec
+def initgraph_commit(ctx: CommitContext, result: Any) -> None:
+    """Publish the result of this plugin's init: parent main thread, cookie order in its domain.
+
+    ``ctx.registry`` is the boot's registry; ``ctx.publish`` adds to it. A plugin without this
+    hook has its result recorded only. Commits of one domain never interleave; a commit runs only
+    after every lower cookie of its domain has committed.
+    """
+
+
+@hookspec
+def initgraph_boot_finished(boot: Boot) -> None:
+    """See the finished boot: registry, results, failures and timings. Parent, once, at the end.
+
+    Called whether the boot succeeded or not, before :class:`~initgraph.BootError` is raised.
+    """
