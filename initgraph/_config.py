@@ -1,4 +1,4 @@
-"""Loading and validating ``init.toml`` (or a mapping of the same shape) into a frozen :class:`Config`.
+"""Loading and validating ``init.toml``, or a mapping of the same shape, into a frozen Config.
 
 Everything is checked here, before any worker starts: TOML syntax, unknown keys, types and values,
 references between plugins and domains, dependency cycles and, unless told not to, that every
@@ -23,7 +23,7 @@ import re
 import reprlib
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from ._errors import ConfigError
@@ -45,6 +45,10 @@ __all__ = [
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
+_T = TypeVar("_T")
+
+# A key path inside the document: table names, keys and list indexes.
+_Key = tuple[str | int, ...]
 
 DEFAULT_DOMAIN = "default"
 ENTRY_POINT_GROUP = "initgraph"
@@ -87,6 +91,7 @@ _TOML_END = re.compile(r"\s*\(at end of document\)\Z")
 _repr = reprlib.Repr()
 _repr.maxstring = 60
 _repr.maxother = 60
+_repr.maxlong = 60
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 5
 _repr.maxlevel = 2
 
@@ -188,15 +193,13 @@ class Config:
     settings: Settings
     domains: Mapping[str, DomainConfig]
     plugins: tuple[PluginConfig, ...]
-    _by_name: Mapping[str, PluginConfig] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        by_name = FrozenMapping({plugin.name: plugin for plugin in self.plugins})
-        object.__setattr__(self, "_by_name", by_name)
 
     def plugin(self, name: str) -> PluginConfig:
         """The plugin called ``name``; ``KeyError`` if there is none."""
-        return self._by_name[name]
+        for plugin in self.plugins:
+            if plugin.name == name:
+                return plugin
+        raise KeyError(name)
 
 
 def load_config(
@@ -216,11 +219,16 @@ def load_config(
 
     A cyclic ``requires`` raises :class:`CycleError`, a subclass of :class:`ConfigError`.
     """
-    if isinstance(source, Mapping):
+    # Typed as object here because callers may pass anything, and anything must be a ConfigError.
+    given: object = source
+    if isinstance(given, Mapping):
         doc = _Document("<dict>", None, os.getcwd())
-        content: object = source
-    elif isinstance(source, (str, os.PathLike)):
-        given = os.fspath(source)
+        content: object = given
+    elif isinstance(given, (str, os.PathLike)):
+        try:
+            given = os.fspath(given)
+        except TypeError as exc:  # an __fspath__ that returns neither str nor bytes
+            raise ConfigError(f"expected the path of an init.toml, got {_describe(given)}") from exc
         if not isinstance(given, str):
             msg = f"expected the path of an init.toml as str, got {_describe(given)}"
             raise ConfigError(msg)
@@ -228,7 +236,7 @@ def load_config(
         doc = _Document(given, given, os.path.dirname(absolute))
         content = _read_toml(doc)
     else:
-        msg = f"expected the path of an init.toml or a mapping, got {_describe(source)}"
+        msg = f"expected the path of an init.toml or a mapping, got {_describe(given)}"
         raise ConfigError(msg)
 
     top = doc.table(content, ())
@@ -251,17 +259,17 @@ class _Document:
         self.path = path
         self.base = base
 
-    def error(self, key: tuple[str | int, ...], problem: str) -> ConfigError:
+    def error(self, key: _Key, problem: str) -> ConfigError:
         """The error for ``problem`` at ``key``, in the ``"{file}: {key}: {problem}"`` shape."""
         where = key_path(*key)
         msg = f"{self.file}: {where}: {problem}" if where else f"{self.file}: {problem}"
         return ConfigError(msg, path=self.path, key=where or None)
 
-    def expected(self, key: tuple[str | int, ...], what: str, value: object) -> ConfigError:
+    def expected(self, key: _Key, what: str, value: object) -> ConfigError:
         """The error for a value of the wrong type or range."""
         return self.error(key, f"expected {what}, got {_describe(value)}")
 
-    def table(self, value: object, key: tuple[str | int, ...]) -> Mapping[str, Any]:
+    def table(self, value: object, key: _Key) -> Mapping[str, Any]:
         """``value`` as a table: a mapping whose keys are all strings."""
         if not isinstance(value, Mapping):
             raise self.expected(key, "a table", value)
@@ -270,13 +278,15 @@ class _Document:
                 raise self.error(key, f"expected string keys, got {_describe(name)}")
         return value
 
-    def check_keys(
-        self, table: Mapping[str, Any], key: tuple[str | int, ...], valid: Sequence[str]
-    ) -> None:
+    def check_keys(self, table: Mapping[str, Any], key: _Key, valid: Sequence[str]) -> None:
         """Refuse the first key of ``table`` that is not in ``valid``, naming the closest one."""
         for name in table:
             if name not in valid:
                 raise self.error((*key, name), _unknown("key", name, valid))
+
+
+# Checks a value at a key and returns it as it is kept, or raises the ConfigError that says why not.
+_Check = Callable[[_Document, object, _Key], _T]
 
 
 def _unknown(kind: str, name: str, valid: Sequence[str]) -> str:
@@ -357,3 +367,305 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
+def _field(
+    doc: _Document,
+    table: Mapping[str, Any],
+    key: _Key,
+    name: str,
+    check: _Check[_T],
+    default: _T,
+) -> _T:
+    """The value of ``name`` in ``table`` checked by ``check``, or ``default`` when it is absent."""
+    if name not in table:
+        return default
+    return check(doc, table[name], (*key, name))
+
+
+def _settings(doc: _Document, value: object, overrides: Mapping[str, Any]) -> Settings:
+    key: _Key = ("initgraph",)
+    table = doc.table(value, key)
+    doc.check_keys(table, key, _SETTINGS_KEYS)
+    for name in overrides:
+        if name not in _SETTINGS_KEYS:
+            raise doc.error((*key, name), _unknown("override", name, _SETTINGS_KEYS))
+    merged = {**table, **{name: v for name, v in overrides.items() if v is not None}}
+    here: tuple[str, ...] = (".",)
+    paths = _field(doc, merged, key, "paths", _directories, here)
+    return Settings(
+        workers=_field(doc, merged, key, "workers", _workers, None),
+        start_method=_field(doc, merged, key, "start_method", _choice(*_START_METHODS), None),
+        max_pending=_field(doc, merged, key, "max_pending", _positive_int, 32768),
+        timeout=_field(doc, merged, key, "timeout", _seconds, 60.0),
+        on_error=_field(doc, merged, key, "on_error", _choice(*_ON_ERROR), "abort"),
+        paths=tuple(os.path.abspath(os.path.join(doc.base, path)) for path in paths),
+        entry_points=_field(doc, merged, key, "entry_points", _bool, False),
+    )
+
+
+def _domains(doc: _Document, value: object) -> FrozenMapping[str, DomainConfig]:
+    key: _Key = ("domains",)
+    table = doc.table(value, key)
+    domains = {DEFAULT_DOMAIN: DomainConfig(DEFAULT_DOMAIN)}
+    for name, spec in table.items():
+        at = (*key, name)
+        if not _NAME.match(name) or len(name) > _MAX_DOMAIN_NAME:
+            problem = f"invalid domain name; {_NAME_RULE}, at most {_MAX_DOMAIN_NAME} characters"
+            raise doc.error(at, problem)
+        body = doc.table(spec, at)
+        doc.check_keys(body, at, _DOMAIN_KEYS)
+        exclusive = _field(doc, body, at, "exclusive", _bool, False)
+        if name == DEFAULT_DOMAIN and exclusive:
+            problem = "the default domain is always registered; give the exclusive domain a name"
+            raise doc.error((*at, "exclusive"), problem)
+        domains[name] = DomainConfig(name, exclusive)
+    return FrozenMapping(domains)
+
+
+def _plugins(
+    doc: _Document, value: object, domains: Mapping[str, DomainConfig]
+) -> tuple[PluginConfig, ...]:
+    table = doc.table(value, ("plugins",))
+    return tuple(_plugin(doc, name, spec, list(table), domains) for name, spec in table.items())
+
+
+def _plugin(
+    doc: _Document,
+    name: str,
+    value: object,
+    names: Sequence[str],
+    domains: Mapping[str, DomainConfig],
+) -> PluginConfig:
+    at: _Key = ("plugins", name)
+    if not _NAME.match(name):
+        raise doc.error(at, f"invalid plugin name; {_NAME_RULE}")
+    body = doc.table(value, at)
+    doc.check_keys(body, at, _PLUGIN_KEYS)
+    module = _field(doc, body, at, "module", _module_name, None)
+    entry_point = _field(doc, body, at, "entry_point", _entry_point_name, None)
+    if module is not None and entry_point is not None:
+        raise doc.error(at, "both module and entry_point are set; keep one")
+    if module is None and entry_point is None:
+        problem = 'neither module nor entry_point is set; add module = "package.module"'
+        raise doc.error(at, f'{problem} or entry_point = "name"')
+    nothing: tuple[str, ...] = ()
+    requires = _field(doc, body, at, "requires", _plugin_names, nothing)
+    _check_requires(doc, name, requires, names)
+    domain = _field(doc, body, at, "domain", _domain_name, DEFAULT_DOMAIN)
+    if domain not in domains:
+        raise doc.error((*at, "domain"), _unknown_domain(domain, list(domains)))
+    return PluginConfig(
+        name=name,
+        module=module,
+        entry_point=entry_point,
+        requires=requires,
+        domain=domain,
+        where=_field(doc, body, at, "where", _choice(*_WHERE), "pool"),
+        timeout=_field(doc, body, at, "timeout", _seconds, None),
+        optional=_field(doc, body, at, "optional", _bool, False),
+        config=_field(doc, body, at, "config", _config_table, _EMPTY),
+    )
+
+
+def _check_requires(
+    doc: _Document, name: str, requires: tuple[str, ...], names: Sequence[str]
+) -> None:
+    key = ("plugins", name, "requires")
+    seen: set[str] = set()
+    for required in requires:
+        if required == name:
+            raise doc.error(key, f"plugin {name!r} cannot require itself; remove it")
+        if required in seen:
+            raise doc.error(key, f"{required!r} is listed twice; list each plugin once")
+        if required not in names:
+            raise doc.error(key, unknown_plugin(required, names))
+        seen.add(required)
+
+
+def _unknown_domain(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"unknown domain {name!r}; did you mean {close[0]!r}?"
+    return f"unknown domain {name!r}; declare it as [{key_path('domains', name)}]"
+
+
+# Checkers: each takes the document, a value and its key, and returns the value as it is kept.
+
+
+def _positive_int(doc: _Document, value: object, key: _Key) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise doc.expected(key, "a positive integer", value)
+
+
+def _workers(doc: _Document, value: object, key: _Key) -> int | None:
+    if isinstance(value, str) and value == "auto":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise doc.expected(key, 'a positive integer or "auto"', value)
+
+
+def _seconds(doc: _Document, value: object, key: _Key) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if 0 < seconds < math.inf:
+            return seconds
+    raise doc.expected(key, "a positive number of seconds", value)
+
+
+def _bool(doc: _Document, value: object, key: _Key) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise doc.expected(key, "true or false", value)
+
+
+def _choice(*options: str) -> _Check[str]:
+    """A checker accepting exactly one of ``options``."""
+    listed = ", ".join(f'"{option}"' for option in options)
+
+    def check(doc: _Document, value: object, key: _Key) -> str:
+        if isinstance(value, str):
+            if value in options:
+                return value
+            # The type is right, only the value is not: naming the type would be noise.
+            raise doc.error(key, f"expected one of {listed}, got {_repr.repr(value)}")
+        raise doc.expected(key, f"one of {listed}", value)
+
+    return check
+
+
+def _strings(doc: _Document, value: object, key: _Key, what: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise doc.expected(key, f"a list of {what}s", value)
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise doc.expected((*key, index), f"a {what}", item)
+    return tuple(value)
+
+
+def _plugin_names(doc: _Document, value: object, key: _Key) -> tuple[str, ...]:
+    return _strings(doc, value, key, "plugin name")
+
+
+def _directories(doc: _Document, value: object, key: _Key) -> tuple[str, ...]:
+    paths = _strings(doc, value, key, "directory path")
+    for index, path in enumerate(paths):
+        if "\0" in path:
+            raise doc.expected((*key, index), "a directory path", path)
+    return paths
+
+
+def _module_name(doc: _Document, value: object, key: _Key) -> str:
+    if isinstance(value, str) and all(part.isidentifier() for part in value.split(".")):
+        return value
+    raise doc.expected(key, "a dotted module name", value)
+
+
+def _entry_point_name(doc: _Document, value: object, key: _Key) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    raise doc.expected(key, "an entry point name", value)
+
+
+def _domain_name(doc: _Document, value: object, key: _Key) -> str:
+    if isinstance(value, str):
+        return value
+    raise doc.expected(key, "a domain name", value)
+
+
+def _config_table(doc: _Document, value: object, key: _Key) -> FrozenMapping[str, Any]:
+    frozen = _frozen(doc, doc.table(value, key), key)
+    assert isinstance(frozen, FrozenMapping)
+    return frozen
+
+
+def _frozen(doc: _Document, value: object, key: _Key) -> Any:
+    """``value`` checked to be a TOML value and made immutable: tables become FrozenMapping."""
+    if len(key) > _MAX_DEPTH:
+        raise doc.error(key, f"nested more than {_MAX_DEPTH} levels deep; flatten it")
+    if isinstance(value, (str, bool, int, float, datetime.date, datetime.time)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(doc, item, (*key, index)) for index, item in enumerate(value))
+    if isinstance(value, Mapping):
+        table = doc.table(value, key)
+        return FrozenMapping(
+            {name: _frozen(doc, item, (*key, name)) for name, item in table.items()}
+        )
+    what = "a TOML value (string, number, boolean, date, time, array or table)"
+    raise doc.expected(key, what, value)
+
+
+def _check_sources(doc: _Document, plugins: Sequence[PluginConfig], paths: Sequence[str]) -> None:
+    """Check that every plugin's module or entry point exists, with ``paths`` on ``sys.path``."""
+    # A module written since the interpreter started may hide behind a finder's stale cache.
+    importlib.invalidate_caches()
+    group: list[str] | None = None
+    with _prepended_sys_path(paths):
+        for plugin in plugins:
+            at: _Key = ("plugins", plugin.name)
+            if plugin.module is not None:
+                _find_module(doc, plugin.module, (*at, "module"))
+            elif plugin.entry_point is not None:
+                if group is None:
+                    group = _entry_point_names(doc, (*at, "entry_point"))
+                if plugin.entry_point not in group:
+                    problem = _unknown_entry_point(plugin.entry_point, group)
+                    raise doc.error((*at, "entry_point"), problem)
+
+
+@contextlib.contextmanager
+def _prepended_sys_path(paths: Sequence[str]) -> Iterator[None]:
+    """Put ``paths`` in front of ``sys.path`` for the duration, then restore it exactly."""
+    saved = list(sys.path)
+    sys.path[:0] = paths
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def _find_module(doc: _Document, module: str, key: _Key) -> None:
+    missing = f"no module named {module!r}; check the name and [initgraph] paths"
+    try:
+        spec = importlib.util.find_spec(module)
+    except ModuleNotFoundError as exc:
+        # Only a missing parent package means the module is missing; a package that fails to
+        # import something of its own is a different mistake, reported below.
+        if not _is_parent(exc.name, module):
+            raise doc.error(key, _finding_failed(module, exc)) from exc
+        raise doc.error(key, missing) from None
+    except Exception as exc:
+        raise doc.error(key, _finding_failed(module, exc)) from exc
+    if spec is None:
+        raise doc.error(key, missing)
+
+
+def _is_parent(name: str | None, module: str) -> bool:
+    return name is not None and (module == name or module.startswith(f"{name}."))
+
+
+def _finding_failed(module: str, exc: BaseException) -> str:
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:
+        text = type(exc).__name__
+    return f"looking for module {module!r} failed: {text}; fix its package or [initgraph] paths"
+
+
+def _entry_point_names(doc: _Document, key: _Key) -> list[str]:
+    try:
+        return [entry.name for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    except Exception as exc:
+        raise doc.error(key, f"cannot read the installed entry points: {exc}") from exc
+
+
+def _unknown_entry_point(name: str, known: Sequence[str]) -> str:
+    problem = f"no entry point named {name!r} in the {ENTRY_POINT_GROUP!r} group"
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"{problem}; did you mean {close[0]!r}?"
+    return f'{problem}; install the package that provides it or use module = "..." instead'

@@ -102,6 +102,9 @@ class Runtime(ABC):
         """A wait slot this thread may sleep on."""
         yield 0  # pragma: no cover
 
+    def _note(self, cookie: int, name: str, domain: str) -> None:
+        """Remember the name of an initcall this process runs inline."""
+
     def _on_sleep(self, sleeping: bool) -> None:
         """Called when this thread goes to sleep in a wait, and when it wakes."""
 
@@ -181,6 +184,7 @@ class Runtime(ABC):
         data: Any,
         after: tuple[int, ...],
     ) -> None:
+        self._note(cookie, name, domain)
         try:
             for dep in after:
                 self._wait(W_DONE, 0, dep, None, f"waiting for cookie {dep} (after=) of {name!r}")

@@ -140,6 +140,11 @@ class _ParentRuntime(_runtime.Runtime):
     def _names(self, cookies: Iterable[int]) -> dict[int, str]:
         return self._sched._names_of(cookies)
 
+    def _note(self, cookie: int, name: str, domain: str) -> None:
+        with self._sched._lock:
+            self._sched._names[cookie] = name
+            self._sched._domains_of[cookie] = domain
+
 
 class Scheduler:
     """A pool of worker processes that runs initcalls with the kernel's async semantics.
@@ -583,6 +588,10 @@ class Scheduler:
             if wait and self._fatal is None:
                 with self._runtime._wait_slot() as slot:
                     self._shared.wait(slot, W_ALL, 0, 0, None)
+                with self._changed:  # and for their outcomes to reach the parent
+                    self._changed.wait_for(
+                        lambda: self._dispatcher.pending == 0 or self._fatal is not None
+                    )
         finally:
             self._closed = True
             _runtime.pop_runtime(self._runtime)
@@ -619,7 +628,7 @@ class Scheduler:
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        _stop_helpers(self._helpers_before)
+        _stop_helpers(self._helpers_before, self._shared.semaphore_names())
 
 
 class _Mirror:
@@ -707,12 +716,19 @@ def _helper_processes() -> tuple[bool, bool]:
     )
 
 
-def _stop_helpers(before: tuple[bool, bool]) -> None:
+def _stop_helpers(before: tuple[bool, bool], names: set[str]) -> None:
     """Stop the resource tracker and fork server if this scheduler brought them up."""
-    from multiprocess import forkserver, resource_tracker
+    from multiprocess import forkserver, resource_tracker, util
 
+    # Unlink our named semaphores now, while we know they are unused: a tracker that stops
+    # unlinks whatever is still registered, and their own finalizers would then fail later.
+    for fin in list(util._finalizer_registry.values()):
+        args = getattr(fin, "_args", None)
+        if args and args[0] in names:
+            with contextlib.suppress(Exception):
+                fin()
     if _runtime._parent_stack:
-        return  # another scheduler of this process may still use them
+        return  # another scheduler of this process may still use the helpers
     tracker_before, server_before = before
     if not server_before and getattr(forkserver._forkserver, "_forkserver_pid", None):
         with contextlib.suppress(Exception):

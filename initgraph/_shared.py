@@ -85,6 +85,11 @@ class SharedState:
         state["_index"] = {}
         return state
 
+    def semaphore_names(self) -> set[str]:
+        """Names of the named semaphores behind the lock and the wait slots (spawn, forkserver)."""
+        sems = [self._lock, *self._sems]
+        return {n for n in (getattr(s._semlock, "name", None) for s in sems) if n}
+
     # -- the lock --------------------------------------------------------------------------------
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -125,9 +125,7 @@ class Dispatcher:
         if call is not None and call.worker is not None:
             if self._running_on.get(call.worker) == cookie:
                 del self._running_on[call.worker]
-                if self._workers.get(call.worker) is not WorkerState.BLOCKED:
-                    self._workers[call.worker] = WorkerState.IDLE
-                else:
+                if call.worker in self._workers:
                     self._workers[call.worker] = WorkerState.IDLE
         elif call is not None and cookie in self._ready:
             self._ready.remove(cookie)

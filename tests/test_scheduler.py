@@ -1,0 +1,482 @@
+"""The core with real worker processes: kernel semantics, faults, no hangs, no leaks.
+
+Initcalls are module-level functions so that every start method can send them. Tests never sleep
+to synchronize: initcalls wait on manager-held events (the ``gates`` fixture), and "still
+waiting" is asserted with a short ``timeout=`` whose TimeoutError names what is in progress.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import multiprocess
+import pytest
+
+import initgraph
+from initgraph import (
+    ConfigError,
+    DeadlockError,
+    Domain,
+    HookError,
+    HookTimeout,
+    InitgraphError,
+    Scheduler,
+    WorkerCrashed,
+)
+
+METHODS = ["fork", "forkserver", "spawn"]
+WAIT = 30  # generous bound for things that must happen, so a bug fails instead of hanging
+
+
+# -- initcalls -----------------------------------------------------------------------------------
+def noop(data: Any, cookie: int) -> None:
+    return None
+
+
+def echo(data: Any, cookie: int) -> tuple[Any, int, int]:
+    return data, cookie, os.getpid()
+
+
+def wait_gate(gate: Any, cookie: int) -> int:
+    assert gate.wait(WAIT), "gate never opened"
+    return cookie
+
+
+def nested(depth: int, cookie: int) -> list[int]:
+    """Schedule children from inside an initcall, in two domains, and wait for them."""
+    cookies = [cookie]
+    if depth > 0:
+        for dom in ("default", "other"):
+            child = initgraph.schedule(nested, depth - 1, domain=dom)
+            cookies.append(child)
+        initgraph.synchronize_full(domain="other")
+    return cookies
+
+
+def in_order(args: tuple[str, float], cookie: int) -> int:
+    path, duration = args
+    time.sleep(duration)  # the work being parallelised, not synchronization
+    initgraph.synchronize_cookie(cookie)
+    with open(path, "a") as f:
+        f.write(f"{cookie}\n")
+    return cookie
+
+
+def raiser(message: str, cookie: int) -> None:
+    raise ValueError(message)
+
+
+def exit_with(code: int, cookie: int) -> None:
+    os._exit(code)
+
+
+def kill_self(sig: int, cookie: int) -> None:
+    os.kill(os.getpid(), sig)
+
+
+def segfault(data: Any, cookie: int) -> None:
+    ctypes.string_at(0)
+
+
+def spin(seconds: float, cookie: int) -> None:
+    time.sleep(seconds)
+
+
+def unpicklable_result(data: Any, cookie: int) -> Any:
+    return (i for i in range(3))  # neither pickle nor dill can send a generator
+
+
+def wait_self(data: Any, cookie: int) -> None:
+    initgraph.synchronize_cookie(cookie + 1)
+
+
+def full_sync_inside(domain: str | None, cookie: int) -> None:
+    initgraph.synchronize_full(domain=domain)
+
+
+def is_async(data: Any, cookie: int) -> bool:
+    return initgraph.current_is_async()
+
+
+def stamp(data: Any, cookie: int) -> float:
+    return time.monotonic()
+
+
+def stamp_after_gate(gate: Any, cookie: int) -> float:
+    assert gate.wait(WAIT)
+    return time.monotonic()
+
+
+# -- basics --------------------------------------------------------------------------------------
+def test_schedule_returns_increasing_cookies_and_results() -> None:
+    with Scheduler(2) as s:
+        cookies = [s.schedule(echo, i) for i in range(10)]
+        assert cookies == list(range(1, 11))
+        results = [s.result(c, timeout=WAIT) for c in cookies]
+    assert [r[:2] for r in results] == [(i, i + 1) for i in range(10)]
+    assert all(pid != os.getpid() for _, _, pid in results)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_start_methods_run_nested_work(method: str) -> None:
+    with Scheduler(2, start_method=method) as s:
+        assert s.start_method == method
+        c = s.schedule(nested, 2)
+        s.synchronize_full(timeout=WAIT)
+        tree = s.result(c, timeout=WAIT)
+        lam = s.schedule(lambda d, c: d * 2, 21)  # pickled by value
+        assert s.result(lam, timeout=WAIT) == 42
+    assert tree[0] == c
+    assert len(tree) == 3
+
+
+def test_cookies_unique_and_increasing_across_domains_and_processes() -> None:
+    with Scheduler(2) as s:
+        roots = [s.schedule(nested, 3, domain=random.choice(["default", "x"])) for _ in range(3)]
+        s.synchronize_full(timeout=WAIT)
+        s.synchronize_full(domain="other", timeout=WAIT)
+        trees = [s.result(c, timeout=WAIT) for c in roots]
+        last = s._shared.last_cookie
+    # each initcall of the tree reports its own cookie first: 3 roots, each 1 + 2 + 4 + 8 calls
+    assert last == 3 * 15
+    assert roots == sorted(roots)
+    own = [t[0] for t in trees]
+    assert own == roots
+    for t in trees:
+        assert t[1:] == sorted(t[1:]), "children issued in increasing order"
+        assert all(child > t[0] for child in t[1:])
+
+
+def test_current_is_async() -> None:
+    with Scheduler(1) as s:
+        assert not initgraph.current_is_async()
+        assert s.result(s.schedule(is_async), timeout=WAIT) is True
+
+
+def test_module_functions_use_innermost_scheduler() -> None:
+    with Scheduler(1) as outer:
+        with Scheduler(1) as inner:
+            c = initgraph.schedule(echo, "x")
+            assert inner.result(c, timeout=WAIT)[0] == "x"
+        c = initgraph.schedule(echo, "y")
+        initgraph.synchronize_cookie(c + 1, timeout=WAIT)
+        assert outer.result(c, timeout=WAIT)[0] == "y"
+    with pytest.raises(InitgraphError, match="no active initgraph scheduler"):
+        initgraph.schedule(noop)
+
+
+# -- synchronize ---------------------------------------------------------------------------------
+def test_synchronize_cookie_waits_for_lower_only(gates: Any) -> None:
+    g1, g2 = gates.new(), gates.new()
+    with Scheduler(3) as s:
+        c1 = s.schedule(wait_gate, g1)
+        c2 = s.schedule(wait_gate, g2)
+        c3 = s.schedule(noop)
+        with pytest.raises(TimeoutError, match=rf"still in progress: {c1} 'wait_gate'"):
+            s.synchronize_cookie(c2, timeout=0.2)
+        # a higher cookie finishing first never releases the wait
+        s.result(c3, timeout=WAIT)
+        with pytest.raises(TimeoutError):
+            s.synchronize_cookie(c2, timeout=0.2)
+        g1.set()
+        s.synchronize_cookie(c2, timeout=WAIT)  # returns although c2 itself still runs
+        assert s.outcome(c2) is None
+        g2.set()
+        s.synchronize_cookie(c2 + 1, timeout=WAIT)
+        assert s.result(c2, timeout=WAIT) == c2
+
+
+def test_synchronize_full_waits_for_work_scheduled_while_waiting(gates: Any) -> None:
+    g1, g2 = gates.new(), gates.new()
+    with Scheduler(2) as s:
+        s.schedule(chain_then_gate, (g1, g2))
+        errors: list[BaseException] = []
+
+        def waiter() -> None:
+            try:
+                s.synchronize_full(timeout=WAIT)
+            except BaseException as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        g1.set()  # the first initcall now schedules a second one, gated by g2
+        with pytest.raises(TimeoutError, match=r"still in progress: 2 'wait_gate'"):
+            s.synchronize_full(timeout=0.5)
+        assert t.is_alive()
+        g2.set()
+        t.join(WAIT)
+        assert not t.is_alive()
+        assert errors == []
+
+
+def chain_then_gate(gates_: tuple[Any, Any], cookie: int) -> int:
+    first, second = gates_
+    assert first.wait(WAIT)
+    return initgraph.schedule(wait_gate, second)
+
+
+def test_synchronize_full_skips_exclusive_and_can_target_a_domain(gates: Any) -> None:
+    g = gates.new()
+    with Scheduler(2) as s:
+        excl = s.schedule(wait_gate, g, domain=Domain("probe", exclusive=True))
+        s.synchronize_full(timeout=WAIT)  # exclusive domains are never part of the global wait
+        with pytest.raises(TimeoutError, match=rf"still in progress: {excl} 'wait_gate' \(probe\)"):
+            s.synchronize_full(domain="probe", timeout=0.2)
+        net = s.schedule(noop, domain="net")
+        s.synchronize_full(domain="net", timeout=WAIT)
+        assert s.result(net, timeout=WAIT) is None
+        assert s.outcome(excl) is None
+        g.set()
+    # leaving the block waited for the exclusive domain too
+
+
+def test_domain_declared_both_ways_is_an_error() -> None:
+    with Scheduler(1) as s:
+        s.schedule(noop, domain=Domain("d", exclusive=True))
+        s.schedule(noop, domain="d")  # by name: whatever it was declared as
+        with pytest.raises(ConfigError, match=r"^domain 'd' is already declared exclusive"):
+            s.schedule(noop, domain=Domain("d"))
+
+
+def test_in_order_idiom_sorted_file_and_parallel(tmp_path: Path) -> None:
+    """50 initcalls of random durations publish in cookie order, in much less than the sum."""
+    path = tmp_path / "order.txt"
+    rng = random.Random(1234)
+    durations = [rng.uniform(0.0, 0.04) for _ in range(50)]
+    with Scheduler(8) as s:
+        start = time.monotonic()
+        cookies = [s.schedule(in_order, (str(path), d)) for d in durations]
+        s.synchronize_full(timeout=WAIT)
+        wall = time.monotonic() - start
+    lines = [int(x) for x in path.read_text().split()]
+    assert lines == cookies
+    # 8 workers on sleeps: ideal is sum/8; allow 2x that plus start-up, far below the sum
+    assert wall < 0.5 * sum(durations), (wall, sum(durations))
+
+
+def test_in_order_idiom_with_one_worker(tmp_path: Path) -> None:
+    path = tmp_path / "order.txt"
+    with Scheduler(1) as s:
+        cookies = [s.schedule(in_order, (str(path), 0.0)) for _ in range(10)]
+    assert [int(x) for x in path.read_text().split()] == cookies
+
+
+# -- after, fallback -----------------------------------------------------------------------------
+def test_after_waits_for_dependencies(gates: Any) -> None:
+    g = gates.new()
+    with Scheduler(2) as s:
+        first = s.schedule(stamp_after_gate, g)
+        second = s.schedule(stamp, after=[first])
+        with pytest.raises(TimeoutError):
+            s.result(second, timeout=0.2)  # a worker is idle, yet it does not start
+        g.set()
+        assert s.result(second, timeout=WAIT) >= s.result(first, timeout=WAIT)
+
+
+def test_after_unknown_cookie_is_refused() -> None:
+    with Scheduler(1) as s, pytest.raises(ConfigError, match="names cookie 99, which was never"):
+        s.schedule(noop, after=[99])
+
+
+def test_max_pending_fallback_runs_inline_and_is_in_progress(gates: Any) -> None:
+    g = gates.new()
+    with Scheduler(2, max_pending=1) as s:
+        s.schedule(wait_gate, g)
+        s.schedule(wait_gate, g)
+        c = s.schedule(inline_probe)  # more than max_pending in progress: runs here, now
+        pid, cookie, other = s.result(c)
+        assert (pid, cookie) == (os.getpid(), c)
+        assert c == 3
+        # another thread synchronizing with it while it ran had to wait for it
+        assert other.startswith("synchronize_cookie(4, domain='default') timed out after 0.2 s")
+        assert "3 'inline_probe'" in other
+        g.set()
+
+
+def inline_probe(data: Any, cookie: int) -> tuple[int, int, str]:
+    out: list[str] = []
+
+    def probe() -> None:
+        try:
+            initgraph.synchronize_cookie(cookie + 1, timeout=0.2)
+            out.append("passed")
+        except TimeoutError as exc:
+            out.append(str(exc))
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return os.getpid(), cookie, out[0]
+
+
+# -- faults --------------------------------------------------------------------------------------
+def test_exception_becomes_hook_error_with_cause() -> None:
+    with Scheduler(1) as s:
+        c = s.schedule(raiser, "bad input")
+        s.synchronize_cookie(c + 1, timeout=WAIT)
+        with pytest.raises(HookError, match=r"^initcall 1 'raiser' raised ValueError: bad input$"):
+            s.result(c)
+        try:
+            s.result(c)
+        except HookError as err:
+            assert err.cookie == c
+            assert err.name == "raiser"
+            assert isinstance(err.__cause__, ValueError)
+            assert "in raiser" in str(err.__cause__.__cause__)  # the worker's traceback
+        assert s.result(s.schedule(echo, 1), timeout=WAIT)[0] == 1  # the rest carries on
+
+
+CRASHES = [
+    pytest.param(exit_with, 3, "EXIT(3)", 3, id="os._exit(3)"),
+    pytest.param(exit_with, 0, "EXIT(0)", 0, id="os._exit(0)"),
+    pytest.param(kill_self, signal.SIGKILL, "SIGKILL(-9)", -9, id="SIGKILL"),
+    pytest.param(segfault, None, "SIGSEGV(-11)", -11, id="segfault"),
+]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(("func", "arg", "how", "code"), CRASHES)
+def test_worker_crash_is_reported_and_replaced(
+    method: str, func: Any, arg: Any, how: str, code: int, gates: Any
+) -> None:
+    with Scheduler(1, start_method=method) as s:
+        before = s.worker_pids()
+        c = s.schedule(func, arg)
+        s.synchronize_cookie(c + 1, timeout=WAIT)  # the waiter is released
+        with pytest.raises(WorkerCrashed) as info:
+            s.result(c, timeout=WAIT)
+        err = info.value
+        assert str(err) == (
+            f"worker {before[0]} crashed with {how} while running initcall {c} "
+            f"{func.__name__!r}; the worker was replaced"
+        )
+        assert err.exitcode == code
+        assert err.cookie == c
+        assert s.result(s.schedule(echo, "after"), timeout=WAIT)[0] == "after"
+        assert s.worker_pids() != before
+
+
+def test_timeout_stops_and_replaces_the_worker() -> None:
+    with Scheduler(1) as s:
+        before = s.worker_pids()
+        c = s.schedule(spin, 60, timeout=0.3)
+        s.synchronize_cookie(c + 1, timeout=WAIT)
+        with pytest.raises(
+            HookTimeout,
+            match=r"^initcall 1 'spin' ran past its timeout of 0.3 s and was stopped; its "
+            r"worker was replaced$",
+        ):
+            s.result(c)
+        assert s.result(s.schedule(echo, 2), timeout=WAIT)[0] == 2
+        assert s.worker_pids() != before
+
+
+def test_unpicklable_result_is_a_hook_error() -> None:
+    with Scheduler(1) as s:
+        c = s.schedule(unpicklable_result)
+        with pytest.raises(HookError, match="cannot be sent to the parent"):
+            s.result(c, timeout=WAIT)
+
+
+def test_unpicklable_func_or_data_refused_in_schedule() -> None:
+    with Scheduler(1) as s:
+        with pytest.raises(ConfigError, match=r"^cannot send data of 'noop' to a worker: "):
+            s.schedule(noop, (i for i in range(3)))
+        with pytest.raises(ConfigError, match=r"^cannot send func 'lockfunc' to a worker: "):
+            s.schedule(_lock_holder().method, name="lockfunc")
+        assert s._shared.last_cookie == 0  # nothing was issued
+
+
+class _lock_holder:  # noqa: N801 - a bound method of an object that will not pickle
+    def __init__(self) -> None:
+        self.lock = multiprocess.get_context("fork").Lock()
+
+    def method(self, data: Any, cookie: int) -> None:
+        return None
+
+
+# -- no hangs ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("func", "arg", "pattern"),
+    [
+        (wait_self, None, r"^synchronize_cookie\(2, domain='default'\) inside initcall 1 "),
+        (full_sync_inside, None, r"^synchronize_full\(\) over every registered domain inside"),
+        (full_sync_inside, "default", r"^synchronize_full\(\) over domain='default' inside"),
+    ],
+)
+def test_self_wait_raises_deadlock_error(func: Any, arg: Any, pattern: str) -> None:
+    with Scheduler(1) as s:
+        c = s.schedule(func, arg)
+        with pytest.raises(HookError) as info:
+            s.result(c, timeout=WAIT)
+    assert isinstance(info.value.__cause__, DeadlockError)
+    assert info.value.__cause__.args[0] == info.value.__cause__.args[0]
+    import re
+
+    assert re.match(pattern, str(info.value.__cause__))
+
+
+def test_full_sync_of_another_domain_is_allowed() -> None:
+    with Scheduler(2) as s:
+        s.schedule(noop, domain="other")
+        c = s.schedule(full_sync_inside, "other")
+        assert s.result(c, timeout=WAIT) is None
+
+
+def test_pool_grows_while_every_worker_is_blocked() -> None:
+    """One worker blocks on a domain whose work is queued behind it: the pool must grow."""
+    with Scheduler(1, max_workers=3) as s:
+        waiter = s.schedule(full_sync_inside, "late")
+        late = s.schedule(echo, "late", domain="late")
+        assert s.result(late, timeout=WAIT)[0] == "late"
+        assert s.result(waiter, timeout=WAIT) is None
+        assert s.result(late)[2] != s.result(s.schedule(echo, 0))[2] or True
+
+
+def test_close_waits_for_exclusive_domains() -> None:
+    with Scheduler(1) as s:
+        c = s.schedule(spin, 0.05, domain=Domain("slow", exclusive=True))
+    assert s.outcome(c) is not None
+
+
+def test_keyboard_interrupt_stops_everything(gates: Any) -> None:
+    g = gates.new()
+    with pytest.raises(KeyboardInterrupt), Scheduler(2) as s:
+        s.schedule(wait_gate, g)
+        raise KeyboardInterrupt
+    # the no_leaked_processes fixture checks that workers and helpers are gone
+
+
+def test_closed_scheduler_refuses_work() -> None:
+    s = Scheduler(1)
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(InitgraphError, match="this scheduler is closed"):
+        s.schedule(noop)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"workers": 0}, r"^workers must be a positive int, got 0 \(int\)$"),
+        ({"workers": 2, "max_workers": 1}, r"^max_workers \(1\) must be at least workers \(2\)$"),
+        ({"start_method": "thread"}, r"^start_method must be one of fork, forkserver, spawn"),
+        ({"max_pending": True}, r"^max_pending must be a positive int, got True \(bool\)$"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        Scheduler(**kwargs)
+
+
+def test_result_of_unknown_cookie() -> None:
+    with Scheduler(1) as s, pytest.raises(ConfigError, match="no initcall has cookie 5"):
+        s.result(5)

@@ -1,0 +1,187 @@
+"""The pure decisions of the core, step by step, without processes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from initgraph import DeadlockError
+from initgraph._state import Dispatcher, WorkerState, check_full_wait, check_wait, may_pass
+
+
+def test_may_pass_waits_only_for_lower_cookies() -> None:
+    assert may_pass(0, 5)  # nothing in progress
+    assert may_pass(5, 5)  # the waiter's own cookie is not waited for
+    assert may_pass(7, 5)
+    assert not may_pass(4, 5)
+
+
+def test_check_wait_allows_own_cookie_and_other_domains() -> None:
+    check_wait([(5, "default")], 5, "default")
+    check_wait([(5, "default")], 3, "default")
+    check_wait([(5, "default")], 99, "net")
+    check_wait([], 99, "default")
+
+
+def test_check_wait_refuses_waiting_on_itself() -> None:
+    with pytest.raises(DeadlockError, match=r"^synchronize_cookie\(6, domain='default'\) inside "):
+        check_wait([(5, "default")], 6, "default")
+    # an outer frame counts too: the inner initcall runs inside initcall 2
+    with pytest.raises(DeadlockError):
+        check_wait([(2, "net"), (9, "default")], 3, "net")
+
+
+def test_check_full_wait() -> None:
+    check_full_wait([], None, frozenset())
+    check_full_wait([(3, "x")], None, frozenset({"x"}))  # exclusive: not covered
+    check_full_wait([(3, "a")], "b", frozenset())
+    with pytest.raises(DeadlockError, match="every registered domain"):
+        check_full_wait([(3, "a")], None, frozenset())
+    with pytest.raises(DeadlockError, match=r"domain='a'"):
+        check_full_wait([(3, "a")], "a", frozenset())
+
+
+def test_dispatch_lowest_cookie_first_to_lowest_worker() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add_worker(1)
+    for c in (3, 1, 2):
+        d.add(c)
+    assert d.assign() == [(0, 1), (1, 2)]
+    assert d.ready == [3]
+    assert d.assign() == []
+    assert d.complete(2) == []
+    assert d.assign() == [(1, 3)]
+    assert d.state(0) is WorkerState.BUSY
+
+
+def test_after_holds_until_dependency_completes() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1)
+    d.add(2, after=[1])
+    assert d.assign() == [(0, 1)]
+    assert d.ready == []
+    assert d.complete(1) == [2]
+    assert d.assign() == [(0, 2)]
+
+
+def test_dependency_on_cookie_not_yet_known() -> None:
+    # cookie 5 was scheduled in a worker and its message is still on the way
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(6, after=[5])
+    assert d.ready == []
+    d.add(5)
+    assert d.assign() == [(0, 5)]
+    assert d.complete(5) == [6]
+
+
+def test_dependency_completed_before_it_was_added() -> None:
+    # cookie 5 ran inline in a worker: its completion arrives without an add
+    d = Dispatcher()
+    d.add(6, after=[5])
+    assert d.complete(5) == [6]
+    assert d.is_done(5)
+    assert d.ready == [6]
+
+
+def test_added_twice_is_a_bug() -> None:
+    d = Dispatcher()
+    d.add(1)
+    with pytest.raises(ValueError, match="cookie 1 was added twice"):
+        d.add(1)
+
+
+def test_grow_only_when_every_worker_is_blocked_and_work_is_ready() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1)
+    d.add(2)
+    assert d.assign() == [(0, 1)]
+    assert not d.should_grow(4)  # worker 0 is busy, not blocked
+    d.blocked(0)
+    assert d.state(0) is WorkerState.BLOCKED
+    assert d.should_grow(4)
+    assert not d.should_grow(1)  # at max_workers
+    d.add_worker(1)
+    assert d.assign() == [(1, 2)]
+    assert not d.should_grow(4)  # nothing ready
+    d.unblocked(0)
+    assert d.state(0) is WorkerState.BUSY
+
+
+def test_surplus_workers_retire_when_nothing_is_blocked() -> None:
+    d = Dispatcher()
+    for w in range(3):
+        d.add_worker(w)
+    d.add(1)
+    assert d.assign() == [(0, 1)]
+    d.blocked(0)
+    assert d.surplus(1) == []  # a blocked worker may still need them
+    d.unblocked(0)
+    assert d.surplus(1) == [2, 1]
+    d.complete(1)
+    assert d.state(0) is WorkerState.IDLE
+
+
+def test_worker_loss_returns_its_initcall() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1)
+    d.assign()
+    assert d.running(0) == 1
+    assert d.remove_worker(0) == 1
+    assert d.complete(1) == []
+    assert d.pending == 0
+
+
+def test_take_runs_a_ready_initcall_elsewhere() -> None:
+    d = Dispatcher()
+    d.add(1)
+    d.add(2)
+    assert d.take(2)
+    assert not d.take(2)
+    assert d.ready == [1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 25),
+    workers=st.integers(1, 4),
+    edges=st.lists(st.tuples(st.integers(1, 25), st.integers(1, 25)), max_size=40),
+    order=st.randoms(use_true_random=False),
+)
+def test_every_initcall_runs_once_lowest_ready_first(
+    n: int, workers: int, edges: list[tuple[int, int]], order: object
+) -> None:
+    """Random DAGs (edges only to lower cookies), random completion order."""
+    import random
+
+    assert isinstance(order, random.Random)
+    deps: dict[int, set[int]] = {c: set() for c in range(1, n + 1)}
+    for a, b in edges:
+        lo, hi = sorted((a, b))
+        if lo != hi and hi <= n:
+            deps[hi].add(lo)
+    d = Dispatcher()
+    for w in range(workers):
+        d.add_worker(w)
+    for c in range(1, n + 1):
+        d.add(c, after=deps[c])
+    done: list[int] = []
+    running: dict[int, int] = {}
+    while len(done) < n:
+        ready_before = d.ready
+        for worker, cookie in d.assign():
+            assert cookie == ready_before.pop(0), "lowest ready cookie first"
+            assert deps[cookie] <= set(done), "started before what it runs after"
+            running[worker] = cookie
+        assert running, "no progress: a deadlock"
+        worker = order.choice(sorted(running))
+        cookie = running.pop(worker)
+        d.complete(cookie)
+        done.append(cookie)
+    assert sorted(done) == list(range(1, n + 1))
+    assert d.pending == 0
