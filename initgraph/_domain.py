@@ -34,7 +34,7 @@ class Domain:
             raise ConfigError(msg, key="domain")
 
 
-def domain_name(domain: Domain | str | None) -> tuple[str, bool | None]:
+def domain_name(domain: object) -> tuple[str, bool | None]:
     """The name of ``domain`` and whether it asks to be exclusive (None: as already declared)."""
     if domain is None:
         return DEFAULT_DOMAIN, None

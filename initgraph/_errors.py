@@ -6,7 +6,7 @@
     ├── ConfigError          bad init.toml or arguments (also ValueError)
     │   └── CycleError       .cycle: the plugin names in order
     ├── PluginError          a plugin cannot be loaded or breaks the hook contract; .plugin
-    ├── HookError            an initcall failed; .cookie, .name; __cause__ = the worker's traceback
+    ├── HookError            an initcall failed; .cookie, .name; __cause__: what it raised
     │   ├── HookTimeout      it ran past its timeout and was stopped
     │   └── WorkerCrashed    its process died; .exitcode and the signal's name
     ├── DeadlockError        a wait that could never end
@@ -15,8 +15,8 @@
     └── BootError            a boot failed; .boot
 
 Every error carries the data it talks about as attributes, and a lowercase message that names the
-offender and, where there is one, what to do. All of them pickle, so a failure in a worker reaches the
-parent intact.
+offender and, where there is one, what to do. All of them pickle, so a failure in a worker
+reaches the parent intact.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def dumps(obj: Any) -> bytes:
     except Exception:
         import dill
 
-        return _DILL + dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return _DILL + bytes(dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def loads(data: bytes) -> Any:

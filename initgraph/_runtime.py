@@ -102,10 +102,10 @@ class Runtime(ABC):
         """A wait slot this thread may sleep on."""
         yield 0  # pragma: no cover
 
-    def _note(self, cookie: int, name: str, domain: str) -> None:
+    def _note(self, cookie: int, name: str, domain: str) -> None:  # noqa: B027 - optional hook
         """Remember the name of an initcall this process runs inline."""
 
-    def _on_sleep(self, sleeping: bool) -> None:
+    def _on_sleep(self, sleeping: bool) -> None:  # noqa: B027 - optional hook
         """Called when this thread goes to sleep in a wait, and when it wakes."""
 
     def _names(self, cookies: Iterable[int]) -> dict[int, str]:
@@ -146,11 +146,12 @@ class Runtime(ABC):
         timeout: float | None = None,
         name: str | None = None,
     ) -> int:
-        """Issue a cookie for ``func(data, cookie)`` and queue it; see :meth:`Scheduler.schedule`."""
-        if not callable(func):
-            msg = f"func must be callable, got {func!r} ({type(func).__name__})"
+        """Issue a cookie for ``func(data, cookie)`` and queue it (see Scheduler.schedule)."""
+        target: object = func
+        if not callable(target):
+            msg = f"func must be callable, got {target!r} ({type(target).__name__})"
             raise ConfigError(msg, key="func")
-        label = name if name is not None else describe_func(func)
+        label: object = name if name is not None else describe_func(func)
         if not isinstance(label, str) or not label:
             msg = f"name must be a non-empty str, got {name!r}"
             raise ConfigError(msg, key="name")
@@ -256,19 +257,21 @@ class Runtime(ABC):
         return f"{what} timed out after {timeout} s; still in progress: {shown or 'none'}{more}"
 
 
-def _cookies(after: Iterable[int], label: str) -> tuple[int, ...]:
-    if isinstance(after, (int, str, bytes)):
-        after = (after,) if isinstance(after, int) and not isinstance(after, bool) else after
+def _cookies(after: object, label: str) -> tuple[int, ...]:
+    if isinstance(after, int) and not isinstance(after, bool):
+        after = (after,)
     try:
-        deps = tuple(after)
+        deps: tuple[object, ...] = tuple(after)  # type: ignore[arg-type]
     except TypeError:
         msg = f"after= of {label!r} must be an iterable of cookies, got {after!r}"
         raise ConfigError(msg, key="after") from None
+    cookies: list[int] = []
     for dep in deps:
         if isinstance(dep, bool) or not isinstance(dep, int) or dep < 1:
             msg = f"after= of {label!r} must hold cookies (positive ints), got {dep!r}"
             raise ConfigError(msg, key="after")
-    return deps
+        cookies.append(dep)
+    return tuple(cookies)
 
 
 def _dump(obj: Any, what: str) -> bytes:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import queue
 import sys
 import threading
 import time
@@ -50,7 +51,7 @@ from ._errors import (
     WorkerCrashed,
     describe_exitcode,
 )
-from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, loads
+from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, dumps, loads
 from ._runtime import InitcallFunc
 from ._shared import PARENT, W_ALL, SharedState
 from ._state import Dispatcher
@@ -205,11 +206,14 @@ class Scheduler:
         self._free_worker_slots = list(range(max_workers - 1, -1, -1))
         self._runs: dict[int, Run] = {}
         self._timeouts: dict[int, float] = {}
-        self._deadlines: dict[int, tuple[float, int, float]] = {}  # cookie -> (deadline, slot, timeout)
+        self._deadlines: dict[
+            int, tuple[float, int, float]
+        ] = {}  # cookie -> (deadline, slot, timeout)
         self._names: dict[int, str] = {}
         self._outcomes: dict[int, _Outcome] = {}
         self._domains_of: dict[int, str] = {}
         self._mirror = _Mirror(self._ctx)
+        self._listeners: list[queue.SimpleQueue[int]] = []
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self._fatal: BaseException | None = None
@@ -218,9 +222,7 @@ class Scheduler:
             self._shared.domain_index("default", False)
             for _ in range(workers):
                 self._start_worker()
-            self._thread = threading.Thread(
-                target=self._loop, name="initgraph-pool", daemon=True
-            )
+            self._thread = threading.Thread(target=self._loop, name="initgraph-pool", daemon=True)
             self._thread.start()
         except BaseException:
             self._shutdown(wait=False)
@@ -374,6 +376,68 @@ class Scheduler:
             self._dispatcher.complete(cookie)
             self._pump()
             self._changed.notify_all()
+            for listener in self._listeners:
+                listener.put(cookie)
+
+    # -- internals: work whose payload comes later (the boot) -------------------------------------
+    def _listen(self) -> queue.SimpleQueue[int]:
+        """A queue that receives every cookie whose outcome is recorded from now on."""
+        listener: queue.SimpleQueue[int] = queue.SimpleQueue()
+        with self._lock:
+            self._listeners.append(listener)
+        return listener
+
+    def _reserve(self, *, domain: str, name: str, timeout: float | None = None) -> int:
+        """Issue a cookie now for an initcall whose function and data come later.
+
+        It is in progress from now on, like any scheduled initcall; it starts once
+        :meth:`_provide` gives it work, or never if :meth:`_cancel` ends it.
+        """
+        self._check_open()
+        didx = self._shared.domain_index(domain, None)
+        cookie, _, _ = self._shared.allocate(didx, PARENT, (), sys.maxsize)
+        with self._lock:
+            self._names[cookie] = name
+            self._domains_of[cookie] = domain
+            if timeout is not None:
+                self._timeouts[cookie] = timeout
+            self._mirror.add(domain, cookie, name)
+            self._dispatcher.add(cookie, (-cookie,))  # held until its payload arrives
+        return cookie
+
+    def _provide(self, cookie: int, func: InitcallFunc, data: Any) -> None:
+        """Give reserved ``cookie`` its work: it becomes ready to run in a worker."""
+        name = self._names[cookie]
+        run = Run(cookie, self._domains_of[cookie], name, _dump(func, name), _dump(data, name))
+        with self._lock:
+            self._runs[cookie] = run
+            self._dispatcher.complete(-cookie)
+            self._pump()
+
+    def _run_here(self, cookie: int, func: InitcallFunc, data: Any) -> None:
+        """Run reserved ``cookie`` in this thread of the parent (a ``where = "main"`` plugin)."""
+        name, domain = self._names[cookie], self._domains_of[cookie]
+        started = time.monotonic()
+        try:
+            with self._runtime.running_initcall(cookie, domain):
+                value = func(data, cookie)
+        except Exception as exc:
+            outcome = _Outcome(name, False, None, exc, started, time.monotonic(), os.getpid())
+        else:
+            outcome = _Outcome(name, True, value, None, started, time.monotonic(), os.getpid())
+        finally:
+            self._shared.finish([cookie])
+        self._record(cookie, outcome)
+        with self._lock:
+            self._dispatcher.complete(-cookie)
+
+    def _cancel(self, cookie: int, error: HookError) -> None:
+        """End reserved ``cookie`` without running it; ``error`` is its outcome."""
+        self._shared.finish([cookie])
+        now = time.monotonic()
+        self._record(cookie, _Outcome(self._names[cookie], False, None, error, now, now))
+        with self._lock:
+            self._dispatcher.complete(-cookie)
 
     def _names_of(self, cookies: Iterable[int]) -> dict[int, str]:
         with self._lock:
@@ -391,10 +455,9 @@ class Scheduler:
             timeout = self._timeouts.pop(cookie, None)
             if timeout is not None:
                 self._deadlines[cookie] = (time.monotonic() + timeout, slot, timeout)
-            try:
+            # If it died, its sentinel reports the crash of this initcall.
+            with contextlib.suppress(OSError):
                 worker.conn.send_bytes(pickle.dumps(run, protocol=pickle.HIGHEST_PROTOCOL))
-            except OSError:
-                pass  # it died; its sentinel reports the crash of this initcall
         for slot in self._dispatcher.surplus(self.workers):
             self._retire(slot)
 
@@ -696,6 +759,14 @@ def _as_hook_error(cookie: int, outcome: _Outcome) -> HookError:
     err = HookError(msg, cookie=cookie, name=outcome.name)
     err.__cause__ = error
     return err
+
+
+def _dump(obj: Any, name: str) -> bytes:
+    try:
+        return dumps(obj)
+    except Exception as exc:
+        msg = f"cannot send the work of {name!r} to a worker: {type(exc).__name__}: {exc}"
+        raise ConfigError(msg, key="data") from exc
 
 
 def _positive_int(value: Any, key: str) -> None:

@@ -29,7 +29,7 @@ import ctypes
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from ._errors import ConfigError, InitgraphError
@@ -111,10 +111,8 @@ class SharedState:
                 # The holder was killed inside a critical section. Each section leaves the block
                 # consistent at every store that matters, so taking the lock over is safe.
                 self._header[_HOLDER] = 0
-                try:
+                with suppress(ValueError):
                     self._lock.release()
-                except ValueError:
-                    pass
             if self._lock.acquire(timeout=_LOCK_PATIENCE):
                 return
             if self._header[_CLOSED]:
@@ -363,16 +361,16 @@ class SharedState:
     # -- internals (lock held) -------------------------------------------------------------------
     def _satisfied(self, w: _Wait) -> bool:
         if w.kind == W_COOKIE:
-            low = self._domains[w.domain * _DOMAIN_FIELDS + _LOW]
+            low = int(self._domains[w.domain * _DOMAIN_FIELDS + _LOW])
             return low == 0 or low >= w.cookie
         if w.kind == W_FULL_DOMAIN:
-            return self._domains[w.domain * _DOMAIN_FIELDS + _COUNT] == 0
+            return int(self._domains[w.domain * _DOMAIN_FIELDS + _COUNT]) == 0
         if w.kind == W_FULL_ALL:
-            return self._header[_REGISTERED] == 0
+            return int(self._header[_REGISTERED]) == 0
         if w.kind == W_DONE:
             return self._find(w.cookie) is None
         if w.kind == W_ALL:
-            return self._header[_TOTAL] == 0
+            return int(self._header[_TOTAL]) == 0
         msg = f"unknown wait kind {w.kind}"
         raise AssertionError(msg)
 

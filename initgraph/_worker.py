@@ -92,8 +92,9 @@ def _done(
             exc.__cause__ = err
     assert exc is not None
     tb = format_remote(exc)
+    error: bytes | None
     try:
-        error: bytes | None = dumps(exc)
+        error = dumps(exc)
         loads(error)
     except Exception:
         error = None

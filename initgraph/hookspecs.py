@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from ._boot import Boot, CommitContext, InitContext, Plan
+    from ._boot import Boot, Plan
+    from ._plugins import CommitContext, InitContext
 
 __all__ = ["hookimpl", "hookspec"]
 

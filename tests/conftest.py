@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,10 +40,8 @@ def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
                 continue
         if details:
             for pid in left:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     psutil.Process(pid).kill()
-                except psutil.NoSuchProcess:
-                    pass
             pytest.fail("test left processes running:\n" + "\n".join(details))
 
 

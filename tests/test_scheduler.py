@@ -324,13 +324,13 @@ def test_exception_becomes_hook_error_with_cause() -> None:
         s.synchronize_cookie(c + 1, timeout=WAIT)
         with pytest.raises(HookError, match=r"^initcall 1 'raiser' raised ValueError: bad input$"):
             s.result(c)
-        try:
-            s.result(c)
-        except HookError as err:
-            assert err.cookie == c
-            assert err.name == "raiser"
-            assert isinstance(err.__cause__, ValueError)
-            assert "in raiser" in str(err.__cause__.__cause__)  # the worker's traceback
+        with pytest.raises(HookError) as info:
+            s.result(c)  # again: the failure is kept
+        err = info.value
+        assert err.cookie == c
+        assert err.name == "raiser"
+        assert isinstance(err.__cause__, ValueError)
+        assert "in raiser" in str(err.__cause__.__cause__)  # the worker's traceback
         assert s.result(s.schedule(echo, 1), timeout=WAIT)[0] == 1  # the rest carries on
 
 
@@ -395,7 +395,7 @@ def test_unpicklable_func_or_data_refused_in_schedule() -> None:
         assert s._shared.last_cookie == 0  # nothing was issued
 
 
-class _lock_holder:  # noqa: N801 - a bound method of an object that will not pickle
+class _lock_holder:  # a bound method of an object that will not pickle
     def __init__(self) -> None:
         self.lock = multiprocess.get_context("fork").Lock()
 
@@ -449,9 +449,14 @@ def test_close_waits_for_exclusive_domains() -> None:
 
 def test_keyboard_interrupt_stops_everything(gates: Any) -> None:
     g = gates.new()
-    with pytest.raises(KeyboardInterrupt), Scheduler(2) as s:
-        s.schedule(wait_gate, g)
-        raise KeyboardInterrupt
+
+    def interrupted_boot() -> None:
+        with Scheduler(2) as s:
+            s.schedule(wait_gate, g)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_boot()
     # the no_leaked_processes fixture checks that workers and helpers are gone
 
 

@@ -1,0 +1,54 @@
+"""The work the benchmarks send to worker processes.
+
+A module of its own, so that a fresh interpreter (``python -c``) can import it and every pool
+pickles these functions by reference. It imports only ``time``: its import cost must not show
+in the start-up numbers. Every function takes ``(data, cookie)`` positionally with defaults, so
+one function serves initgraph (``func(data, cookie)``), ``Pool.apply_async`` and
+``ProcessPoolExecutor.submit`` alike.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def noop(data: Any = None, cookie: int = 0) -> None:
+    """Nothing at all: what is measured around it is the executor's own cost."""
+
+
+def spin(seconds: float) -> None:
+    """Keep a CPU busy for ``seconds`` (a busy loop, not a sleep)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def stamp_after(seconds: float, cookie: int = 0) -> float:
+    """Work for ``seconds``, then return ``time.monotonic()`` read just before returning.
+
+    CLOCK_MONOTONIC is one clock for the whole machine on Linux, so the caller can subtract
+    this reading from its own to get the wake-up latency across processes.
+    """
+    spin(seconds)
+    return time.monotonic()
+
+
+def semaphore_echo(go: Any, done: Any, stamp: Any) -> None:
+    """The floor for a wake-up: a raw semaphore post between two processes.
+
+    ``stamp`` is a shared double. Each round waits for ``go``, reads from ``stamp`` how long to
+    work (negative: stop), works that long, writes ``time.monotonic()`` to ``stamp`` and posts
+    ``done``.
+    """
+    while True:
+        go.acquire()
+        seconds = stamp.value
+        if seconds < 0:
+            return
+        spin(seconds)
+        stamp.value = time.monotonic()
+        done.release()

@@ -1,0 +1,534 @@
+"""A boot: plan the plugins, run their inits out of order, commit in order, report.
+
+::
+
+    load_config ─► plan_order ─► load_plugins ─► initgraph_plan(plan)
+        │ every plugin gets its cookie now, in plan order (Scheduler._reserve)
+        ▼
+    launch a plugin once everything it requires has committed
+        (pool: Scheduler._provide ─► a worker runs run_init; main: run here)
+        ▼
+    outcomes arrive in any order ─► commit each domain in cookie order:
+        the init's own publications, then initgraph_commit(ctx, result)
+        ▼
+    Boot(registry, results, failures, timings) ─► initgraph_boot_finished(boot)
+
+Cookies are given at plan time in dependency order, ties broken by file order, so each domain's
+commit order — and the registry's log — is the same on every run, whatever finished first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import _plugins
+from ._config import Config, PluginConfig, load_config
+from ._errors import (
+    BootError,
+    HookError,
+    HookTimeout,
+    InitgraphError,
+    PluginError,
+    RegistryConflict,
+    WorkerCrashed,
+)
+from ._graph import plan_order
+from ._plugins import CommitContext, InitResult, InitSpec, PluginSource
+from ._scheduler import Scheduler, default_start_method
+
+__all__ = [
+    "Boot",
+    "Failure",
+    "Plan",
+    "PlannedPlugin",
+    "Publication",
+    "Registry",
+    "Timing",
+    "boot",
+    "plan",
+]
+
+
+# -- the plan ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedPlugin:
+    """One plugin of a plan, with the cookie it will get."""
+
+    name: str
+    cookie: int
+    domain: str
+    requires: tuple[str, ...]
+    where: str
+    optional: bool
+    timeout: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every plugin of a boot in cookie order, and how the boot will run."""
+
+    path: str | None
+    plugins: tuple[PlannedPlugin, ...]
+    workers: int
+    start_method: str
+    on_error: str
+
+    def __iter__(self) -> Iterator[PlannedPlugin]:
+        return iter(self.plugins)
+
+    def plugin(self, name: str) -> PlannedPlugin:
+        """The planned plugin called ``name``."""
+        for p in self.plugins:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def _with_entry_points(config: Config) -> Config:
+    if not config.settings.entry_points:
+        return config
+    named = {p.name for p in config.plugins}
+    targets = {p.entry_point for p in config.plugins if p.entry_point}
+    extra = [
+        PluginConfig(name=ep.name, entry_point=ep.name)
+        for ep in sorted(
+            metadata.entry_points(group=_plugins.ENTRY_POINT_GROUP), key=lambda e: e.name
+        )
+        if ep.name not in named and ep.name not in targets
+    ]
+    return replace(config, plugins=config.plugins + tuple(extra))
+
+
+def _make_plan(config: Config) -> tuple[Plan, tuple[PluginConfig, ...]]:
+    ordered = plan_order(config.plugins, path=config.path)
+    settings = config.settings
+    planned = tuple(
+        PlannedPlugin(
+            name=p.name,
+            cookie=i,
+            domain=p.domain,
+            requires=p.requires,
+            where=p.where,
+            optional=p.optional,
+            timeout=p.timeout if p.timeout is not None else settings.timeout,
+            source=f"module {p.module}" if p.module else f"entry point {p.entry_point}",
+        )
+        for i, p in enumerate(ordered, start=1)
+    )
+    workers = settings.workers or os.cpu_count() or 1
+    method = settings.start_method or default_start_method()
+    return Plan(config.path, planned, workers, method, settings.on_error), ordered
+
+
+def plan(config: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any) -> Plan:
+    """Validate ``config`` and plan it, starting nothing: what ``initgraph check`` prints."""
+    loaded = _with_entry_points(load_config(config, **overrides))
+    return _make_plan(loaded)[0]
+
+
+# -- what a boot leaves ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Publication:
+    """One entry of the registry's log."""
+
+    cookie: int
+    domain: str
+    plugin: str
+    key: str
+    value: Any
+
+
+class Registry(Mapping[str, Any]):
+    """The boot's published keys, read-only; ``log`` has every publication in order."""
+
+    __module__ = "initgraph"
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+        self._owners: dict[str, str] = {}
+        self._log: list[Publication] = []
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"<Registry {len(self)} keys>"
+
+    @property
+    def log(self) -> tuple[Publication, ...]:
+        """Every publication in the order it happened (cookie order within a domain)."""
+        return tuple(self._log)
+
+    def owner(self, key: str) -> str:
+        """The plugin that published ``key``."""
+        return self._owners[key]
+
+    def _publish(self, pub: Publication) -> None:
+        first = self._owners.get(pub.key)
+        if first is not None:
+            msg = (
+                f"key {pub.key!r} published twice: first by plugin {first!r}, then by plugin "
+                f"{pub.plugin!r}; give one of them another key"
+            )
+            raise RegistryConflict(msg, key=pub.key, first=first, second=pub.plugin)
+        self._values[pub.key] = pub.value
+        self._owners[pub.key] = pub.plugin
+        self._log.append(pub)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When things happened to one plugin, in seconds since the boot started."""
+
+    scheduled: float
+    ready: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    commit_started: float | None = None
+    commit_ended: float | None = None
+    pid: int | None = None
+
+    @property
+    def init_time(self) -> float | None:
+        """How long its init ran."""
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+    @property
+    def commit_time(self) -> float | None:
+        """How long its commit ran."""
+        if self.commit_started is None or self.commit_ended is None:
+            return None
+        return self.commit_ended - self.commit_started
+
+    @property
+    def waited(self) -> float | None:
+        """How long it was ready before a worker started it."""
+        if self.ready is None or self.started is None:
+            return None
+        return max(0.0, self.started - self.ready)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a plugin did not commit."""
+
+    plugin: str
+    kind: str  # "error" | "timeout" | "crash" | "skipped" | "cancelled"
+    message: str
+    error: BaseException | None = None
+
+
+_STATUS = {
+    "error": "failed",
+    "timeout": "timeout",
+    "crash": "crashed",
+    "skipped": "skipped",
+    "cancelled": "cancelled",
+}
+
+
+@dataclass
+class Boot:
+    """The finished boot: its plan, registry, results, failures and timings."""
+
+    __module__ = "initgraph"
+
+    plan: Plan
+    registry: Registry
+    results: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, Failure] = field(default_factory=dict)
+    timings: dict[str, Timing] = field(default_factory=dict)
+    wall: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no plugin that is not optional failed, was skipped or cancelled."""
+        return not any(not self.plan.plugin(name).optional for name in self.failures)
+
+    def status(self, plugin: str) -> str:
+        """``ok``, ``failed``, ``timeout``, ``crashed``, ``skipped`` or ``cancelled``."""
+        failure = self.failures.get(plugin)
+        if failure is None:
+            return "ok" if plugin in self.results else "cancelled"
+        return _STATUS[failure.kind]
+
+    def summary(self) -> str:
+        """One line saying how the boot went."""
+        failed = [f for f in self.failures.values() if f.kind not in ("skipped", "cancelled")]
+        if not failed:
+            return f"boot of {len(self.plan.plugins)} plugins finished in {self.wall:.3f} s"
+        first = failed[0]
+        rest = len(self.failures) - 1
+        more = f"; {rest} other plugin(s) did not commit" if rest else ""
+        return f"boot failed: plugin {first.plugin!r}: {first.message}{more}"
+
+
+# -- running a boot ------------------------------------------------------------------------------
+def boot(
+    config: str | os.PathLike[str] | Mapping[str, Any], *, check: bool = True, **overrides: Any
+) -> Boot:
+    """Plan, run and commit every plugin of ``config`` (a path to init.toml, or a dict).
+
+    ``overrides`` replace keys of the ``[initgraph]`` table (``workers=8``). Raises
+    :class:`ConfigError` or :class:`PluginError` before any worker starts, and
+    :class:`BootError` (carrying the :class:`Boot`) when a plugin that is not optional failed,
+    unless ``check=False``. Every process it started is gone when it returns or raises.
+    """
+    loaded = _with_entry_points(load_config(config, **overrides))
+    the_plan, ordered = _make_plan(loaded)
+    sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
+    pm = _plugins.load_plugins(sources, loaded.settings.paths)
+    try:
+        pm.hook.initgraph_plan(plan=the_plan)
+    except Exception as exc:
+        msg = f"initgraph_plan rejected the plan: {type(exc).__name__}: {exc}"
+        raise PluginError(msg, plugin=_culprit(exc)) from exc
+    result = _Run(loaded, the_plan, ordered, sources, pm).run()
+    pm.hook.initgraph_boot_finished(boot=result)
+    if check and not result.ok:
+        raise BootError(result.summary(), boot=result)
+    return result
+
+
+def _culprit(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "?") if tb is not None else "?"
+    return str(module)
+
+
+class _Run:
+    """The state of one boot while it runs; used once."""
+
+    def __init__(
+        self,
+        config: Config,
+        the_plan: Plan,
+        ordered: tuple[PluginConfig, ...],
+        sources: tuple[PluginSource, ...],
+        pm: pluggy.PluginManager,
+    ) -> None:
+        self.config = config
+        self.plan = the_plan
+        self.configs = {p.name: p for p in ordered}
+        self.sources = sources
+        self.pm = pm
+        self.boot_id = uuid.uuid4().hex
+        self.boot = Boot(the_plan, Registry())
+        self.by_cookie = {p.cookie: p for p in the_plan.plugins}
+        self.dependents: dict[str, list[str]] = {p.name: [] for p in the_plan.plugins}
+        for p in the_plan.plugins:
+            for r in p.requires:
+                self.dependents[r].append(p.name)
+        self.committed: set[str] = set()
+        self.finished: set[str] = set()  # init outcome known (or never to run)
+        self.launched: set[str] = set()
+        self.outcomes: dict[str, InitResult] = {}
+        self.queues = {
+            d: [p for p in the_plan.plugins if p.domain == d]
+            for d in dict.fromkeys(p.domain for p in the_plan.plugins)
+        }
+        self.aborting = False
+        self.t0 = 0.0
+        self.times: dict[str, dict[str, float | int | None]] = {}
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def run(self) -> Boot:
+        self.t0 = time.monotonic()
+        _plugins.remember(self.boot_id, self.pm)
+        settings = self.config.settings
+        try:
+            with Scheduler(
+                self.plan.workers,
+                start_method=self.plan.start_method,
+                max_pending=settings.max_pending,
+            ) as sched:
+                self.sched = sched
+                events = sched._listen()
+                for p in self.plan.plugins:
+                    cookie = sched._reserve(domain=p.domain, name=p.name, timeout=p.timeout)
+                    assert cookie == p.cookie, (cookie, p)
+                    self.times[p.name] = {"scheduled": self.now()}
+                for p in self.plan.plugins:
+                    if not p.requires:
+                        self.launch(p)
+                while len(self.finished) < len(self.plan.plugins):
+                    cookie = events.get()
+                    planned = self.by_cookie.get(cookie)
+                    if planned is not None:
+                        self.on_outcome(planned)
+        finally:
+            _plugins.forget(self.boot_id)
+            self.boot.wall = time.monotonic() - self.t0
+            self.boot.timings = {
+                p.name: self.timing(p.name) for p in self.plan.plugins if p.name in self.times
+            }
+        return self.boot
+
+    def timing(self, name: str) -> Timing:
+        t = self.times[name]
+        pid = t.get("pid")
+        return Timing(
+            scheduled=float(t["scheduled"] or 0.0),
+            ready=_f(t.get("ready")),
+            started=_f(t.get("started")),
+            ended=_f(t.get("ended")),
+            commit_started=_f(t.get("commit_started")),
+            commit_ended=_f(t.get("commit_ended")),
+            pid=int(pid) if pid is not None else None,
+        )
+
+    # -- launching -------------------------------------------------------------------------------
+    def launch(self, p: PlannedPlugin) -> None:
+        self.launched.add(p.name)
+        self.times[p.name]["ready"] = self.now()
+        spec = InitSpec(
+            boot_id=self.boot_id,
+            plugin=p.name,
+            domain=p.domain,
+            config=self.configs[p.name].config,
+            results={r: self.boot.results[r] for r in p.requires},
+            sources=self.sources,
+            paths=self.config.settings.paths,
+        )
+        if p.where == "main":
+            self.sched._run_here(p.cookie, _plugins.run_init, spec)
+        else:
+            try:
+                self.sched._provide(p.cookie, _plugins.run_init, spec)
+            except InitgraphError as exc:
+                err = HookError(str(exc), cookie=p.cookie, name=p.name)
+                err.__cause__ = exc
+                self.sched._cancel(p.cookie, err)
+
+    def cancel(self, p: PlannedPlugin, kind: str, message: str) -> None:
+        """End a plugin that never ran: skipped (a requirement failed) or cancelled (abort)."""
+        if p.name in self.launched:
+            return
+        self.launched.add(p.name)
+        self.boot.failures[p.name] = Failure(p.name, kind, message)
+        err = HookError(message, cookie=p.cookie, name=p.name)
+        self.sched._cancel(p.cookie, err)
+
+    # -- outcomes and commits --------------------------------------------------------------------
+    def on_outcome(self, p: PlannedPlugin) -> None:
+        outcome = self.sched.outcome(p.cookie)
+        assert outcome is not None
+        self.finished.add(p.name)
+        t = self.times[p.name]
+        if outcome.started:
+            t["started"] = outcome.started - self.t0
+            t["ended"] = outcome.ended - self.t0
+            t["pid"] = outcome.pid or None
+        if p.name in self.boot.failures:
+            pass  # skipped or cancelled: recorded when it was ended
+        elif outcome.ok:
+            self.outcomes[p.name] = outcome.value
+        else:
+            assert outcome.error is not None
+            self.fail(p, outcome.error)
+        self.commit_ready()
+
+    def fail(self, p: PlannedPlugin, error: BaseException) -> None:
+        if isinstance(error, HookTimeout):
+            kind = "timeout"
+        elif isinstance(error, WorkerCrashed):
+            kind = "crash"
+        else:
+            kind = "error"
+        message = str(error) if isinstance(error, HookError) else _describe(error)
+        self.boot.failures[p.name] = Failure(p.name, kind, message, error)
+        if not p.optional and self.plan.on_error == "abort" and not self.aborting:
+            self.aborting = True
+            for other in self.plan.plugins:
+                self.cancel(other, "cancelled", f"cancelled: plugin {p.name!r} failed")
+        self.skip_dependents(p)
+
+    def skip_dependents(self, p: PlannedPlugin) -> None:
+        for name in self.dependents[p.name]:
+            dep = self.plan.plugin(name)
+            self.cancel(dep, "skipped", f"skipped: it requires {p.name!r}, which did not commit")
+
+    def commit_ready(self) -> None:
+        progress = True
+        while progress:
+            progress = False
+            for queue in self.queues.values():
+                while queue and queue[0].name in self.finished:
+                    p = queue.pop(0)
+                    progress = True
+                    if p.name in self.outcomes and not self.aborting:
+                        self.commit(p)
+
+    def commit(self, p: PlannedPlugin) -> None:
+        init = self.outcomes[p.name]
+        t = self.times[p.name]
+        t["commit_started"] = self.now()
+        config = self.configs[p.name].config
+        registry = self.boot.registry
+
+        def publish(key: str, value: Any) -> None:
+            registry._publish(Publication(p.cookie, p.domain, p.name, key, value))
+
+        try:
+            for key, value in init.publications:
+                publish(key, value)
+            ctx = CommitContext(
+                registry=registry,
+                publish=publish,
+                name=p.name,
+                cookie=p.cookie,
+                domain=p.domain,
+                config=config,
+                results={r: self.boot.results[r] for r in p.requires},
+            )
+            outcome = _plugins.call_one(
+                self.pm, "initgraph_commit", p.name, ctx=ctx, result=init.value
+            )
+            del outcome
+        except Exception as exc:
+            t["commit_ended"] = self.now()
+            err = exc
+            if not isinstance(exc, InitgraphError):
+                msg = f"initgraph_commit of plugin {p.name!r} raised {_describe(exc)}"
+                err = HookError(msg, cookie=p.cookie, name=p.name)
+                err.__cause__ = exc
+            self.fail(p, err)
+            return
+        t["commit_ended"] = self.now()
+        self.boot.results[p.name] = init.value
+        self.committed.add(p.name)
+        for name in self.dependents[p.name]:
+            dep = self.plan.plugin(name)
+            ready = all(r in self.committed for r in dep.requires)
+            if ready and dep.name not in self.launched and not self.aborting:
+                self.launch(dep)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _f(value: float | int | None) -> float | None:
+    return None if value is None else float(value)

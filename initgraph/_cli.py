@@ -1,0 +1,549 @@
+"""The ``initgraph`` command line: ``run`` boots an init.toml and reports, ``check`` shows its plan.
+
+Exit codes (``docs/cli.md``)::
+
+    0    success
+    1    a plugin failed (BootError, or another error a plugin caused)
+    2    bad configuration or usage (ConfigError, PluginError, bad arguments, missing file)
+    3    an internal error: a bug in initgraph
+    130  interrupted (SIGINT, Ctrl-C)
+    141  stdout was closed early (a pipe into ``head``)
+    143  terminated (SIGTERM)
+
+Whatever ends the command, it ends through the boot's own cleanup, so no process of the boot is left
+running: SIGTERM is turned into an exception in the main thread, like SIGINT already is.
+
+Output is a table for people (drawn with ``rich`` when stdout is a terminal, plain text otherwise)
+or, with ``--json``, one JSON object for programs. Errors are one line on stderr,
+``initgraph: error: <message>``; ``--verbose`` adds the traceback. ``rich`` and the boot are only
+imported by the commands that need them, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import FrameType
+from typing import IO, TYPE_CHECKING, Any, NoReturn
+
+from ._errors import BootError, ConfigError, InitgraphError, PluginError
+
+if TYPE_CHECKING:
+    from . import Boot, Plan
+
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "main",
+]
+
+PROG = "initgraph"
+DEFAULT_CONFIG = "init.toml"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+EXIT_TERMINATED = 143
+
+_STATUS_STYLES = {
+    "ok": "green",
+    "failed": "bold red",
+    "timeout": "bold red",
+    "crashed": "bold red",
+    "skipped": "yellow",
+    "cancelled": "yellow",
+}
+
+
+class _UsageError(Exception):
+    """A bad command line, reported like a ConfigError instead of argparse's usage block."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so the boot stops at once."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        msg = f"{message} (see '{self.prog} --help')"
+        raise _UsageError(msg)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    verbose = False
+    try:
+        with _sigterm_raises():
+            try:
+                args = _parser().parse_args(argv)
+            except SystemExit as exc:  # --help and --version
+                return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+            verbose = args.verbose
+            command: Callable[[argparse.Namespace], int] = args.command
+            return command(args)
+    except KeyboardInterrupt:
+        return _report("interrupted", EXIT_INTERRUPTED, verbose=verbose)
+    except _Terminated:
+        return _report("terminated", EXIT_TERMINATED, verbose=verbose)
+    except _UsageError as exc:
+        return _report(f"error: {exc}", EXIT_USAGE, verbose=False)
+    except (ConfigError, PluginError) as exc:
+        return _report(f"error: {_one_line(exc)}", EXIT_USAGE, verbose=verbose)
+    except InitgraphError as exc:
+        # Raised out of a boot by something a plugin did (a deadlock, a conflict): a failed boot.
+        return _report(f"error: {_one_line(exc)}", EXIT_FAILED, verbose=verbose)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        msg = (
+            f"error: internal error, a bug in initgraph: {type(exc).__name__}: {_one_line(exc)}"
+            f" (rerun with --verbose for the traceback, and please report it)"
+        )
+        return _report(msg, EXIT_INTERNAL, verbose=verbose)
+
+
+def _report(message: str, code: int, *, verbose: bool) -> int:
+    """Print ``initgraph: <message>`` on stderr (after the traceback, with ``--verbose``)."""
+    if verbose:
+        traceback.print_exc(file=sys.stderr)
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (messages may wrap a long path or list)."""
+    return _squash(str(exc)) or type(exc).__name__
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the final flush at exit cannot fail."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Make SIGTERM raise :class:`_Terminated` in the main thread while the block runs.
+
+    Only the first SIGTERM raises: later ones are ignored so they cannot cut the boot's cleanup
+    short. A process forked from this one (a worker under the ``fork`` start method) inherits the
+    handler, so there it restores the default action and dies of the signal as it would have.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+    raised = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal raised
+        if os.getpid() != pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if not raised:
+            raised = True
+            raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- arguments -----------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "config",
+        nargs="?",
+        default=DEFAULT_CONFIG,
+        help=f"the init.toml to read (default: {DEFAULT_CONFIG} in the current directory)",
+    )
+    common.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="worker processes: a positive integer or 'auto' (default: from the file)",
+    )
+    common.add_argument(
+        "--start-method",
+        choices=("fork", "forkserver", "spawn"),
+        help="how worker processes start (default: from the file, else the fastest safe one)",
+    )
+    common.add_argument(
+        "--on-error",
+        choices=("abort", "continue"),
+        help="after a failed plugin: stop the boot, or skip its dependents and go on",
+    )
+    common.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="print tracebacks with errors"
+    )
+
+    parser = _Parser(
+        prog=PROG,
+        description="Fast, deterministic application start-up from an init.toml.",
+        epilog=(
+            "exit codes: 0 success, 1 a plugin failed, 2 bad configuration or usage, "
+            "3 internal error, 130 interrupted, 143 terminated"
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="boot the plugins and print a summary",
+        description="Boot every plugin of the config and print what each did and how long it took.",
+    )
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print nothing on success; on failure only the error line (stderr)",
+    )
+    run.add_argument(
+        "--compare",
+        action="store_true",
+        help="boot a second time with --workers 1 and print the measured speed-up",
+    )
+    run.set_defaults(command=_run)
+
+    check = commands.add_parser(
+        "check",
+        parents=[common],
+        help="validate the config and print the plan; starts no process",
+        description="Validate the config, load every plugin and print the plan in cookie order.",
+    )
+    check.set_defaults(command=_check)
+    return parser
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        msg = f"expected a positive integer or 'auto', got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return count
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"workers": args.workers, "start_method": args.start_method, "on_error": args.on_error}
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    import initgraph
+
+    plan = initgraph.plan(args.config, **_overrides(args))
+    out = sys.stdout
+    if args.json:
+        _print_json(out, {"config": plan.path, **_plan_json(plan)})
+        return EXIT_OK
+    rows = [
+        [str(p.cookie), p.name, p.domain, ", ".join(p.requires) or "-", p.where]
+        for p in plan.plugins
+    ]
+    _print_table(out, ["cookie", "plugin", "domain", "requires", "where"], rows, numeric={0})
+    domains = len({p.domain for p in plan.plugins})
+    print(
+        f"{args.config}: ok, {_count(len(plan.plugins), 'plugin')} in "
+        f"{_count(domains, 'domain')}; {_settings_text(plan)}",
+        file=out,
+    )
+    return EXIT_OK
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    import initgraph
+
+    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+        try:
+            boot = initgraph.boot(args.config, **_overrides(args))
+            failure: BootError | None = None
+        except BootError as exc:
+            boot, failure = exc.boot, exc
+        sequential = None
+        if args.compare and failure is None and boot.plan.workers != 1:
+            overrides = {**_overrides(args), "workers": 1}
+            sequential = initgraph.boot(args.config, check=False, **overrides)
+
+    out = sys.stdout
+    if args.json:
+        _print_json(out, _boot_json(boot, sequential))
+    elif not args.quiet:
+        _print_summary(out, boot, sequential)
+    if args.verbose:
+        _print_failure_tracebacks(boot)
+    if failure is not None:
+        print(f"{PROG}: error: {_one_line(failure)}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout, by this process or its children, to stderr.
+
+    ``--json`` promises that stdout holds the JSON object and nothing else, but a plugin may
+    print: in the parent through ``sys.stdout``, in a worker straight to file descriptor 1. Both
+    go to stderr until the block ends.
+    """
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no descriptor 1: nothing below can reach it either
+        saved = -1
+    try:
+        if saved >= 0:
+            os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        if saved >= 0:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _print_summary(out: IO[str], boot: Boot, sequential: Boot | None) -> None:
+    rows = []
+    for p in boot.plan.plugins:
+        timing = boot.timings.get(p.name)
+        init = None if timing is None else timing.init_time
+        commit = None if timing is None else timing.commit_time
+        rows.append(
+            [
+                str(p.cookie),
+                p.name,
+                p.domain,
+                p.where,
+                boot.status(p.name),
+                _ms_text(init),
+                _ms_text(commit),
+            ]
+        )
+    headers = ["cookie", "plugin", "domain", "where", "status", "init ms", "commit ms"]
+    _print_table(out, headers, rows, numeric={0, 5, 6}, status_column=4)
+
+    plugins = _count(len(boot.plan.plugins), "plugin")
+    workers = _count(boot.plan.workers, "worker")
+    how = f"in {_ms_text(boot.wall)} ms with {workers} ({boot.plan.start_method})"
+    if boot.ok:
+        print(f"booted {plugins} {how}", file=out)
+    else:
+        print(f"boot failed: {plugins} {how}", file=out)
+    for p in boot.plan.plugins:
+        failure = boot.failures.get(p.name)
+        if failure is not None:
+            optional = " (optional)" if p.optional else ""
+            status = boot.status(p.name)
+            print(f"  {p.name}{optional}: {status}: {_squash(failure.message)}", file=out)
+    if boot.plan.workers != 1:
+        print(_speed_text(boot, sequential), file=out)
+    out.flush()
+
+
+def _speed_text(boot: Boot, sequential: Boot | None) -> str:
+    """The measured speed-up over a sequential boot, or, unmeasured, the parallelism achieved."""
+    if sequential is None:
+        busy = _init_total(boot)
+        ratio = busy / boot.wall if boot.wall > 0 else 0.0
+        return (
+            f"parallelism {ratio:.2f}x: {_ms_text(busy)} ms of init work in "
+            f"{_ms_text(boot.wall)} ms (measure the speed-up with --compare)"
+        )
+    if not sequential.ok:
+        names = ", ".join(sequential.failures)
+        return f"no speed-up measured: the boot with --workers 1 failed ({names})"
+    ratio = sequential.wall / boot.wall if boot.wall > 0 else 0.0
+    times = f"({_ms_text(boot.wall)} ms vs {_ms_text(sequential.wall)} ms)"
+    if ratio >= 1:
+        return f"{ratio:.2f}x faster than --workers 1 {times}"
+    return f"{1 / ratio:.2f}x slower than --workers 1 {times}"
+
+
+def _print_failure_tracebacks(boot: Boot) -> None:
+    for name, failure in boot.failures.items():
+        if failure.error is None:
+            continue
+        print(f"{PROG}: {name}: {failure.kind}:", file=sys.stderr)
+        error = failure.error
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+
+
+def _plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "workers": plan.workers,
+        "start_method": plan.start_method,
+        "on_error": plan.on_error,
+        "plugins": [
+            {
+                "cookie": p.cookie,
+                "name": p.name,
+                "domain": p.domain,
+                "requires": list(p.requires),
+                "where": p.where,
+                "optional": p.optional,
+                "timeout": p.timeout,
+                "source": p.source,
+            }
+            for p in plan.plugins
+        ],
+    }
+
+
+def _boot_json(boot: Boot, sequential: Boot | None) -> dict[str, Any]:
+    plan = _plan_json(boot.plan)
+    for entry in plan["plugins"]:
+        name = entry["name"]
+        timing = boot.timings.get(name)
+        failure = boot.failures.get(name)
+        entry["status"] = boot.status(name)
+        entry["init_ms"] = _ms(None if timing is None else timing.init_time)
+        entry["commit_ms"] = _ms(None if timing is None else timing.commit_time)
+        entry["waited_ms"] = _ms(None if timing is None else timing.waited)
+        entry["pid"] = None if timing is None else timing.pid
+        entry["error"] = None if failure is None else f"{failure.kind}: {failure.message}"
+    busy = _init_total(boot)
+    report: dict[str, Any] = {
+        "config": boot.plan.path,
+        "ok": boot.ok,
+        "wall_ms": _ms(boot.wall),
+        "init_ms_total": _ms(busy),
+        "parallelism": round(busy / boot.wall, 3) if boot.wall > 0 else None,
+        **plan,
+        "registry": [publication.key for publication in boot.registry.log],
+    }
+    if sequential is not None:
+        report["compare"] = {
+            "ok": sequential.ok,
+            "workers_1_wall_ms": _ms(sequential.wall),
+            "speedup": round(sequential.wall / boot.wall, 3) if boot.wall > 0 else None,
+        }
+    return report
+
+
+def _print_json(out: IO[str], data: Mapping[str, Any]) -> None:
+    json.dump(data, out, indent=2, default=str)
+    out.write("\n")
+    out.flush()
+
+
+# -- tables and numbers --------------------------------------------------------------------------
+
+
+def _print_table(
+    out: IO[str],
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    numeric: set[int],
+    status_column: int | None = None,
+) -> None:
+    """Print rows under headers: with rich on a terminal, as aligned plain text otherwise."""
+    if out.isatty():
+        _print_rich_table(out, headers, rows, numeric=numeric, status_column=status_column)
+        return
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    for row in [headers, *rows]:
+        cells = [
+            cell.rjust(width) if i in numeric else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths))
+        ]
+        print("  ".join(cells).rstrip(), file=out)
+
+
+def _print_rich_table(
+    out: IO[str],
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    numeric: set[int],
+    status_column: int | None,
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="right" if i in numeric else "left", no_wrap=True)
+    for row in rows:
+        cells = [Text(cell) for cell in row]
+        if status_column is not None:
+            cells[status_column].stylize(_STATUS_STYLES.get(row[status_column], ""))
+        table.add_row(*cells)
+    Console(file=out, highlight=False).print(table)
+
+
+def _init_total(boot: Boot) -> float:
+    times = (timing.init_time for timing in boot.timings.values())
+    return sum(t for t in times if t is not None)
+
+
+def _settings_text(plan: Plan) -> str:
+    return (
+        f"{_count(plan.workers, 'worker')}, start method {plan.start_method}, "
+        f"on_error {plan.on_error}"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def _ms_text(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
