@@ -42,7 +42,7 @@ from ._errors import (
 )
 from ._graph import plan_order
 from ._plugins import CommitContext, InitResult, InitSpec, PluginSource
-from ._scheduler import Scheduler, default_start_method
+from ._scheduler import Scheduler, as_hook_error, default_start_method
 
 __all__ = [
     "Boot",
@@ -233,6 +233,7 @@ class Failure:
     kind: str  # "error" | "timeout" | "crash" | "skipped" | "cancelled"
     message: str
     error: BaseException | None = None
+    root: str | None = None  # the plugin whose failure this one follows from (skipped)
 
 
 _STATUS = {
@@ -259,8 +260,18 @@ class Boot:
 
     @property
     def ok(self) -> bool:
-        """True when no plugin that is not optional failed, was skipped or cancelled."""
-        return not any(not self.plan.plugin(name).optional for name in self.failures)
+        """True when every plugin committed, except optional ones and what follows from them.
+
+        A plugin skipped because an optional plugin it requires failed does not fail the boot.
+        """
+        for name, failure in self.failures.items():
+            if self.plan.plugin(name).optional:
+                continue
+            root = failure.root
+            if failure.kind == "skipped" and root is not None and self.plan.plugin(root).optional:
+                continue
+            return False
+        return True
 
     def status(self, plugin: str) -> str:
         """``ok``, ``failed``, ``timeout``, ``crashed``, ``skipped`` or ``cancelled``."""
@@ -377,6 +388,7 @@ class _Run:
                     planned = self.by_cookie.get(cookie)
                     if planned is not None:
                         self.on_outcome(planned)
+                    self.unstick()
         finally:
             _plugins.forget(self.boot_id)
             self.boot.wall = time.monotonic() - self.t0
@@ -421,14 +433,28 @@ class _Run:
                 err.__cause__ = exc
                 self.sched._cancel(p.cookie, err)
 
-    def cancel(self, p: PlannedPlugin, kind: str, message: str) -> None:
+    def unstick(self) -> None:
+        """End plugins that can no longer start: nothing runs that could let them."""
+        if self.launched - self.finished:
+            return
+        for p in self.plan.plugins:
+            if p.name not in self.launched:
+                missing = [r for r in p.requires if r not in self.committed]
+                reason = (
+                    f"skipped: it requires {', '.join(map(repr, missing))}, which did not commit"
+                )
+                self.cancel(p, "skipped", reason)
+
+    def cancel(self, p: PlannedPlugin, kind: str, message: str, root: str | None = None) -> None:
         """End a plugin that never ran: skipped (a requirement failed) or cancelled (abort)."""
         if p.name in self.launched:
             return
         self.launched.add(p.name)
-        self.boot.failures[p.name] = Failure(p.name, kind, message)
+        self.boot.failures[p.name] = Failure(p.name, kind, message, None, root)
         err = HookError(message, cookie=p.cookie, name=p.name)
         self.sched._cancel(p.cookie, err)
+        if kind == "skipped":
+            self.skip_dependents(p, root)
 
     # -- outcomes and commits --------------------------------------------------------------------
     def on_outcome(self, p: PlannedPlugin) -> None:
@@ -445,8 +471,7 @@ class _Run:
         elif outcome.ok:
             self.outcomes[p.name] = outcome.value
         else:
-            assert outcome.error is not None
-            self.fail(p, outcome.error)
+            self.fail(p, as_hook_error(p.cookie, outcome))
         self.commit_ready()
 
     def fail(self, p: PlannedPlugin, error: BaseException) -> None:
@@ -464,10 +489,11 @@ class _Run:
                 self.cancel(other, "cancelled", f"cancelled: plugin {p.name!r} failed")
         self.skip_dependents(p)
 
-    def skip_dependents(self, p: PlannedPlugin) -> None:
+    def skip_dependents(self, p: PlannedPlugin, root: str | None = None) -> None:
         for name in self.dependents[p.name]:
             dep = self.plan.plugin(name)
-            self.cancel(dep, "skipped", f"skipped: it requires {p.name!r}, which did not commit")
+            message = f"skipped: it requires {p.name!r}, which did not commit"
+            self.cancel(dep, "skipped", message, root or p.name)
 
     def commit_ready(self) -> None:
         progress = True
@@ -477,7 +503,12 @@ class _Run:
                 while queue and queue[0].name in self.finished:
                     p = queue.pop(0)
                     progress = True
-                    if p.name in self.outcomes and not self.aborting:
+                    if p.name not in self.outcomes:
+                        continue
+                    if self.aborting:
+                        message = "finished but not committed: the boot was aborting"
+                        self.boot.failures[p.name] = Failure(p.name, "cancelled", message)
+                    else:
                         self.commit(p)
 
     def commit(self, p: PlannedPlugin) -> None:

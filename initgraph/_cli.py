@@ -36,7 +36,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 from ._errors import BootError, ConfigError, InitgraphError, PluginError
 
 if TYPE_CHECKING:
-    from . import Boot, Plan
+    from ._boot import Boot, Plan
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -142,35 +142,45 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+class _RaiseOnSigterm:
+    """The SIGTERM handler: raise :class:`_Terminated` once; ignore repeats during cleanup."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.raised:
+            self.raised = True
+            raise _Terminated
+
+
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """Make SIGTERM raise :class:`_Terminated` in the main thread while the block runs.
 
     Only the first SIGTERM raises: later ones are ignored so they cannot cut the boot's cleanup
-    short. A process forked from this one (a worker under the ``fork`` start method) inherits the
-    handler, so there it restores the default action and dies of the signal as it would have.
+    short. Outside the main thread, where no handler can be set, SIGTERM keeps its action.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pid = os.getpid()
-    raised = False
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal raised
-        if os.getpid() != pid:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        if not raised:
-            raised = True
-            raise _Terminated
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, _RaiseOnSigterm())
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _default_sigterm_in_child() -> None:
+    # A process forked during a boot (a worker under "fork", the manager) must die of SIGTERM as
+    # usual, not raise an exception into code that does not expect it.
+    if isinstance(signal.getsignal(signal.SIGTERM), _RaiseOnSigterm):
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_sigterm_in_child)
 
 
 # -- arguments -----------------------------------------------------------------------------------
@@ -205,9 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
-    common.add_argument(
-        "-v", "--verbose", action="store_true", help="print tracebacks with errors"
-    )
+    common.add_argument("-v", "--verbose", action="store_true", help="print tracebacks with errors")
 
     parser = _Parser(
         prog=PROG,
@@ -243,7 +251,10 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         parents=[common],
         help="validate the config and print the plan; starts no process",
-        description="Validate the config, load every plugin and print the plan in cookie order.",
+        description=(
+            "Validate the config (keys, types, dependencies, that every plugin's module can be "
+            "found) and print the plan in cookie order. Starts no process and runs no plugin."
+        ),
     )
     check.set_defaults(command=_check)
     return parser
@@ -270,9 +281,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    import initgraph
+    from . import _boot
 
-    plan = initgraph.plan(args.config, **_overrides(args))
+    plan = _boot.plan(args.config, **_overrides(args))
     out = sys.stdout
     if args.json:
         _print_json(out, {"config": plan.path, **_plan_json(plan)})
@@ -295,18 +306,18 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import initgraph
+    from . import _boot
 
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
         try:
-            boot = initgraph.boot(args.config, **_overrides(args))
+            boot = _boot.boot(args.config, **_overrides(args))
             failure: BootError | None = None
         except BootError as exc:
             boot, failure = exc.boot, exc
         sequential = None
         if args.compare and failure is None and boot.plan.workers != 1:
             overrides = {**_overrides(args), "workers": 1}
-            sequential = initgraph.boot(args.config, check=False, **overrides)
+            sequential = _boot.boot(args.config, check=False, **overrides)
 
     out = sys.stdout
     if args.json:
@@ -378,11 +389,17 @@ def _print_summary(out: IO[str], boot: Boot, sequential: Boot | None) -> None:
         failure = boot.failures.get(p.name)
         if failure is not None:
             optional = " (optional)" if p.optional else ""
-            status = boot.status(p.name)
-            print(f"  {p.name}{optional}: {status}: {_squash(failure.message)}", file=out)
-    if boot.plan.workers != 1:
+            print(f"  {p.name}{optional}: {_failure_text(boot, p.name)}", file=out)
+    if boot.ok and boot.plan.workers != 1:
         print(_speed_text(boot, sequential), file=out)
     out.flush()
+
+
+def _failure_text(boot: Boot, name: str) -> str:
+    """``<status>: <why>`` on one line, without repeating a status the message starts with."""
+    status = boot.status(name)
+    message = _squash(boot.failures[name].message)
+    return message if message.startswith(f"{status}:") else f"{status}: {message}"
 
 
 def _speed_text(boot: Boot, sequential: Boot | None) -> str:
@@ -448,7 +465,7 @@ def _boot_json(boot: Boot, sequential: Boot | None) -> dict[str, Any]:
         entry["commit_ms"] = _ms(None if timing is None else timing.commit_time)
         entry["waited_ms"] = _ms(None if timing is None else timing.waited)
         entry["pid"] = None if timing is None else timing.pid
-        entry["error"] = None if failure is None else f"{failure.kind}: {failure.message}"
+        entry["error"] = None if failure is None else failure.message
     busy = _init_total(boot)
     report: dict[str, Any] = {
         "config": boot.plan.path,
@@ -457,7 +474,10 @@ def _boot_json(boot: Boot, sequential: Boot | None) -> dict[str, Any]:
         "init_ms_total": _ms(busy),
         "parallelism": round(busy / boot.wall, 3) if boot.wall > 0 else None,
         **plan,
-        "registry": [publication.key for publication in boot.registry.log],
+        "registry": [
+            {"key": pub.key, "plugin": pub.plugin, "domain": pub.domain, "cookie": pub.cookie}
+            for pub in boot.registry.log
+        ],
     }
     if sequential is not None:
         report["compare"] = {
@@ -489,11 +509,11 @@ def _print_table(
     if out.isatty():
         _print_rich_table(out, headers, rows, numeric=numeric, status_column=status_column)
         return
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     for row in [headers, *rows]:
         cells = [
             cell.rjust(width) if i in numeric else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths))
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
         print("  ".join(cells).rstrip(), file=out)
 

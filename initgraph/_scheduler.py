@@ -303,7 +303,7 @@ class Scheduler:
         if outcome.ok:
             return outcome.value
         assert outcome.error is not None
-        raise _as_hook_error(cookie, outcome)
+        raise as_hook_error(cookie, outcome)
 
     def close(self) -> None:
         """Wait for every domain (exclusive ones too), then stop every process started."""
@@ -750,7 +750,8 @@ class _Mirror:
             manager.shutdown()
 
 
-def _as_hook_error(cookie: int, outcome: _Outcome) -> HookError:
+def as_hook_error(cookie: int, outcome: _Outcome) -> HookError:
+    """The HookError ``result()`` raises for a failed outcome."""
     error = outcome.error
     assert error is not None
     if isinstance(error, HookError):

@@ -1,0 +1,413 @@
+"""Whole boots: planning, ordered commits, failure policies, plugins, embedding."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import sys
+import textwrap
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import initgraph
+from initgraph import (
+    BootError,
+    HookError,
+    HookTimeout,
+    OrderingError,
+    PluginError,
+    RegistryConflict,
+)
+from initgraph._boot import plan
+
+Writer = Callable[..., dict[str, Any]]
+
+SLEEPER = """
+import time
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    time.sleep(ctx.config.get("duration", 0))  # the plugin's work
+    if ctx.config.get("kernel"):
+        ctx.synchronize()
+        ctx.publish("init." + ctx.name, ctx.cookie)
+    return ctx.name
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("commit." + ctx.name, sorted(ctx.results))
+"""
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Writer:
+    """Write plugin modules into a fresh package and return a config dict builder."""
+    pkg = "app_" + tmp_path.name.replace("-", "_")
+    root = tmp_path / pkg
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+
+    def write(plugins: dict[str, dict[str, Any]], **settings: Any) -> dict[str, Any]:
+        table: dict[str, Any] = {}
+        for name, spec in plugins.items():
+            spec = dict(spec)
+            source = textwrap.dedent(spec.pop("source", SLEEPER))
+            (root / f"{name}.py").write_text(source)
+            table[name] = {"module": f"{pkg}.{name}", **spec}
+        return {
+            "initgraph": {"paths": [str(tmp_path)], "workers": 2, **settings},
+            "plugins": table,
+        }
+
+    yield write
+    for mod in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
+        del sys.modules[mod]
+
+
+def keys(boot: initgraph.Boot) -> list[str]:
+    return [p.key for p in boot.registry.log]
+
+
+# -- planning and order ----------------------------------------------------------------------------
+def test_plan_gives_cookies_in_dependency_then_file_order(app: Writer) -> None:
+    config = app(
+        {
+            "c": {"requires": ["b"]},
+            "a": {},
+            "b": {},
+            "d": {"requires": ["a"], "domain": "net"},
+        },
+    )
+    config["domains"] = {"net": {}}
+    p = plan(config)
+    assert [(x.cookie, x.name) for x in p] == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+    assert p.plugin("d").domain == "net"
+
+
+def test_boot_runs_and_commits_in_order(app: Writer) -> None:
+    boot = initgraph.boot(app({"a": {"config": {"kernel": True}}, "b": {"requires": ["a"]}}))
+    assert boot.ok
+    assert keys(boot) == ["init.a", "commit.a", "commit.b"]
+    assert boot.registry["commit.b"] == ["a"]
+    assert boot.results == {"a": "a", "b": "b"}
+    assert boot.registry.owner("init.a") == "a"
+    t = boot.timings["b"]
+    assert t.started is not None and t.ended is not None and t.commit_ended is not None
+    assert t.started >= boot.timings["a"].commit_ended  # requires: starts after a committed
+    assert t.pid != os.getpid()
+
+
+def test_registry_log_is_identical_on_every_run(app: Writer) -> None:
+    """Twenty plugins with random durations and dependencies, booted twenty times."""
+    rng = random.Random(7)
+    plugins: dict[str, dict[str, Any]] = {}
+    for i in range(20):
+        name = f"p{i:02d}"
+        earlier = list(plugins)
+        requires = rng.sample(earlier, k=min(len(earlier), rng.choice([0, 0, 1, 2])))
+        plugins[name] = {"requires": requires, "config": {"kernel": i % 3 == 0}}
+    expected: list[tuple[int, str, str]] | None = None
+    for run in range(20):
+        durations = random.Random(run)
+        for spec in plugins.values():
+            spec["config"] = {**spec["config"], "duration": durations.uniform(0, 0.01)}
+        boot = initgraph.boot(app(plugins, workers=4))
+        log = [(p.cookie, p.plugin, p.key) for p in boot.registry.log]
+        cookies = [c for c, _, _ in log]
+        assert cookies == sorted(cookies), "in plan order"
+        assert len(log) == 20 + 7
+        if expected is None:
+            expected = log
+        assert log == expected, f"run {run} differs"
+
+
+def test_each_domain_commits_in_cookie_order(app: Writer) -> None:
+    plugins = {
+        f"{d}{i}": {"domain": d, "config": {"duration": 0.02 * ((i * 7) % 3), "kernel": True}}
+        for i in range(4)
+        for d in ("x", "y")
+    }
+    config = app(plugins, workers=4)
+    config["domains"] = {"x": {}, "y": {}}
+    boot = initgraph.boot(config)
+    for d in ("x", "y"):
+        mine = [p.cookie for p in boot.registry.log if p.domain == d]
+        assert mine == sorted(mine)
+        assert len(mine) == 8
+
+
+# -- failures --------------------------------------------------------------------------------------
+RAISER = """
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    raise RuntimeError("disk on fire")
+"""
+
+
+def test_abort_cancels_pending_and_raises_boot_error(app: Writer) -> None:
+    config = app(
+        {
+            "bad": {"source": RAISER},
+            "slow": {"config": {"duration": 0.2}},
+            "later": {"requires": ["slow"]},
+        },
+    )
+    with pytest.raises(BootError) as info:
+        initgraph.boot(config)
+    boot = info.value.boot
+    assert str(info.value).startswith(
+        "boot failed: plugin 'bad': initcall 1 'bad' raised RuntimeError: disk on fire"
+    )
+    assert boot.status("bad") == "failed"
+    assert boot.status("later") == "cancelled"
+    assert boot.failures["later"].message == "cancelled: plugin 'bad' failed"
+    assert boot.status("slow") == "cancelled"  # ran to its end, but was not committed
+    assert isinstance(boot.failures["bad"].error, HookError)
+    assert isinstance(boot.failures["bad"].error.__cause__, RuntimeError)
+    assert not boot.ok
+
+
+def test_continue_skips_dependents_and_commits_the_rest(app: Writer) -> None:
+    config = app(
+        {
+            "bad": {"source": RAISER},
+            "child": {"requires": ["bad"]},
+            "grandchild": {"requires": ["child"]},
+            "fine": {},
+        },
+        on_error="continue",
+    )
+    boot = initgraph.boot(config, check=False)
+    assert boot.status("fine") == "ok"
+    assert boot.status("child") == "skipped"
+    assert boot.failures["child"].message == "skipped: it requires 'bad', which did not commit"
+    assert boot.status("grandchild") == "skipped"
+    assert keys(boot) == ["commit.fine"]
+    with pytest.raises(BootError):
+        initgraph.boot(config)
+
+
+def test_optional_failure_does_not_fail_the_boot(app: Writer) -> None:
+    boot = initgraph.boot(
+        app({"bad": {"source": RAISER, "optional": True}, "needs": {"requires": ["bad"]}, "ok": {}})
+    )
+    assert boot.ok
+    assert boot.status("bad") == "failed"
+    assert boot.status("needs") == "skipped"  # it cannot run without what it requires
+    assert boot.status("ok") == "ok"
+
+
+def test_plugin_timeout(app: Writer) -> None:
+    config = app({"hang": {"timeout": 0.3, "config": {"duration": 60}}, "ok": {}})
+    with pytest.raises(BootError) as info:
+        initgraph.boot(config, on_error="continue")
+    boot = info.value.boot
+    assert boot.status("hang") == "timeout"
+    assert isinstance(boot.failures["hang"].error, HookTimeout)
+    assert boot.status("ok") == "ok"
+
+
+def test_publish_before_synchronize_is_an_ordering_error(app: Writer) -> None:
+    source = """
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_init(ctx):
+        ctx.publish("too.early", 1)
+    """
+    with pytest.raises(BootError) as info:
+        initgraph.boot(app({"eager": {"source": source}}))
+    cause = info.value.boot.failures["eager"].error.__cause__
+    assert isinstance(cause, OrderingError)
+    assert str(cause) == (
+        "plugin 'eager' published 'too.early' in initgraph_init before ctx.synchronize(); "
+        "call ctx.synchronize() first, or publish from initgraph_commit"
+    )
+
+
+def test_key_published_twice_names_both_plugins(app: Writer) -> None:
+    source = """
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_commit(ctx, result):
+        ctx.publish("shared.key", ctx.name)
+    """
+    with pytest.raises(BootError) as info:
+        initgraph.boot(app({"first": {"source": source}, "second": {"source": source}}))
+    boot = info.value.boot
+    err = boot.failures["second"].error
+    assert isinstance(err, RegistryConflict)
+    assert str(err) == (
+        "key 'shared.key' published twice: first by plugin 'first', then by plugin 'second'; "
+        "give one of them another key"
+    )
+    assert (err.first, err.second) == ("first", "second")
+    assert boot.registry["shared.key"] == "first"
+
+
+def test_where_main_runs_in_the_parent(app: Writer) -> None:
+    source = """
+    import os, threading
+    from initgraph import hookimpl, current_is_async
+
+    @hookimpl
+    def initgraph_init(ctx):
+        return os.getpid(), threading.Lock(), current_is_async()  # cannot leave the process
+    """
+    boot = initgraph.boot(app({"local": {"source": source, "where": "main"}, "other": {}}))
+    pid, lock, is_async = boot.results["local"]
+    assert pid == os.getpid()
+    assert lock.acquire()
+    assert is_async is False
+
+
+# -- plugins ---------------------------------------------------------------------------------------
+def test_misspelled_hook_is_a_plugin_error(app: Writer) -> None:
+    source = """
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_int(ctx):
+        return 1
+    """
+    with pytest.raises(PluginError) as info:
+        initgraph.boot(app({"typo": {"source": source}}))
+    assert info.value.plugin == "typo"
+    assert str(info.value) == (
+        "plugin 'typo' implements unknown hook 'initgraph_int'; did you mean 'initgraph_init'?"
+    )
+
+
+def test_module_that_fails_to_import_is_a_plugin_error(app: Writer) -> None:
+    with pytest.raises(PluginError) as info:
+        initgraph.boot(app({"broken": {"source": "raise ImportError('no libfoo')\n"}}))
+    assert info.value.plugin == "broken"
+    assert str(info.value).endswith("failed: ImportError: no libfoo")
+
+
+def test_hook_wrappers_wrap_every_plugin(app: Writer) -> None:
+    wrapper = """
+    from initgraph import hookimpl
+
+    @hookimpl(wrapper=True)
+    def initgraph_init(ctx):
+        result = yield
+        return ("wrapped", ctx.name, result)
+
+    @hookimpl(wrapper=True)
+    def initgraph_commit(ctx, result):
+        yield
+        ctx.publish("audit." + ctx.name, ctx.cookie)
+    """
+    boot = initgraph.boot(app({"audit": {"source": wrapper}, "a": {}, "b": {}}))
+    assert boot.results["a"] == ("wrapped", "a", "a")
+    assert boot.results["b"] == ("wrapped", "b", "b")
+    assert keys(boot) == ["commit.a", "audit.a", "commit.b", "audit.b"]
+
+
+def test_plan_and_finished_hooks(app: Writer) -> None:
+    observer = """
+    from initgraph import hookimpl
+
+    seen = []
+
+    @hookimpl
+    def initgraph_plan(plan):
+        seen.append([p.name for p in plan])
+
+    @hookimpl
+    def initgraph_boot_finished(boot):
+        seen.append(sorted(boot.results))
+    """
+    config = app({"obs": {"source": observer}, "a": {}})
+    initgraph.boot(config)
+    module = sys.modules[config["plugins"]["obs"]["module"]]
+    assert module.seen == [["obs", "a"], ["a", "obs"]]
+
+
+def test_entry_point_plugins(app: Writer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = app({"a": {}})
+    pkg = config["plugins"]["a"]["module"].split(".")[0]
+    (tmp_path / pkg / "extra.py").write_text(textwrap.dedent(SLEEPER))
+    (tmp_path / pkg / "named.py").write_text(textwrap.dedent(SLEEPER))
+    dist = tmp_path / "initgraph_extra-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: initgraph-extra\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        f"[initgraph]\nextra = {pkg}.extra\nnamed = {pkg}.named\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config["plugins"]["byname"] = {"entry_point": "named"}
+    boot = initgraph.boot(config)
+    assert sorted(boot.results) == ["a", "byname"]
+    config["initgraph"]["entry_points"] = True
+    boot = initgraph.boot(config)
+    assert sorted(boot.results) == ["a", "byname", "extra"]
+
+
+# -- embedding -------------------------------------------------------------------------------------
+def _square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.allow_children
+def test_embedded_in_a_host_with_threads_and_a_pool(app: Writer) -> None:
+    """A host app with its own threads and multiprocessing pool boots twice; only its pool stays."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=stop.wait) for _ in range(3)]
+    for t in threads:
+        t.start()
+    pool = multiprocessing.get_context("fork").Pool(2)
+    try:
+        host = {p.pid for p in psutil.Process().children(recursive=True)}
+        assert pool.map(_square, range(4)) == [0, 1, 4, 9]
+        config = app({"a": {"config": {"kernel": True}}, "b": {"requires": ["a"]}})
+        first = initgraph.boot(config)
+        second = initgraph.boot(config)
+        assert keys(first) == keys(second) == ["init.a", "commit.a", "commit.b"]
+        assert first.plan.start_method == "forkserver"  # threads are running: no fork
+        assert pool.map(_square, range(3)) == [0, 1, 4]
+        left = {p.pid for p in psutil.Process().children(recursive=True)} - host
+        assert left == set()
+    finally:
+        pool.terminate()
+        pool.join()
+        stop.set()
+        for t in threads:
+            t.join()
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_boot_under_every_start_method(app: Writer, method: str) -> None:
+    config = app({"a": {"config": {"kernel": True}}, "b": {"requires": ["a"]}})
+    boot = initgraph.boot(config, start_method=method)
+    assert keys(boot) == ["init.a", "commit.a", "commit.b"]
+
+
+def test_example_application_boots() -> None:
+    root = Path(__file__).resolve().parents[1]
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        boot = initgraph.boot(root / "init.toml")
+    finally:
+        os.chdir(cwd)
+    try:
+        assert boot.ok
+        assert len(boot.plan.plugins) >= 8
+        assert {p.domain for p in boot.plan} >= {"default", "http"}
+        routes = [p.key for p in boot.registry.log if p.key.startswith("http.route.")]
+        assert routes, "the example registers HTTP routes"
+        assert "search.index" in boot.registry
+    finally:
+        boot.results["database"].close()

@@ -1,0 +1,699 @@
+"""End-to-end tests of the ``initgraph`` command line.
+
+Most tests run ``python -m initgraph`` in a subprocess, as a user would, on small plugin modules
+written into ``tmp_path``; quick ones call ``main(argv)`` in-process. Every child the CLI starts
+carries ``INITGRAPH_TEST_MARKER=<uuid>`` in its environment, so a test can tell that no process of
+the boot outlived the command, whatever became of its parent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from initgraph import _boot
+from initgraph._cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "init.toml"
+ERROR_LINE = re.compile(r"^initgraph: error: \S.*$")
+
+PLUGIN = """\
+import os
+import pathlib
+
+from initgraph import hookimpl
+
+
+@hookimpl
+def initgraph_init(ctx):
+{body}
+"""
+
+# Bodies of initgraph_init, by what the plugin does.
+BEHAVIOURS = {
+    "ok": "return ctx.name",
+    "raise": 'raise ValueError("boom")',
+    "crash": "os._exit(3)",
+    # One write, so that the lines of two processes sharing stderr cannot interleave.
+    "print": 'import sys\nsys.stdout.write(f"noise from {ctx.name}\\n")\nsys.stdout.flush()',
+    # Say it started, then wait for a writer that never comes.
+    "block": (
+        'pathlib.Path(ctx.config["marker"]).write_text(str(os.getpid()))\n'
+        'with open(ctx.config["fifo"]) as fifo:\n'
+        "    fifo.read()"
+    ),
+}
+
+
+def write_plugin(folder: Path, name: str, behaviour: str) -> None:
+    body = textwrap.indent(BEHAVIOURS[behaviour], "    ")
+    (folder / f"{name}.py").write_text(PLUGIN.format(body=body))
+
+
+def write_config(folder: Path, text: str) -> Path:
+    path = folder / "init.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def boot_processes(tag: str) -> list[str]:
+    """Live processes whose environment carries ``tag``: what is left of a boot."""
+    left = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("INITGRAPH_TEST_MARKER") == tag:
+                left.append(f"{proc.pid} {' '.join(proc.cmdline())[:100]}")
+        except psutil.Error:
+            continue
+    return left
+
+
+class Cli:
+    """Runs ``python -m initgraph`` in a folder, marking every process it starts."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.tag = uuid.uuid4().hex
+        self.env = {**os.environ, "INITGRAPH_TEST_MARKER": self.tag}
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "initgraph", *args]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            self.argv(*args),
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert boot_processes(self.tag) == []
+        return done
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.argv(*args),
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
+
+
+@pytest.fixture
+def repo_cli() -> Cli:
+    return Cli(ROOT)
+
+
+def assert_one_error_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert ERROR_LINE.match(lines[0]), stderr
+    return lines[0]
+
+
+# -- usage --------------------------------------------------------------------------------------
+
+
+def test_help_and_version_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "exit codes: 0 success, 1 a plugin failed" in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == "initgraph 0.1.0\n"
+    assert main(["run", "--help"]) == 0
+    assert "--compare" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: COMMAND (see 'initgraph --help')"),
+        (["boot"], "argument COMMAND: invalid choice: 'boot'"),
+        (["run", "--workers", "0"], "argument --workers: expected a positive integer or 'auto'"),
+        (["run", "--workers", "many"], "argument --workers: expected a positive integer or"),
+        (["run", "--on-error", "ignore"], "argument --on-error: invalid choice: 'ignore'"),
+        (["run", "--start-method", "thread"], "argument --start-method: invalid choice"),
+        (["check", "--compare"], "unrecognized arguments: --compare"),
+        (["run", "a.toml", "b.toml"], "unrecognized arguments: b.toml"),
+    ],
+)
+def test_usage_error_is_one_line_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert message in assert_one_error_line(err)
+
+
+def test_module_and_console_script_agree(cli: Cli) -> None:
+    script = Path(sys.executable).with_name("initgraph")
+    if not script.exists():
+        pytest.skip("the console script is not installed next to this interpreter")
+    by_module = cli.run("--version")
+    by_script = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (by_module.returncode, by_module.stdout) == (0, "initgraph 0.1.0\n")
+    assert (by_script.returncode, by_script.stdout) == (0, "initgraph 0.1.0\n")
+
+
+def test_importing_the_cli_does_not_import_rich() -> None:
+    code = "import sys, initgraph._cli; print('rich' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout == "False\n"
+
+
+# -- configuration mistakes: exit 2, one line, no traceback ------------------------------------
+
+
+def _missing_file(folder: Path) -> list[str]:
+    del folder  # left empty: the default init.toml is not there
+    return []
+
+
+def _bad_toml(folder: Path) -> list[str]:
+    write_config(folder, "[initgraph]\nworkers = \n")
+    return ["init.toml"]
+
+
+def _unknown_key(folder: Path) -> list[str]:
+    write_plugin(folder, "a", "ok")
+    write_config(folder, '[plugins.a]\nmodule = "a"\nrequiers = []\n')
+    return ["init.toml"]
+
+
+def _cycle(folder: Path) -> list[str]:
+    write_plugin(folder, "a", "ok")
+    write_plugin(folder, "b", "ok")
+    write_config(
+        folder,
+        """\
+        [plugins.a]
+        module = "a"
+        requires = ["b"]
+        [plugins.b]
+        module = "b"
+        requires = ["a"]
+        """,
+    )
+    return ["init.toml"]
+
+
+def _missing_module(folder: Path) -> list[str]:
+    write_config(folder, '[plugins.a]\nmodule = "no_such_module"\n')
+    return ["init.toml"]
+
+
+CONFIG_MISTAKES = {
+    "missing file": (_missing_file, "init.toml: no such file"),
+    "toml syntax": (_bad_toml, "init.toml:2:"),
+    "unknown key": (_unknown_key, "did you mean 'requires'"),
+    "cycle": (_cycle, "cycl"),
+    "missing module": (_missing_module, "no_such_module"),
+}
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.parametrize("mistake", list(CONFIG_MISTAKES))
+def test_config_mistake_is_one_line_exit_2(cli: Cli, command: str, mistake: str) -> None:
+    make, fragment = CONFIG_MISTAKES[mistake]
+    done = cli.run(command, *make(cli.cwd))
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert fragment in assert_one_error_line(done.stderr)
+
+
+def test_plugin_error_is_exit_2(cli: Cli) -> None:
+    (cli.cwd / "a.py").write_text(
+        "from initgraph import hookimpl\n\n@hookimpl\ndef initgraph_innit(ctx):\n    return 1\n"
+    )
+    write_config(cli.cwd, '[plugins.a]\nmodule = "a"\n')
+    done = cli.run("run")
+    assert done.returncode == 2
+    line = assert_one_error_line(done.stderr)
+    assert line == (
+        "initgraph: error: plugin 'a' implements unknown hook 'initgraph_innit'; "
+        "did you mean 'initgraph_init'?"
+    )
+
+
+def test_verbose_adds_the_traceback(cli: Cli) -> None:
+    _unknown_key(cli.cwd)
+    done = cli.run("run", "--verbose")
+    assert done.returncode == 2
+    assert done.stderr.startswith("Traceback (most recent call last):")
+    assert ERROR_LINE.match(done.stderr.splitlines()[-1])
+    assert "ConfigError" in done.stderr
+
+
+def test_internal_error_is_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("oops")
+
+    monkeypatch.setattr(_boot, "plan", broken)
+    assert main(["check", str(EXAMPLE)]) == 3
+    line = assert_one_error_line(capsys.readouterr().err)
+    assert line == (
+        "initgraph: error: internal error, a bug in initgraph: RuntimeError: oops "
+        "(rerun with --verbose for the traceback, and please report it)"
+    )
+    assert main(["check", str(EXAMPLE), "--verbose"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert "RuntimeError: oops" in err
+
+
+def test_closed_stdout_is_exit_141_without_a_traceback(repo_cli: Cli) -> None:
+    read, write = os.pipe()
+    os.close(read)  # every write to stdout now fails with EPIPE
+    try:
+        done = subprocess.run(
+            repo_cli.argv("check", "init.toml"),
+            cwd=ROOT,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+# -- check ----------------------------------------------------------------------------------------
+
+
+def _rows(stdout: str) -> list[list[str]]:
+    """The table's rows below its header, split on runs of two or more spaces."""
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["cookie", "plugin", "domain", "requires", "where"]
+    return [re.split(r"\s{2,}", line.strip()) for line in lines[1:-1]]
+
+
+def test_check_prints_the_example_plan_in_cookie_order(repo_cli: Cli) -> None:
+    done = repo_cli.run("check", "init.toml")
+    assert (done.returncode, done.stderr) == (0, "")
+    plan = _boot.plan(EXAMPLE)
+    expected = [
+        [str(p.cookie), p.name, p.domain, ", ".join(p.requires) or "-", p.where]
+        for p in plan.plugins
+    ]
+    assert _rows(done.stdout) == expected
+    assert [row[0] for row in expected] == [str(i) for i in range(1, 11)]
+    assert done.stdout.splitlines()[-1] == (
+        f"init.toml: ok, 10 plugins in 2 domains; {plan.workers} worker"
+        f"{'s' if plan.workers != 1 else ''}, start method {plan.start_method}, on_error abort"
+    )
+
+
+def test_check_orders_by_dependency_then_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(
+        tmp_path,
+        """\
+        [initgraph]
+        workers = 3
+        start_method = "spawn"
+        [domains.aux]
+        exclusive = true
+        [plugins.web]
+        module = "json"
+        requires = ["db"]
+        [plugins.db]
+        module = "csv"
+        [plugins.log]
+        module = "io"
+        domain = "aux"
+        """,
+    )
+    assert main(["check", str(path), "--on-error", "continue"]) == 0
+    out = capsys.readouterr().out
+    assert _rows(out) == [
+        ["1", "db", "default", "-", "pool"],
+        ["2", "web", "default", "db", "pool"],
+        ["3", "log", "aux", "-", "pool"],
+    ]
+    assert out.splitlines()[-1] == (
+        f"{path}: ok, 3 plugins in 2 domains; 3 workers, start method spawn, on_error continue"
+    )
+
+
+def test_check_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(EXAMPLE), "--json", "--workers", "3"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"config", "workers", "start_method", "on_error", "plugins"}
+    assert data["config"] == str(EXAMPLE)
+    assert data["workers"] == 3
+    assert [p["cookie"] for p in data["plugins"]] == list(range(1, 11))
+    assert data["plugins"][0] == {
+        "cookie": 1,
+        "name": "settings",
+        "domain": "default",
+        "requires": [],
+        "where": "pool",
+        "optional": False,
+        "timeout": 60.0,
+        "source": "module plugins.settings",
+    }
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+SUMMARY_HEADER = ["cookie", "plugin", "domain", "where", "status", "init", "ms", "commit", "ms"]
+NUMBER = r"\d+\.\d"
+
+
+def test_run_the_example_app(repo_cli: Cli) -> None:
+    done = repo_cli.run("run", "init.toml", "--workers", "2")
+    assert (done.returncode, done.stderr) == (0, "")
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == SUMMARY_HEADER
+    plan = _boot.plan(EXAMPLE)
+    rows = [line.split() for line in lines[1:11]]
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
+        (str(p.cookie), p.name, p.domain, p.where, "ok") for p in plan.plugins
+    ]
+    assert all(re.fullmatch(NUMBER, r[5]) and re.fullmatch(NUMBER, r[6]) for r in rows)
+    assert re.fullmatch(rf"booted 10 plugins in {NUMBER} ms with 2 workers \(\w+\)", lines[11])
+    assert re.fullmatch(
+        rf"parallelism \d+\.\d\dx: {NUMBER} ms of init work in {NUMBER} ms "
+        r"\(measure the speed-up with --compare\)",
+        lines[12],
+    )
+    assert len(lines) == 13
+
+
+def test_run_json_is_one_object_with_the_registry_log(repo_cli: Cli) -> None:
+    done = repo_cli.run("run", "init.toml", "--json", "--workers", "2")
+    assert (done.returncode, done.stderr) == (0, "")
+    data = json.loads(done.stdout)
+    assert set(data) == {
+        "config",
+        "ok",
+        "wall_ms",
+        "init_ms_total",
+        "parallelism",
+        "workers",
+        "start_method",
+        "on_error",
+        "plugins",
+        "registry",
+    }
+    assert data["ok"] is True
+    assert data["workers"] == 2
+    assert data["wall_ms"] > 0
+    assert [p["status"] for p in data["plugins"]] == ["ok"] * 10
+    assert all(p["error"] is None and p["init_ms"] >= 0 for p in data["plugins"])
+    keys = [entry["key"] for entry in data["registry"]]
+    assert len(keys) == len(set(keys))
+    assert {"app.settings", "corpus.paths", "search.index", "stats.summary"} <= set(keys)
+    for domain in ("default", "http"):
+        cookies = [e["cookie"] for e in data["registry"] if e["domain"] == domain]
+        assert cookies == sorted(cookies), f"{domain} published out of cookie order"
+
+
+def test_run_json_keeps_plugin_output_off_stdout(cli: Cli) -> None:
+    write_plugin(cli.cwd, "in_pool", "print")
+    write_plugin(cli.cwd, "in_main", "print")
+    write_config(
+        cli.cwd,
+        """\
+        [initgraph]
+        workers = 1
+        [plugins.in_pool]
+        module = "in_pool"
+        [plugins.in_main]
+        module = "in_main"
+        where = "main"
+        """,
+    )
+    done = cli.run("run", "--json")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["ok"] is True
+    assert sorted(done.stderr.splitlines()) == ["noise from in_main", "noise from in_pool"]
+
+
+def _failing_app(folder: Path) -> None:
+    for name, behaviour in [
+        ("good", "ok"),
+        ("bad", "raise"),
+        ("after_bad", "ok"),
+        ("crash", "crash"),
+        ("slow", "block"),
+        ("extra", "raise"),
+    ]:
+        write_plugin(folder, name, behaviour)
+    os.mkfifo(folder / "fifo")
+    write_config(
+        folder,
+        f"""\
+        [initgraph]
+        workers = 2
+        on_error = "continue"
+        [plugins.good]
+        module = "good"
+        [plugins.bad]
+        module = "bad"
+        [plugins.after_bad]
+        module = "after_bad"
+        requires = ["bad"]
+        [plugins.crash]
+        module = "crash"
+        [plugins.slow]
+        module = "slow"
+        timeout = 0.5
+        config = {{ fifo = "{folder / "fifo"}", marker = "{folder / "marker"}" }}
+        [plugins.extra]
+        module = "extra"
+        optional = true
+        """,
+    )
+
+
+STATUSES = [
+    ("good", "ok"),
+    ("bad", "failed"),
+    ("after_bad", "skipped"),
+    ("crash", "crashed"),
+    ("slow", "timeout"),
+    ("extra", "failed"),
+]
+
+
+def test_run_reports_every_kind_of_failure(cli: Cli) -> None:
+    _failing_app(cli.cwd)
+    done = cli.run("run")
+    assert done.returncode == 1
+    line = assert_one_error_line(done.stderr)
+    assert line.startswith("initgraph: error: boot failed: plugin 'bad': ")
+    lines = done.stdout.splitlines()
+    assert [(r.split()[1], r.split()[4]) for r in lines[1:7]] == STATUSES
+    assert re.fullmatch(rf"boot failed: 6 plugins in {NUMBER} ms with 2 workers \(\w+\)", lines[7])
+    # One line per plugin that did not commit, in cookie order: "  name: status: why".
+    failures = [
+        r"  bad: failed: .*ValueError: boom",
+        r"  after_bad: skipped: .*'bad'.*",
+        r"  crash: crashed: .*EXIT\(3\).*",
+        r"  slow: timeout: .*timeout of 0\.5 s.*",
+        r"  extra \(optional\): failed: .*ValueError: boom",
+    ]
+    assert len(lines) == 8 + len(failures)
+    for pattern, text in zip(failures, lines[8:], strict=True):
+        assert re.fullmatch(pattern, text)
+
+
+def test_run_json_reports_every_kind_of_failure(cli: Cli) -> None:
+    _failing_app(cli.cwd)
+    done = cli.run("run", "--json")
+    assert done.returncode == 1
+    assert_one_error_line(done.stderr)
+    data = json.loads(done.stdout)
+    assert data["ok"] is False
+    assert [(p["name"], p["status"]) for p in data["plugins"]] == STATUSES
+    errors = {p["name"]: p["error"] for p in data["plugins"]}
+    assert errors["good"] is None
+    assert errors["bad"].endswith("ValueError: boom")
+    assert "ran past its timeout of 0.5 s" in errors["slow"]
+
+
+def test_run_optional_failure_exits_0(cli: Cli) -> None:
+    write_plugin(cli.cwd, "good", "ok")
+    write_plugin(cli.cwd, "extra", "raise")
+    write_config(
+        cli.cwd,
+        """\
+        [initgraph]
+        workers = 1
+        [plugins.good]
+        module = "good"
+        [plugins.extra]
+        module = "extra"
+        optional = true
+        """,
+    )
+    done = cli.run("run")
+    assert (done.returncode, done.stderr) == (0, "")
+    last = done.stdout.splitlines()[-1]
+    assert re.fullmatch(r"  extra \(optional\): failed: .*ValueError: boom", last)
+
+
+def _two_plugins(folder: Path) -> None:
+    write_plugin(folder, "a", "ok")
+    write_plugin(folder, "b", "ok")
+    write_config(folder, '[plugins.a]\nmodule = "a"\n[plugins.b]\nmodule = "b"\n')
+
+
+def test_quiet_prints_nothing_on_success_and_one_line_on_failure(cli: Cli) -> None:
+    _two_plugins(cli.cwd)
+    done = cli.run("run", "--quiet", "--workers", "2", "--compare")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    write_plugin(cli.cwd, "b", "raise")
+    done = cli.run("run", "-q")
+    assert (done.returncode, done.stdout) == (1, "")
+    line = assert_one_error_line(done.stderr)
+    assert line.startswith("initgraph: error: boot failed: plugin 'b'")
+
+
+def test_compare_measures_the_speed_up(cli: Cli) -> None:
+    _two_plugins(cli.cwd)
+    done = cli.run("run", "--workers", "2", "--compare")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert re.fullmatch(
+        rf"\d+\.\d\dx (faster|slower) than --workers 1 \({NUMBER} ms vs {NUMBER} ms\)",
+        done.stdout.splitlines()[-1],
+    )
+    data = json.loads(cli.run("run", "--workers", "2", "--compare", "--json").stdout)
+    assert set(data["compare"]) == {"ok", "workers_1_wall_ms", "speedup"}
+    assert data["compare"]["ok"] is True
+
+
+def test_one_worker_prints_no_speed_up(cli: Cli) -> None:
+    _two_plugins(cli.cwd)
+    done = cli.run("run", "--workers", "1", "--compare")
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[-1].startswith("booted 2 plugins in ")
+
+
+def test_rich_table_on_a_terminal() -> None:
+    from initgraph._cli import _print_table
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    rows = [["1", "settings", "ok"], ["2", "corpus", "failed"]]
+    _print_table(out, ["cookie", "plugin", "status"], rows, numeric={0}, status_column=2)
+    text = out.getvalue()
+    assert "\x1b[" in text  # styled
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert [line.split() for line in plain.splitlines()] == [
+        ["cookie", "plugin", "status"],
+        ["1", "settings", "ok"],
+        ["2", "corpus", "failed"],
+    ]
+
+
+# -- signals: 130 and 143, and nothing left behind ------------------------------------------------
+
+
+@pytest.fixture
+def sigint_not_ignored() -> Iterator[None]:
+    """A child inherits an ignored SIGINT (as under some runners); let it see Ctrl-C."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
+    """Wait, within a bound, for the blocking plugin to say it started."""
+    deadline = time.monotonic() + 60
+    while not (path.exists() and path.read_text()):
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"initgraph ended early with {proc.returncode}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("the blocking plugin never started")
+        time.sleep(0.01)
+
+
+@pytest.mark.usefixtures("sigint_not_ignored")
+@pytest.mark.parametrize("where", ["pool", "main"])
+@pytest.mark.parametrize(
+    ("signum", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_signal_stops_the_boot_and_every_process(
+    cli: Cli, where: str, signum: int, code: int, word: str
+) -> None:
+    write_plugin(cli.cwd, "quick", "ok")
+    write_plugin(cli.cwd, "blocker", "block")
+    os.mkfifo(cli.cwd / "fifo")
+    marker = cli.cwd / "marker"
+    write_config(
+        cli.cwd,
+        f"""\
+        [initgraph]
+        workers = 2
+        [plugins.quick]
+        module = "quick"
+        [plugins.blocker]
+        module = "blocker"
+        where = "{where}"
+        config = {{ fifo = "{cli.cwd / "fifo"}", marker = "{marker}" }}
+        """,
+    )
+    proc = cli.start("run")
+    _wait_for(marker, proc)
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    took = time.monotonic() - sent
+    assert proc.returncode == code, err
+    assert took < 5
+    assert err == f"initgraph: {word}\n"
+    assert out == ""
+    assert boot_processes(cli.tag) == []
