@@ -60,6 +60,7 @@ __all__ = ["Scheduler", "default_start_method"]
 
 START_METHODS = ("fork", "forkserver", "spawn")
 PARENT_SLOTS = 16  # parent threads that may wait at once
+PIPELINE = 2  # initcalls a worker may hold: the one it runs and the next, so it never idles
 _KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
 _STOP_GRACE = 2.0  # seconds a worker gets to leave on Stop before it is killed
 
@@ -105,8 +106,9 @@ class _ParentRuntime(_runtime.Runtime):
     def __init__(self, sched: Scheduler, shared: SharedState, max_pending: int) -> None:
         super().__init__(shared, max_pending, owner=PARENT)
         self._sched = sched
-        self._free_slots = list(range(PARENT_SLOTS))
-        self._slots_cond = threading.Condition()
+        self._free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(PARENT_SLOTS):  # low slots first: the waker scans from slot 0
+            self._free_slots.put(slot)
 
     def _submit(
         self,
@@ -128,15 +130,11 @@ class _ParentRuntime(_runtime.Runtime):
 
     @contextlib.contextmanager
     def _wait_slot(self) -> Iterator[int]:
-        with self._slots_cond:
-            self._slots_cond.wait_for(lambda: bool(self._free_slots))
-            slot = self._free_slots.pop()
+        slot = self._free_slots.get()  # more than PARENT_SLOTS waiting threads take turns
         try:
             yield slot
         finally:
-            with self._slots_cond:
-                self._free_slots.append(slot)
-                self._slots_cond.notify()
+            self._free_slots.put(slot)
 
     def _names(self, cookies: Iterable[int]) -> dict[int, str]:
         return self._sched._names_of(cookies)
@@ -204,7 +202,8 @@ class Scheduler:
         self._dispatcher = Dispatcher()
         self._pool: dict[int, _Worker] = {}
         self._free_worker_slots = list(range(max_workers - 1, -1, -1))
-        self._runs: dict[int, Run] = {}
+        self._runs: dict[int, Run] = {}  # ready or waiting, not sent
+        self._sent: dict[int, Run] = {}  # sent to a worker, not finished
         self._timeouts: dict[int, float] = {}
         self._deadlines: dict[
             int, tuple[float, int, float]
@@ -360,7 +359,7 @@ class Scheduler:
             if timeout is not None:
                 self._timeouts[run.cookie] = timeout
             self._mirror.add(run.domain, run.cookie, run.name)
-            self._dispatcher.add(run.cookie, after)
+            self._dispatcher.add(run.cookie, after, queueable=timeout is None)
             self._pump()
 
     def _record(self, cookie: int, outcome: _Outcome) -> None:
@@ -368,6 +367,7 @@ class Scheduler:
             self._outcomes[cookie] = outcome
             self._names.setdefault(cookie, outcome.name)
             self._runs.pop(cookie, None)
+            self._sent.pop(cookie, None)
             self._timeouts.pop(cookie, None)
             self._deadlines.pop(cookie, None)
             domain = self._domains_of.get(cookie)
@@ -402,7 +402,8 @@ class Scheduler:
             if timeout is not None:
                 self._timeouts[cookie] = timeout
             self._mirror.add(domain, cookie, name)
-            self._dispatcher.add(cookie, (-cookie,))  # held until its payload arrives
+            # held until its payload arrives
+            self._dispatcher.add(cookie, (-cookie,), queueable=timeout is None)
         return cookie
 
     def _provide(self, cookie: int, func: InitcallFunc, data: Any) -> None:
@@ -449,11 +450,14 @@ class Scheduler:
             return
         while self._dispatcher.should_grow(self.max_workers):
             self._start_worker()
-        for slot, cookie in self._dispatcher.assign():
-            run = self._runs.pop(cookie)
+        assigned = self._dispatcher.assign(PIPELINE)
+        if assigned:
+            self._shared.assign_runners([(c, PARENT_SLOTS + w) for w, c in assigned])
+        for slot, cookie in assigned:
+            run = self._sent[cookie] = self._runs.pop(cookie)
             worker = self._pool[slot]
             timeout = self._timeouts.pop(cookie, None)
-            if timeout is not None:
+            if timeout is not None:  # never queued: it starts now
                 self._deadlines[cookie] = (time.monotonic() + timeout, slot, timeout)
             # If it died, its sentinel reports the crash of this initcall.
             with contextlib.suppress(OSError):
@@ -479,7 +483,7 @@ class Scheduler:
 
     def _retire(self, slot: int) -> None:
         worker = self._pool.pop(slot)
-        self._dispatcher.remove_worker(slot)
+        self._dispatcher.remove_worker(slot)  # idle: nothing to give back
         with contextlib.suppress(OSError):
             worker.conn.send_bytes(pickle.dumps(Stop()))
         worker.proc.join(_STOP_GRACE)
@@ -510,6 +514,7 @@ class Scheduler:
                     timeout = self._next_deadline()
                 waitables: list[Any] = [*by_conn, *by_sentinel, self._wake_r]
                 ready = multiprocess.connection.wait(waitables, timeout)
+
                 with self._lock:
                     for item in ready:
                         if item == self._wake_r:
@@ -561,6 +566,7 @@ class Scheduler:
             self._add(run, message.after, message.timeout)
         elif isinstance(message, Blocked):
             self._dispatcher.blocked(worker.slot)
+            self._take_back(worker.slot)
             self._pump()
         elif isinstance(message, Unblocked):
             self._dispatcher.unblocked(worker.slot)
@@ -590,13 +596,22 @@ class Scheduler:
             outcome = _Outcome(done.name, False, None, error, done.started, done.ended, done.pid)
         self._record(done.cookie, outcome)
 
+    def _take_back(self, slot: int) -> None:
+        """Queued initcalls of a worker that cannot start them soon go back to the ready set."""
+        for cookie in self._dispatcher.queued(slot):
+            if self._shared.reclaim(cookie, PARENT_SLOTS + slot):
+                self._dispatcher.requeue(slot, cookie)
+                self._runs[cookie] = self._sent[cookie]
+
     def _lost(self, worker: _Worker) -> None:
         """A worker's process ended: report what it ran, release its cookies, replace it."""
         self._drain(worker)
         worker.proc.join()  # reap it first: the shared lock's recovery needs it gone
         exitcode = worker.proc.exitcode
         del self._pool[worker.slot]
-        cookie = self._dispatcher.remove_worker(worker.slot)
+        cookie, queued = self._dispatcher.remove_worker(worker.slot)
+        for c in queued:  # they never started; they run elsewhere
+            self._runs[c] = self._sent[c]
         worker.conn.close()
         self._free_worker_slots.append(worker.slot)
         released = self._shared.release_owner(PARENT_SLOTS + worker.slot)

@@ -8,14 +8,18 @@ wait on a manager round trip (PERF-NOTES: a manager call costs as much as a whol
                registered in progress, lock holder pid
     domains    per domain: lowest in-progress cookie (0: none), count in progress, flags
     names      per domain: its name (the table is append-only, so an index never changes)
-    ring       every in-progress cookie in increasing order: (cookie, domain, owner); a finished
-               entry becomes a tombstone and the ring is compacted when it fills up
+    ring       every in-progress cookie in increasing order: (cookie, domain, owner, runner); a
+               finished entry becomes a tombstone and the ring is compacted when it fills up
     waiters    per wait slot: what a sleeping waiter waits for; each slot has its own semaphore
 
 Cookies are appended in increasing order under the lock, so the ring stays sorted and a
 domain's lowest in-progress cookie only moves forward. A finishing process updates the domain's
 low-water mark and posts the semaphore of each sleeper whose condition now holds: one
 ``sem_post`` per woken waiter, no polling and no ``notify_all`` that blocks the notifier.
+
+The runner of an entry says which worker may start it: the parent sets it when it sends the
+initcall, the worker claims it before running, and the parent can take a queued initcall back
+(to run it elsewhere) only while it is unclaimed — so an initcall never runs twice.
 
 The owner of an entry is the wait slot of the worker that allocated it until the parent has
 heard of it (or of the worker running it inline); if that worker dies, the parent removes the
@@ -76,13 +80,17 @@ class SharedState:
         self._ring_cookie = ctx.RawArray(ctypes.c_int64, capacity)
         self._ring_domain = ctx.RawArray(ctypes.c_int64, capacity)
         self._ring_owner = ctx.RawArray(ctypes.c_int64, capacity)
+        self._ring_runner = ctx.RawArray(ctypes.c_int64, capacity)
         self._waiters = ctx.RawArray(ctypes.c_int64, slots * _WAITER_FIELDS)
         self._sems = [ctx.Semaphore(0) for _ in range(slots)]
         self._index: dict[str, int] = {}
 
+        self._cookies_view: memoryview | None = None
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_index"] = {}
+        state["_cookies_view"] = None
         return state
 
     def semaphore_names(self) -> set[str]:
@@ -94,15 +102,20 @@ class SharedState:
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the shared lock; if a holder died with it, take it back instead of hanging."""
-        lock = self._lock
-        if not lock.acquire(timeout=_LOCK_PATIENCE):
-            self._acquire_slow()
-        self._header[_HOLDER] = os.getpid()
+        self._acquire()
         try:
             yield
         finally:
-            self._header[_HOLDER] = 0
-            lock.release()
+            self._release()
+
+    def _acquire(self) -> None:
+        if not self._lock.acquire(timeout=_LOCK_PATIENCE):
+            self._acquire_slow()
+        self._header[_HOLDER] = _PID.pid
+
+    def _release(self) -> None:
+        self._header[_HOLDER] = 0
+        self._lock.release()
 
     def _acquire_slow(self) -> None:
         while True:
@@ -208,6 +221,7 @@ class SharedState:
             self._ring_cookie[tail] = cookie
             self._ring_domain[tail] = domain
             self._ring_owner[tail] = owner
+            self._ring_runner[tail] = 0
             header[_TAIL] = tail + 1
             header[_TOTAL] += 1
             base = domain * _DOMAIN_FIELDS
@@ -220,12 +234,15 @@ class SharedState:
 
     def finish(self, cookies: tuple[int, ...] | list[int]) -> None:
         """Mark ``cookies`` complete and wake the waiters they were holding back."""
-        with self.locked():
+        self._acquire()
+        try:
             touched = False
             for cookie in cookies:
                 touched |= self._remove(cookie)
             if touched and self._header[_SLEEPERS]:
                 self._wake()
+        finally:
+            self._release()
 
     def adopt(self, cookies: tuple[int, ...] | list[int]) -> None:
         """The parent has heard of ``cookies``: a worker's death no longer removes them."""
@@ -234,6 +251,35 @@ class SharedState:
                 i = self._find(cookie)
                 if i is not None:
                     self._ring_owner[i] = PARENT
+
+    def assign_runners(self, pairs: list[tuple[int, int]]) -> None:
+        """Record that each ``(cookie, slot)`` was sent to the worker of wait slot ``slot``."""
+        with self.locked():
+            for cookie, slot in pairs:
+                i = self._find(cookie)
+                if i is not None:
+                    self._ring_runner[i] = slot + 1
+
+    def claim(self, cookie: int, slot: int) -> bool:
+        """A worker starts ``cookie``: True if it is still this worker's to run."""
+        self._acquire()
+        try:
+            i = self._find(cookie)
+            if i is None or self._ring_runner[i] != slot + 1:
+                return False
+            self._ring_runner[i] = -(slot + 1)
+            return True
+        finally:
+            self._release()
+
+    def reclaim(self, cookie: int, slot: int) -> bool:
+        """Take ``cookie`` back from worker ``slot``: True if it had not started it."""
+        with self.locked():
+            i = self._find(cookie)
+            if i is None or self._ring_runner[i] != slot + 1:
+                return False
+            self._ring_runner[i] = 0
+            return True
 
     def set_owner(self, cookie: int, owner: int) -> None:
         """Record which worker slot runs ``cookie`` inline, so its death releases it."""
@@ -327,8 +373,12 @@ class SharedState:
                     on_sleep(True)
                 slept = True
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if sem.acquire(timeout=timeout):
-                    continue
+                if sem.acquire(True, timeout):
+                    # The waker posts only once the condition holds, and what a waiter waits
+                    # for, once true, has been true: return without taking the lock again.
+                    if self._header[_CLOSED]:
+                        continue  # woken by close(): the check above raises
+                    return True
                 with self.locked():
                     if self._waiters[base] != W_NONE:
                         self._waiters[base] = W_NONE
@@ -376,6 +426,7 @@ class SharedState:
 
     def _wake(self) -> None:
         waiters = self._waiters
+        left = self._header[_SLEEPERS]
         for slot in range(self.slots):
             base = slot * _WAITER_FIELDS
             kind = waiters[base]
@@ -385,13 +436,18 @@ class SharedState:
                 waiters[base] = W_NONE
                 self._header[_SLEEPERS] -= 1
                 self._sems[slot].release()
+            left -= 1
+            if not left:
+                return
 
     def _find(self, cookie: int) -> int | None:
         header = self._header
         head, tail = header[_HEAD], header[_TAIL]
-        ring = self._ring_cookie
-        i = bisect.bisect_left(_RingView(ring), cookie, head, tail)
-        if i < tail and ring[i] == cookie and self._ring_domain[i] >= 0:
+        view = self._cookies_view
+        if view is None:
+            view = self._cookies_view = memoryview(self._ring_cookie).cast("B").cast("q")
+        i = bisect.bisect_left(view, cookie, head, tail)
+        if i < tail and view[i] == cookie and self._ring_domain[i] >= 0:
             return i
         return None
 
@@ -433,24 +489,24 @@ class SharedState:
                 self._ring_cookie[out] = self._ring_cookie[i]
                 self._ring_domain[out] = self._ring_domain[i]
                 self._ring_owner[out] = self._ring_owner[i]
+                self._ring_runner[out] = self._ring_runner[i]
                 out += 1
         header[_HEAD] = 0
         header[_TAIL] = out
 
 
-class _RingView:
-    """A sequence view of a ctypes array for bisect (key access without copying)."""
+class _Pid:
+    """This process's pid, read once per process (not once per lock)."""
 
-    __slots__ = ("_a",)
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        os.register_at_fork(after_in_child=self._reset)
 
-    def __init__(self, a: Any) -> None:
-        self._a = a
+    def _reset(self) -> None:
+        self.pid = os.getpid()
 
-    def __getitem__(self, i: int) -> int:
-        return int(self._a[i])
 
-    def __len__(self) -> int:
-        return len(self._a)
+_PID = _Pid()
 
 
 def _alive(pid: int) -> bool:

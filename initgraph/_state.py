@@ -85,18 +85,25 @@ class Dispatcher:
     progress) and leave with :meth:`complete`. Ready initcalls are handed out lowest cookie first
     (invariant 3). A cookie may be completed before it was added: work scheduled and finished
     inside a worker reaches the parent that way.
+
+    A worker may hold a short queue: the initcall it runs (the head) and, with ``depth`` above 1,
+    the next ones, so it never waits for the parent between two initcalls. Only initcalls added
+    as ``queueable`` wait in a queue (one with a timeout must start when it is sent). Queued
+    initcalls that have not started can be taken back (:meth:`requeue`) when their worker
+    blocks, dies or runs long, so a queue never holds back work that others wait for.
     """
 
     def __init__(self) -> None:
         self._initcalls: dict[int, _Initcall] = {}
         self._ready: list[int] = []
         self._done: set[int] = set()
+        self._queueable: set[int] = set()
         self._workers: dict[int, WorkerState] = {}
-        self._running_on: dict[int, int] = {}  # worker -> cookie
+        self._queues: dict[int, list[int]] = {}  # worker -> its cookies; the head runs
         self._waiting_for_unknown: dict[int, list[int]] = {}  # cookie not yet added -> dependents
 
     # -- initcalls -----------------------------------------------------------------------------
-    def add(self, cookie: int, after: Iterable[int] = ()) -> None:
+    def add(self, cookie: int, after: Iterable[int] = (), *, queueable: bool = False) -> None:
         """Add an initcall that may start once every cookie of ``after`` has completed."""
         if cookie in self._initcalls or cookie in self._done:
             msg = f"cookie {cookie} was added twice"
@@ -104,6 +111,8 @@ class Dispatcher:
         pending = {c for c in after if c not in self._done and c != cookie}
         call = _Initcall(cookie, pending)
         self._initcalls[cookie] = call
+        if queueable:
+            self._queueable.add(cookie)
         for dep in pending:
             dep_call = self._initcalls.get(dep)
             if dep_call is not None:
@@ -119,13 +128,15 @@ class Dispatcher:
         if cookie in self._done:
             return []
         self._done.add(cookie)
+        self._queueable.discard(cookie)
         call = self._initcalls.pop(cookie, None)
         dependents = call.dependents if call is not None else []
         dependents = dependents + self._waiting_for_unknown.pop(cookie, [])
         if call is not None and call.worker is not None:
-            if self._running_on.get(call.worker) == cookie:
-                del self._running_on[call.worker]
-                if call.worker in self._workers:
+            queue = self._queues.get(call.worker)
+            if queue is not None and cookie in queue:
+                queue.remove(cookie)
+                if not queue and call.worker in self._workers:
                     self._workers[call.worker] = WorkerState.IDLE
         elif call is not None and cookie in self._ready:
             self._ready.remove(cookie)
@@ -146,8 +157,13 @@ class Dispatcher:
         return cookie in self._done
 
     def running(self, worker: int) -> int | None:
-        """The cookie ``worker`` is running, if any."""
-        return self._running_on.get(worker)
+        """The cookie ``worker`` is running (the head of its queue), if any."""
+        queue = self._queues.get(worker)
+        return queue[0] if queue else None
+
+    def queued(self, worker: int) -> list[int]:
+        """The cookies waiting behind the one ``worker`` runs."""
+        return list(self._queues.get(worker, [])[1:])
 
     @property
     def ready(self) -> list[int]:
@@ -163,15 +179,38 @@ class Dispatcher:
     def add_worker(self, worker: int) -> None:
         """A worker joined the pool, idle."""
         self._workers[worker] = WorkerState.IDLE
+        self._queues[worker] = []
 
-    def remove_worker(self, worker: int) -> int | None:
-        """A worker left the pool (died or retired); return the cookie it was running."""
+    def remove_worker(self, worker: int) -> tuple[int | None, list[int]]:
+        """A worker left the pool (died or retired).
+
+        Returns the cookie it was running and the queued ones, which go back to the ready set:
+        they never started.
+        """
         self._workers.pop(worker, None)
-        return self._running_on.pop(worker, None)
+        queue = self._queues.pop(worker, [])
+        for cookie in queue[1:]:
+            self._back_to_ready(cookie)
+        return (queue[0] if queue else None), queue[1:]
+
+    def requeue(self, worker: int, cookie: int) -> None:
+        """Take back ``cookie``, queued on ``worker`` and not started: it is ready again."""
+        queue = self._queues.get(worker)
+        if queue is None or cookie not in queue[1:]:
+            msg = f"cookie {cookie} is not queued behind another on worker {worker}"
+            raise ValueError(msg)
+        queue.remove(cookie)
+        self._back_to_ready(cookie)
+
+    def _back_to_ready(self, cookie: int) -> None:
+        call = self._initcalls.get(cookie)
+        if call is not None:
+            call.worker = None
+            heapq.heappush(self._ready, cookie)
 
     def blocked(self, worker: int) -> None:
         """A worker went to sleep in a synchronize."""
-        if worker in self._workers and worker in self._running_on:
+        if worker in self._workers and self._queues.get(worker):
             self._workers[worker] = WorkerState.BLOCKED
 
     def unblocked(self, worker: int) -> None:
@@ -188,28 +227,33 @@ class Dispatcher:
         """Every worker and its state."""
         return dict(self._workers)
 
-    def assign(self) -> list[tuple[int, int]]:
-        """Hand ready initcalls to idle workers, lowest cookie to lowest worker id first."""
-        idle = sorted(w for w, s in self._workers.items() if s is WorkerState.IDLE)
-        out: list[tuple[int, int]] = []
-        for worker in idle:
-            if not self._ready:
-                break
-            cookie = heapq.heappop(self._ready)
-            self._initcalls[cookie].worker = worker
-            self._workers[worker] = WorkerState.BUSY
-            self._running_on[worker] = cookie
-            out.append((worker, cookie))
-        return out
+    def assign(self, depth: int = 1) -> list[tuple[int, int]]:
+        """Hand ready initcalls to workers, lowest cookie first.
 
-    def take(self, cookie: int) -> bool:
-        """Take a ready ``cookie`` out of the queue to run it elsewhere (in the parent)."""
-        if cookie in self._ready:
-            self._ready.remove(cookie)
-            heapq.heapify(self._ready)
-            self._initcalls[cookie].worker = -1
-            return True
-        return False
+        Idle workers are served first, lowest worker id first; then, up to ``depth`` initcalls
+        per worker, queues of busy (not blocked) workers, with queueable initcalls only. An
+        initcall that may not wait in a queue stops the second round, so a higher cookie never
+        overtakes it.
+        """
+        out: list[tuple[int, int]] = []
+        for level in range(depth):
+            candidates = sorted(
+                w
+                for w, s in self._workers.items()
+                if s is not WorkerState.BLOCKED and len(self._queues[w]) == level
+            )
+            for worker in candidates:
+                if not self._ready:
+                    return out
+                cookie = self._ready[0]
+                if level > 0 and cookie not in self._queueable:
+                    return out
+                heapq.heappop(self._ready)
+                self._initcalls[cookie].worker = worker
+                self._workers[worker] = WorkerState.BUSY
+                self._queues[worker].append(cookie)
+                out.append((worker, cookie))
+        return out
 
     def should_grow(self, max_workers: int) -> bool:
         """Invariant 5: every worker is blocked, work is ready, and the pool may still grow."""

@@ -108,6 +108,7 @@ def main(conn: Any, shared: SharedState, slot: int, max_pending: int) -> None:
     runtime = WorkerRuntime(shared, max_pending, slot, conn)
     _runtime.set_process_runtime(runtime)
     funcs: dict[bytes, Any] = {}
+    running = runtime.running()
     while True:
         try:
             message = pickle.loads(conn.recv_bytes())
@@ -116,6 +117,8 @@ def main(conn: Any, shared: SharedState, slot: int, max_pending: int) -> None:
         if isinstance(message, Stop):
             return
         assert isinstance(message, Run), message
+        if not shared.claim(message.cookie, slot):
+            continue  # the parent took it back to run it elsewhere
         started = time.monotonic()
         ok, value, exc = True, None, None
         try:
@@ -126,13 +129,17 @@ def main(conn: Any, shared: SharedState, slot: int, max_pending: int) -> None:
                     funcs.clear()
                 funcs[message.func] = func
             data = loads(message.data)
-            with runtime.running_initcall(message.cookie, message.domain):
+            running.append((message.cookie, message.domain))
+            try:
                 value = func(data, message.cookie)
+            finally:
+                running.pop()
         except BaseException as err:
             ok, exc = False, err
-        done = _done(message.cookie, message.name, ok, value, exc, started, time.monotonic())
+        ended = time.monotonic()
+        shared.finish([message.cookie])  # first: waiters need not wait for the result's pickling
+        done = _done(message.cookie, message.name, ok, value, exc, started, ended)
         exc = value = None
-        shared.finish([message.cookie])
         try:
             runtime.send(done)
         except (EOFError, OSError):

@@ -126,24 +126,71 @@ def test_surplus_workers_retire_when_nothing_is_blocked() -> None:
     assert d.state(0) is WorkerState.IDLE
 
 
-def test_worker_loss_returns_its_initcall() -> None:
+def test_worker_loss_returns_its_initcall_and_requeues_the_rest() -> None:
     d = Dispatcher()
     d.add_worker(0)
-    d.add(1)
-    d.assign()
+    d.add(1, queueable=True)
+    d.add(2, queueable=True)
+    assert d.assign(2) == [(0, 1), (0, 2)]
     assert d.running(0) == 1
-    assert d.remove_worker(0) == 1
+    assert d.remove_worker(0) == (1, [2])
+    assert d.ready == [2]  # it never started: it runs elsewhere
     assert d.complete(1) == []
-    assert d.pending == 0
+    assert d.pending == 1
 
 
-def test_take_runs_a_ready_initcall_elsewhere() -> None:
+def test_queues_fill_idle_workers_first_then_second_places() -> None:
     d = Dispatcher()
-    d.add(1)
-    d.add(2)
-    assert d.take(2)
-    assert not d.take(2)
-    assert d.ready == [1]
+    d.add_worker(0)
+    d.add_worker(1)
+    for c in range(1, 6):
+        d.add(c, queueable=True)
+    assert d.assign(2) == [(0, 1), (1, 2), (0, 3), (1, 4)]
+    assert d.ready == [5]
+    assert d.queued(0) == [3]
+    assert d.complete(1) == []
+    assert d.running(0) == 3
+    assert d.assign(2) == [(0, 5)]
+
+
+def test_a_cookie_that_may_not_queue_stops_the_second_round() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add_worker(1)
+    d.add(1, queueable=True)
+    d.add(2, queueable=True)
+    d.add(3, queueable=False)  # has a timeout: must start when sent
+    d.add(4, queueable=True)
+    assert d.assign(2) == [(0, 1), (1, 2)]  # 4 may not overtake 3
+    d.add_worker(2)
+    assert d.assign(2) == [(2, 3), (0, 4)]
+
+
+def test_not_queueable_waits_for_an_idle_worker() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1, queueable=True)
+    d.add(2, queueable=False)
+    d.add(3, queueable=True)
+    assert d.assign(2) == [(0, 1)]  # 3 may not overtake 2
+    d.complete(1)
+    assert d.assign(2) == [(0, 2), (0, 3)]
+
+
+def test_blocked_worker_gets_nothing_queued_and_gives_back() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1, queueable=True)
+    d.add(2, queueable=True)
+    assert d.assign(2) == [(0, 1), (0, 2)]
+    d.blocked(0)
+    d.requeue(0, 2)
+    assert d.queued(0) == []
+    assert d.ready == [2]
+    assert d.assign(2) == []  # blocked: nothing new for it
+    assert d.should_grow(2)
+    with pytest.raises(ValueError, match="cookie 1 is not queued behind another on worker 0"):
+        d.requeue(0, 1)
 
 
 @settings(max_examples=150, deadline=None)
@@ -169,18 +216,21 @@ def test_every_initcall_runs_once_lowest_ready_first(
     for w in range(workers):
         d.add_worker(w)
     for c in range(1, n + 1):
-        d.add(c, after=deps[c])
+        d.add(c, after=deps[c], queueable=True)
     done: list[int] = []
     running: dict[int, int] = {}
+    queues: dict[int, list[int]] = {w: [] for w in range(workers)}
     while len(done) < n:
         ready_before = d.ready
-        for worker, cookie in d.assign():
+        for worker, cookie in d.assign(2):
             assert cookie == ready_before.pop(0), "lowest ready cookie first"
-            assert deps[cookie] <= set(done), "started before what it runs after"
-            running[worker] = cookie
-        assert running, "no progress: a deadlock"
-        worker = order.choice(sorted(running))
-        cookie = running.pop(worker)
+            assert deps[cookie] <= set(done), "sent before what it runs after"
+            queues[worker].append(cookie)
+        busy = sorted(w for w, q in queues.items() if q)
+        assert busy, "no progress: a deadlock"
+        worker = order.choice(busy)
+        cookie = queues[worker].pop(0)  # a worker finishes its queue in order
+        assert d.running(worker) == cookie
         d.complete(cookie)
         done.append(cookie)
     assert sorted(done) == list(range(1, n + 1))
