@@ -218,7 +218,6 @@ def test_every_initcall_runs_once_lowest_ready_first(
     for c in range(1, n + 1):
         d.add(c, after=deps[c], queueable=True)
     done: list[int] = []
-    running: dict[int, int] = {}
     queues: dict[int, list[int]] = {w: [] for w in range(workers)}
     while len(done) < n:
         ready_before = d.ready
