@@ -282,7 +282,8 @@ class Boot:
 
     def summary(self) -> str:
         """One line saying how the boot went."""
-        failed = [f for f in self.failures.values() if f.kind not in ("skipped", "cancelled")]
+        in_order = [self.failures[p.name] for p in self.plan if p.name in self.failures]
+        failed = [f for f in in_order if f.kind not in ("skipped", "cancelled")]
         if not failed:
             return f"boot of {len(self.plan.plugins)} plugins finished in {self.wall:.3f} s"
         first = failed[0]

@@ -11,7 +11,7 @@ Exit codes (``docs/cli.md``)::
     143  terminated (SIGTERM)
 
 Whatever ends the command, it ends through the boot's own cleanup, so no process of the boot is left
-running: SIGTERM is turned into an exception in the main thread, like SIGINT already is.
+running: SIGTERM is turned into an exception in the main thread, as SIGINT is (see ``_Raise``).
 
 Output is a table for people (drawn with ``rich`` when stdout is a terminal, plain text otherwise)
 or, with ``--json``, one JSON object for programs. Errors are one line on stderr,
@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
@@ -74,8 +76,12 @@ class _UsageError(Exception):
     """A bad command line, reported like a ConfigError instead of argparse's usage block."""
 
 
-class _Terminated(BaseException):
-    """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so the boot stops at once."""
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM arrived.
+
+    A KeyboardInterrupt, so that whatever stops at once for Ctrl-C (the boot's cleanup, code
+    that re-raises an interrupt it caught) stops for SIGTERM too.
+    """
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     verbose = False
     try:
-        with _sigterm_raises():
+        with _signals_raise():
             try:
                 args = _parser().parse_args(argv)
             except SystemExit as exc:  # --help and --version
@@ -99,10 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             verbose = args.verbose
             command: Callable[[argparse.Namespace], int] = args.command
             return command(args)
-    except KeyboardInterrupt:
-        return _report("interrupted", EXIT_INTERRUPTED, verbose=verbose)
     except _Terminated:
+        _forget_interrupt()
         return _report("terminated", EXIT_TERMINATED, verbose=verbose)
+    except KeyboardInterrupt:
+        _forget_interrupt()
+        return _report("interrupted", EXIT_INTERRUPTED, verbose=verbose)
     except _UsageError as exc:
         return _report(f"error: {exc}", EXIT_USAGE, verbose=False)
     except (ConfigError, PluginError) as exc:
@@ -119,6 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" (rerun with --verbose for the traceback, and please report it)"
         )
         return _report(msg, EXIT_INTERNAL, verbose=verbose)
+
+
+def _forget_interrupt() -> None:
+    """Keep the exit code ours after an interrupt was caught.
+
+    When a KeyboardInterrupt leaves code that ``exec`` ran from a string (``dataclasses`` builds
+    its methods that way, so an interrupt can land there), CPython notes it as unhandled and, at
+    exit, kills the process with SIGINT instead of returning our exit code (bpo-1054041). Running
+    code from a string once more clears that note.
+    """
+    exec("")
 
 
 def _report(message: str, code: int, *, verbose: bool) -> int:
@@ -142,45 +161,100 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-class _RaiseOnSigterm:
-    """The SIGTERM handler: raise :class:`_Terminated` once; ignore repeats during cleanup."""
+class _Raise:
+    """A handler for SIGINT or SIGTERM: raise ``exc_type`` in the main thread.
 
-    def __init__(self) -> None:
+    ``once``: ignore the signal after the first, so a repeat cannot cut the boot's cleanup
+    short (SIGTERM); otherwise each one raises, so a second Ctrl-C forces the way out (SIGINT).
+
+    Python runs a signal handler between two bytecodes of the main thread, wherever they are. One
+    place must be avoided: the ``os.register_at_fork`` callbacks around a fork, where an exception
+    is printed and dropped, and a lock taken before the fork (``logging``'s) is left held, so the
+    command would hang instead of stopping. A signal that arrives during a fork is delivered
+    again once the fork is over.
+    """
+
+    def __init__(self, exc_type: type[BaseException], *, once: bool) -> None:
+        self.exc_type = exc_type
+        self.once = once
         self.raised = False
+        self.deferred = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if not self.raised:
-            self.raised = True
-            raise _Terminated
+        if self.once and self.raised:
+            return
+        if _forks.active:
+            if not self.deferred:
+                self.deferred = True
+                threading.Thread(target=self._redeliver, args=(signum,), daemon=True).start()
+            return
+        self.raised = True
+        raise self.exc_type
+
+    def _redeliver(self, signum: int) -> None:
+        deadline = time.monotonic() + 1.0
+        while _forks.active and time.monotonic() < deadline:
+            time.sleep(0.001)
+        self.deferred = False
+        os.kill(os.getpid(), signum)
+
+
+class _Forks:
+    """Whether this process is inside a fork, and the handlers a forked child must not keep."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.registered = False
+        self.replaced: dict[int, Any] = {}  # signal -> the handler _Raise replaced
+
+    def register(self) -> None:
+        # Once per process, and late (at the first command, not at import), so these callbacks
+        # come outermost: registered last, the "before" one runs first and "after" ones last.
+        if self.registered or not hasattr(os, "register_at_fork"):
+            return
+        self.registered = True
+        # C callables, not Python functions: a handler could run at the start of one.
+        os.register_at_fork(
+            before=functools.partial(setattr, self, "active", True),
+            after_in_parent=functools.partial(setattr, self, "active", False),
+            after_in_child=self._after_in_child,
+        )
+
+    def _after_in_child(self) -> None:
+        # A worker forked during a boot must die of SIGTERM and take SIGINT as usual, not raise
+        # this command's exceptions into code that does not expect them.
+        self.active = False
+        for signum, previous in self.replaced.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signum, previous)
+        self.replaced.clear()
+
+
+_forks = _Forks()
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Make SIGTERM raise :class:`_Terminated` in the main thread while the block runs.
+def _signals_raise() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`_Terminated` and SIGINT KeyboardInterrupt.
 
-    Only the first SIGTERM raises: later ones are ignored so they cannot cut the boot's cleanup
-    short. Outside the main thread, where no handler can be set, SIGTERM keeps its action.
+    Only in the main thread, where handlers can be set. SIGINT is taken over only from Python's
+    default handler: if the caller ignores it (``nohup``, a background job) or handles it, so be
+    it.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _RaiseOnSigterm())
+    _forks.register()
+    handlers = {signal.SIGTERM: _Raise(_Terminated, once=True)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        handlers[signal.SIGINT] = _Raise(KeyboardInterrupt, once=False)
+    for signum, handler in handlers.items():
+        _forks.replaced[signum] = signal.signal(signum, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _default_sigterm_in_child() -> None:
-    # A process forked during a boot (a worker under "fork", the manager) must die of SIGTERM as
-    # usual, not raise an exception into code that does not expect it.
-    if isinstance(signal.getsignal(signal.SIGTERM), _RaiseOnSigterm):
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_default_sigterm_in_child)
+        for signum in handlers:
+            signal.signal(signum, _forks.replaced.pop(signum))
 
 
 # -- arguments -----------------------------------------------------------------------------------
@@ -222,7 +296,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Fast, deterministic application start-up from an init.toml.",
         epilog=(
             "exit codes: 0 success, 1 a plugin failed, 2 bad configuration or usage, "
-            "3 internal error, 130 interrupted, 143 terminated"
+            "3 internal error, 130 interrupted, 141 stdout closed early, 143 terminated"
         ),
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

@@ -14,7 +14,6 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import pluggy
@@ -119,6 +118,8 @@ def _load(source: PluginSource) -> Any:
     try:
         if source.module is not None:
             return importlib.import_module(source.module)
+        from importlib import metadata
+
         eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
         matches = [ep for ep in eps if ep.name == source.entry_point]
         if not matches:

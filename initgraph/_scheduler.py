@@ -29,6 +29,7 @@ import contextlib
 import os
 import pickle
 import queue
+import selectors
 import sys
 import threading
 import time
@@ -91,11 +92,12 @@ class _Outcome:
     pid: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
     slot: int
     proc: Any
     conn: Any
+    fds: tuple[int, int] = (-1, -1)  # pipe and sentinel, as the pool thread watches them
     kill_at: float | None = None  # set once it was asked to stop for a timeout
     timed_out: tuple[int, float] | None = None  # (cookie, timeout) it was stopped for
 
@@ -459,6 +461,7 @@ class Scheduler:
             timeout = self._timeouts.pop(cookie, None)
             if timeout is not None:  # never queued: it starts now
                 self._deadlines[cookie] = (time.monotonic() + timeout, slot, timeout)
+                self._poke()  # the pool thread may be asleep with no deadline to wake for
             # If it died, its sentinel reports the crash of this initcall.
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(pickle.dumps(run, protocol=pickle.HIGHEST_PROTOCOL))
@@ -503,31 +506,43 @@ class Scheduler:
 
     # -- the pool thread -------------------------------------------------------------------------
     def _loop(self) -> None:
+        # One selector for the life of the pool (building one per wait cost more than the rest
+        # of a dispatch); only this thread touches it, re-registering when the pool changed.
+        # poll, not epoll: epoll watches open file descriptions, and workers forked later hold
+        # copies of a departed worker's pipe, so epoll would keep reporting that old pipe under
+        # a number that now belongs to another.
+        selector = selectors.PollSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, None)
+        watched: dict[int, _Worker] = {}
         try:
-            self._mirror.start()
             while True:
                 with self._lock:
                     if self._stopping and not self._pool:
                         return
-                    by_conn = {w.conn: w for w in self._pool.values()}
-                    by_sentinel = {w.proc.sentinel: w for w in self._pool.values()}
+                    if watched != self._pool:  # a worker started, left or was replaced
+                        _rewatch(selector, watched, self._pool)
                     timeout = self._next_deadline()
-                waitables: list[Any] = [*by_conn, *by_sentinel, self._wake_r]
-                ready = multiprocess.connection.wait(waitables, timeout)
-
+                events = selector.select(timeout)
                 with self._lock:
-                    for item in ready:
-                        if item == self._wake_r:
+                    lost = []
+                    for key, _ in events:
+                        if key.data is None:
                             os.read(self._wake_r, 4096)
-                        elif item in by_conn:
-                            self._drain(by_conn[item])
-                    for item in ready:
-                        if item in by_sentinel and by_sentinel[item].slot in self._pool:
-                            self._lost(by_sentinel[item])
+                            continue
+                        kind, worker = key.data
+                        if worker.slot not in self._pool or self._pool[worker.slot] is not worker:
+                            continue
+                        if kind == "conn":
+                            self._receive(worker)
+                        else:
+                            lost.append(worker)
+                    for worker in lost:
+                        self._lost(worker)
                     self._expire()
                     if self._stopping and not self._pool:
                         return
-                if not ready:
+                if not events:  # idle: the moment for the manager, off every hot path
+                    self._mirror.start()
                     self._mirror.flush()
         except BaseException as exc:  # the pool cannot go on: fail every waiter loudly
             with self._lock:
@@ -535,7 +550,16 @@ class Scheduler:
                 self._changed.notify_all()
             self._shared.wake_all()
         finally:
+            selector.close()
             self._mirror.stop()
+
+    def _receive(self, worker: _Worker) -> None:
+        """Handle one message (the selector reports the worker again while more are there)."""
+        try:
+            message = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            return  # it died; its sentinel handles the rest
+        self._handle(worker, message)
 
     def _next_deadline(self) -> float | None:
         now = time.monotonic()
@@ -723,6 +747,7 @@ class _Mirror:
         self._manager: Any = None
         self._lists: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._stopped = False
 
     @property
     def dirty(self) -> bool:
@@ -739,7 +764,9 @@ class _Mirror:
             self._dirty.add(domain)
 
     def start(self) -> None:
-        self._manager = self._ctx.Manager()
+        """Start the manager process, once; a scheduler that is never idle never needs it."""
+        if self._manager is None and not self._stopped:
+            self._manager = self._ctx.Manager()
 
     def flush(self) -> None:
         if self._manager is None:
@@ -759,10 +786,28 @@ class _Mirror:
         return {d: [(int(c), str(n)) for c, n in lst] for d, lst in self._lists.items()}
 
     def stop(self) -> None:
+        self._stopped = True
         manager, self._manager = self._manager, None
         self._lists.clear()
         if manager is not None:
             manager.shutdown()
+
+
+def _rewatch(selector: Any, watched: dict[int, _Worker], pool: dict[int, _Worker]) -> None:
+    # By fd number, taken when registering: a worker that left has closed its pipe, and the
+    # number may already belong to the pipe of the worker that replaced it.
+    for slot, worker in list(watched.items()):
+        if pool.get(slot) is not worker:
+            for fd in worker.fds:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    selector.unregister(fd)
+            del watched[slot]
+    for slot, worker in pool.items():
+        if slot not in watched:
+            worker.fds = (worker.conn.fileno(), worker.proc.sentinel)
+            selector.register(worker.fds[0], selectors.EVENT_READ, ("conn", worker))
+            selector.register(worker.fds[1], selectors.EVENT_READ, ("sentinel", worker))
+            watched[slot] = worker
 
 
 def as_hook_error(cookie: int, outcome: _Outcome) -> HookError:
