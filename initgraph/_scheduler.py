@@ -33,7 +33,7 @@ import selectors
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -213,7 +213,7 @@ class Scheduler:
         self._names: dict[int, str] = {}
         self._outcomes: dict[int, _Outcome] = {}
         self._domains_of: dict[int, str] = {}
-        self._mirror = _Mirror(self._ctx)
+        self._mirror = _Mirror(self._ctx, on_start=self._poke)
         self._listeners: list[queue.SimpleQueue[int]] = []
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
@@ -262,8 +262,10 @@ class Scheduler:
         ``TimeoutError`` naming what is still in progress if ``timeout`` seconds pass.
         """
         self._check_open()
-        self._runtime.synchronize_cookie(cookie, domain=domain, timeout=timeout)
-        self._check_fatal()
+        try:
+            self._runtime.synchronize_cookie(cookie, domain=domain, timeout=timeout)
+        finally:
+            self._check_fatal()
 
     def synchronize_full(
         self, *, domain: Domain | str | None = None, timeout: float | None = None
@@ -273,8 +275,10 @@ class Scheduler:
         Initcalls scheduled while it waits are waited for too.
         """
         self._check_open()
-        self._runtime.synchronize_full(domain=domain, timeout=timeout)
-        self._check_fatal()
+        try:
+            self._runtime.synchronize_full(domain=domain, timeout=timeout)
+        finally:
+            self._check_fatal()
 
     def result(self, cookie: int, *, timeout: float | None = None) -> Any:
         """Wait for initcall ``cookie`` and return its value, or raise its :class:`HookError`."""
@@ -331,6 +335,15 @@ class Scheduler:
         """Pids of the live workers."""
         with self._lock:
             return [w.proc.pid for w in self._pool.values()]
+
+    def in_progress_lists(self) -> dict[str, list[tuple[int, str]]]:
+        """Each domain's in-progress ``(cookie, name)`` list as the manager process holds it.
+
+        The pool thread keeps these lists up to date in batches when it is idle, so they may
+        lag the shared block by a few milliseconds; they are for diagnostics.
+        """
+        self._check_open()
+        return self._mirror.snapshot()
 
     def outcome(self, cookie: int) -> _Outcome | None:
         """The recorded outcome of ``cookie`` so far (None while it runs)."""
@@ -514,6 +527,7 @@ class Scheduler:
         selector = selectors.PollSelector()
         selector.register(self._wake_r, selectors.EVENT_READ, None)
         watched: dict[int, _Worker] = {}
+        manager_sentinel: int | None = None
         try:
             while True:
                 with self._lock:
@@ -522,6 +536,9 @@ class Scheduler:
                     if watched != self._pool:  # a worker started, left or was replaced
                         _rewatch(selector, watched, self._pool)
                     timeout = self._next_deadline()
+                if manager_sentinel is None and self._mirror.sentinel is not None:
+                    manager_sentinel = self._mirror.sentinel
+                    selector.register(manager_sentinel, selectors.EVENT_READ, "manager")
                 events = selector.select(timeout)
                 with self._lock:
                     lost = []
@@ -529,6 +546,8 @@ class Scheduler:
                         if key.data is None:
                             os.read(self._wake_r, 4096)
                             continue
+                        if key.data == "manager":
+                            self._mirror.lost()
                         kind, worker = key.data
                         if worker.slot not in self._pool or self._pool[worker.slot] is not worker:
                             continue
@@ -740,13 +759,15 @@ class _Mirror:
     so no initcall or wake-up waits on the manager.
     """
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, *, on_start: Callable[[], None]) -> None:
         self._ctx = ctx
+        self._on_start = on_start
         self._view: dict[str, dict[int, str]] = {}
         self._dirty: set[str] = set()
         self._manager: Any = None
         self._lists: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the view
+        self._io = threading.Lock()  # one thread at a time talks to the manager
         self._stopped = False
 
     @property
@@ -765,32 +786,68 @@ class _Mirror:
 
     def start(self) -> None:
         """Start the manager process, once; a scheduler that is never idle never needs it."""
-        if self._manager is None and not self._stopped:
-            self._manager = self._ctx.Manager()
+        with self._io:
+            if self._manager is None and not self._stopped:
+                self._manager = self._ctx.Manager()
+                self._on_start()  # the pool thread watches its process from now on
+
+    @property
+    def sentinel(self) -> int | None:
+        """The manager process's sentinel, once it runs."""
+        process = getattr(self._manager, "_process", None)
+        return None if process is None else int(process.sentinel)
+
+    def lost_from(self, exc: BaseException) -> None:
+        try:
+            self.lost()
+        except InitgraphError as err:
+            raise err from exc
+
+    def lost(self) -> None:
+        """The manager process died: raise the error that stops the scheduler."""
+        process = getattr(self._manager, "_process", None)
+        if process is not None:
+            process.join(1.0)
+        pid = getattr(process, "pid", "?")
+        code = describe_exitcode(process.exitcode) if process is not None else "unknown"
+        msg = (
+            f"initgraph's manager process (pid {pid}) is gone ({code}); the scheduler lost "
+            f"its shared in-progress lists and stopped"
+        )
+        raise InitgraphError(msg)
 
     def flush(self) -> None:
-        if self._manager is None:
-            return
-        with self._lock:
-            batch = {d: sorted(self._view.get(d, {}).items()) for d in self._dirty}
-            self._dirty.clear()
-        for domain, items in batch.items():
-            lst = self._lists.get(domain)
-            if lst is None:
-                lst = self._lists[domain] = self._manager.list()
-            lst[:] = [list(item) for item in items]
+        """Push what changed since the last flush to the manager."""
+        with self._io:
+            if self._manager is None:
+                return
+            with self._lock:
+                batch = {d: sorted(self._view.get(d, {}).items()) for d in self._dirty}
+                self._dirty.clear()
+            try:
+                for domain, items in batch.items():
+                    lst = self._lists.get(domain)
+                    if lst is None:
+                        lst = self._lists[domain] = self._manager.list()
+                    lst[:] = [list(item) for item in items]
+            except (OSError, EOFError) as exc:
+                self.lost_from(exc)
 
     def snapshot(self) -> dict[str, list[tuple[int, str]]]:
-        """What the manager holds now (a round trip per domain)."""
+        """Each domain's in-progress ``(cookie, name)`` list, as the manager holds it now."""
+        self.start()
         self.flush()
-        return {d: [(int(c), str(n)) for c, n in lst] for d, lst in self._lists.items()}
+        with self._io:
+            return {d: [(int(c), str(n)) for c, n in lst] for d, lst in self._lists.items()}
 
     def stop(self) -> None:
-        self._stopped = True
-        manager, self._manager = self._manager, None
-        self._lists.clear()
+        with self._io:
+            self._stopped = True
+            manager, self._manager = self._manager, None
+            self._lists.clear()
         if manager is not None:
-            manager.shutdown()
+            with contextlib.suppress(Exception):  # it may be gone already
+                manager.shutdown()
 
 
 def _rewatch(selector: Any, watched: dict[int, _Worker], pool: dict[int, _Worker]) -> None:

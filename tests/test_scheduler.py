@@ -485,3 +485,28 @@ def test_bad_arguments(kwargs: dict[str, Any], pattern: str) -> None:
 def test_result_of_unknown_cookie() -> None:
     with Scheduler(1) as s, pytest.raises(ConfigError, match="no initcall has cookie 5"):
         s.result(5)
+
+
+def test_manager_holds_each_domains_in_progress_list(gates: Any) -> None:
+    g = gates.new()
+    with Scheduler(1) as s:
+        c = s.schedule(wait_gate, g, domain="net", name="probe_net")
+        lists = s.in_progress_lists()
+        assert lists["net"] == [(c, "probe_net")]
+        g.set()
+        s.synchronize_full(domain="net", timeout=WAIT)
+        s.result(c, timeout=WAIT)
+        assert s.in_progress_lists()["net"] == []
+
+
+def test_manager_killed_gives_a_clear_error(gates: Any) -> None:
+    g = gates.new()
+    with Scheduler(1) as s:
+        s.in_progress_lists()  # the manager is up
+        manager = s._mirror._manager._process
+        c = s.schedule(wait_gate, g)
+        os.kill(manager.pid, signal.SIGKILL)
+        manager.join()
+        with pytest.raises(InitgraphError, match=r"manager process \(pid \d+\) is gone"):
+            s.synchronize_cookie(c + 1, timeout=WAIT)
+        g.set()
