@@ -52,6 +52,7 @@ __all__ = [
     "Publication",
     "Registry",
     "Timing",
+    "Wait",
     "boot",
     "plan",
 ]
@@ -192,6 +193,17 @@ class Registry(Mapping[str, Any]):
 
 
 @dataclass(frozen=True)
+class Wait:
+    """A wait inside a plugin's init, in seconds since the boot started."""
+
+    what: str  # "cookie" (ctx.synchronize / synchronize_cookie), "full" or "after"
+    domain: str | None
+    cookie: int  # the cookie waited below; 0 for a full synchronize
+    started: float
+    ended: float
+
+
+@dataclass(frozen=True)
 class Timing:
     """When things happened to one plugin, in seconds since the boot started."""
 
@@ -202,6 +214,7 @@ class Timing:
     commit_started: float | None = None
     commit_ended: float | None = None
     pid: int | None = None
+    waits: tuple[Wait, ...] = ()
 
     @property
     def init_time(self) -> float | None:
@@ -361,6 +374,7 @@ class _Run:
         self.aborting = False
         self.t0 = 0.0
         self.times: dict[str, dict[str, float | int | None]] = {}
+        self.waits: dict[str, tuple[Wait, ...]] = {}
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -402,6 +416,7 @@ class _Run:
         t = self.times[name]
         pid = t.get("pid")
         return Timing(
+            waits=self.waits.get(name, ()),
             scheduled=float(t["scheduled"] or 0.0),
             ready=_f(t.get("ready")),
             started=_f(t.get("started")),
@@ -467,6 +482,10 @@ class _Run:
             t["started"] = outcome.started - self.t0
             t["ended"] = outcome.ended - self.t0
             t["pid"] = outcome.pid or None
+            self.waits[p.name] = tuple(
+                Wait(w.what, w.domain, w.cookie, w.started - self.t0, w.ended - self.t0)
+                for w in outcome.waits
+            )
         if p.name in self.boot.failures:
             pass  # skipped or cancelled: recorded when it was ended
         elif outcome.ok:

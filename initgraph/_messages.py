@@ -19,6 +19,7 @@ __all__ = [
     "Scheduled",
     "Stop",
     "Unblocked",
+    "WaitRecord",
     "dumps",
     "loads",
 ]
@@ -44,6 +45,17 @@ def loads(data: bytes) -> Any:
     import dill
 
     return dill.loads(data[1:])
+
+
+@dataclass(frozen=True)
+class WaitRecord:
+    """One wait inside an initcall: what it waited for, and when (``time.monotonic()``)."""
+
+    what: str  # "cookie" (synchronize_cookie), "full" (synchronize_full) or "after"
+    domain: str | None  # None: every registered domain
+    cookie: int  # the cookie waited below (0 for a full synchronize)
+    started: float
+    ended: float
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class Done:
     started: float
     ended: float
     pid: int
+    waits: tuple[WaitRecord, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._domain import Domain, domain_name
 from ._errors import ConfigError, InitgraphError
-from ._messages import dumps
+from ._messages import WaitRecord, dumps
 from ._shared import W_COOKIE, W_DONE, W_FULL_ALL, W_FULL_DOMAIN, SharedState
 from ._state import check_full_wait, check_wait
 
@@ -231,11 +231,38 @@ class Runtime(ABC):
         if timeout is not None and (isinstance(timeout, bool) or timeout < 0):
             msg = f"timeout must be a non-negative number of seconds, got {timeout!r}"
             raise ConfigError(msg, key="timeout")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._wait_slot() as slot:
-            if self.shared.wait(slot, kind, didx, cookie, deadline, self._on_sleep):
-                return
-        raise TimeoutError(self._timeout_message(kind, didx, cookie, timeout, what))
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        try:
+            with self._wait_slot() as slot:
+                if self.shared.wait(slot, kind, didx, cookie, deadline, self._on_sleep):
+                    return
+            raise TimeoutError(self._timeout_message(kind, didx, cookie, timeout, what))
+        finally:
+            if self.running():  # inside an initcall: its trace shows the wait
+                self.waits().append(self._record(kind, didx, cookie, started))
+
+    def _record(self, kind: int, didx: int, cookie: int, started: float) -> WaitRecord:
+        if kind == W_FULL_ALL:
+            return WaitRecord("full", None, 0, started, time.monotonic())
+        domain = self.shared.domain_names()[didx][0] if kind != W_DONE else None
+        what = {W_COOKIE: "cookie", W_FULL_DOMAIN: "full", W_DONE: "after"}[kind]
+        return WaitRecord(what, domain, cookie, started, time.monotonic())
+
+    def waits(self) -> list[WaitRecord]:
+        """The waits recorded in this thread since :meth:`take_waits` last emptied them."""
+        waits: list[WaitRecord] | None = getattr(_local, "waits", None)
+        if waits is None:
+            waits = []
+            _local.waits = waits
+        return waits
+
+    def take_waits(self) -> tuple[WaitRecord, ...]:
+        """The waits recorded in this thread, emptied."""
+        waits = self.waits()
+        out = tuple(waits)
+        waits.clear()
+        return out
 
     def _timeout_message(
         self, kind: int, didx: int, cookie: int, timeout: float | None, what: str

@@ -52,7 +52,7 @@ from ._errors import (
     WorkerCrashed,
     describe_exitcode,
 )
-from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, dumps, loads
+from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, WaitRecord, dumps, loads
 from ._runtime import InitcallFunc
 from ._shared import PARENT, W_ALL, SharedState
 from ._state import Dispatcher
@@ -90,6 +90,7 @@ class _Outcome:
     started: float = 0.0
     ended: float = 0.0
     pid: int = 0
+    waits: tuple[WaitRecord, ...] = ()
 
 
 @dataclass(eq=False)
@@ -433,14 +434,19 @@ class Scheduler:
     def _run_here(self, cookie: int, func: InitcallFunc, data: Any) -> None:
         """Run reserved ``cookie`` in this thread of the parent (a ``where = "main"`` plugin)."""
         name, domain = self._names[cookie], self._domains_of[cookie]
+        runtime = self._runtime
+        runtime.take_waits()
         started = time.monotonic()
+        pid = os.getpid()
         try:
-            with self._runtime.running_initcall(cookie, domain):
+            with runtime.running_initcall(cookie, domain):
                 value = func(data, cookie)
         except Exception as exc:
-            outcome = _Outcome(name, False, None, exc, started, time.monotonic(), os.getpid())
+            ended = time.monotonic()
+            outcome = _Outcome(name, False, None, exc, started, ended, pid, runtime.take_waits())
         else:
-            outcome = _Outcome(name, True, value, None, started, time.monotonic(), os.getpid())
+            ended = time.monotonic()
+            outcome = _Outcome(name, True, value, None, started, ended, pid, runtime.take_waits())
         finally:
             self._shared.finish([cookie])
         self._record(cookie, outcome)
@@ -622,7 +628,14 @@ class Scheduler:
             assert done.value is not None
             try:
                 outcome = _Outcome(
-                    done.name, True, loads(done.value), None, done.started, done.ended, done.pid
+                    done.name,
+                    True,
+                    loads(done.value),
+                    None,
+                    done.started,
+                    done.ended,
+                    done.pid,
+                    done.waits,
                 )
             except Exception as exc:
                 exc.__cause__ = None
@@ -636,7 +649,9 @@ class Scheduler:
                 error = RemoteTraceback("")
             if done.tb:
                 error.__cause__ = RemoteTraceback(done.tb)
-            outcome = _Outcome(done.name, False, None, error, done.started, done.ended, done.pid)
+            outcome = _Outcome(
+                done.name, False, None, error, done.started, done.ended, done.pid, done.waits
+            )
         self._record(done.cookie, outcome)
 
     def _take_back(self, slot: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import _runtime
 from ._errors import format_remote
-from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, dumps, loads
+from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, WaitRecord, dumps, loads
 from ._shared import SharedState
 
 __all__ = ["main"]
@@ -79,11 +79,12 @@ def _done(
     exc: BaseException | None,
     started: float,
     ended: float,
+    waits: tuple[WaitRecord, ...] = (),
 ) -> Done:
     pid = os.getpid()
     if ok:
         try:
-            return Done(cookie, name, True, dumps(value), None, None, started, ended, pid)
+            return Done(cookie, name, True, dumps(value), None, None, started, ended, pid, waits)
         except Exception as err:
             exc = TypeError(
                 f"the result of initcall {cookie} {name!r} cannot be sent to the parent: "
@@ -98,7 +99,7 @@ def _done(
         loads(error)
     except Exception:
         error = None
-    return Done(cookie, name, False, None, error, tb, started, ended, pid)
+    return Done(cookie, name, False, None, error, tb, started, ended, pid, waits)
 
 
 def main(conn: Any, shared: SharedState, slot: int, max_pending: int) -> None:
@@ -138,7 +139,8 @@ def main(conn: Any, shared: SharedState, slot: int, max_pending: int) -> None:
             ok, exc = False, err
         ended = time.monotonic()
         shared.finish([message.cookie])  # first: waiters need not wait for the result's pickling
-        done = _done(message.cookie, message.name, ok, value, exc, started, ended)
+        waits = runtime.take_waits()
+        done = _done(message.cookie, message.name, ok, value, exc, started, ended, waits)
         exc = value = None
         try:
             runtime.send(done)

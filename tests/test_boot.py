@@ -103,6 +103,10 @@ def test_boot_runs_and_commits_in_order(app: Writer) -> None:
     assert t.commit_ended is not None
     assert t.started >= boot.timings["a"].commit_ended  # requires: starts after a committed
     assert t.pid != os.getpid()
+    (wait,) = boot.timings["a"].waits  # the kernel-style ctx.synchronize() of a
+    assert (wait.what, wait.domain, wait.cookie) == ("cookie", "default", 1)
+    assert boot.timings["a"].started <= wait.started <= wait.ended <= boot.timings["a"].ended
+    assert boot.timings["b"].waits == ()
 
 
 def test_registry_log_is_identical_on_every_run(app: Writer) -> None:
