@@ -20,6 +20,7 @@ commit order — and the registry's log — is the same on every run, whatever f
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -179,14 +180,20 @@ class Registry(Mapping[str, Any]):
         """The plugin that published ``key``."""
         return self._owners[key]
 
-    def _publish(self, pub: Publication) -> None:
+    def _check(self, pub: Publication) -> None:
         first = self._owners.get(pub.key)
         if first is not None:
-            msg = (
-                f"key {pub.key!r} published twice: first by plugin {first!r}, then by plugin "
-                f"{pub.plugin!r}; give one of them another key"
-            )
-            raise RegistryConflict(msg, key=pub.key, first=first, second=pub.plugin)
+            self._conflict(pub, first)
+
+    def _conflict(self, pub: Publication, first: str) -> None:
+        msg = (
+            f"key {pub.key!r} published twice: first by plugin {first!r}, then by plugin "
+            f"{pub.plugin!r}; give one of them another key"
+        )
+        raise RegistryConflict(msg, key=pub.key, first=first, second=pub.plugin)
+
+    def _publish(self, pub: Publication) -> None:
+        self._check(pub)
         self._values[pub.key] = pub.value
         self._owners[pub.key] = pub.plugin
         self._log.append(pub)
@@ -320,24 +327,22 @@ def boot(
     the_plan, ordered = _make_plan(loaded)
     sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
     pm = _plugins.load_plugins(sources, loaded.settings.paths)
-    try:
-        pm.hook.initgraph_plan(plan=the_plan)
-    except Exception as exc:
-        msg = f"initgraph_plan rejected the plan: {type(exc).__name__}: {exc}"
-        raise PluginError(msg, plugin=_culprit(exc)) from exc
+    _call_each(pm, the_plan, "initgraph_plan", plan=the_plan)
     result = _Run(loaded, the_plan, ordered, sources, pm).run()
-    pm.hook.initgraph_boot_finished(boot=result)
+    _call_each(pm, the_plan, "initgraph_boot_finished", boot=result)
     if check and not result.ok:
         raise BootError(result.summary(), boot=result)
     return result
 
 
-def _culprit(exc: BaseException) -> str:
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    module = tb.tb_frame.f_globals.get("__name__", "?") if tb is not None else "?"
-    return str(module)
+def _call_each(pm: pluggy.PluginManager, the_plan: Plan, hook: str, **kwargs: Any) -> None:
+    """Call ``hook`` plugin by plugin, in plan order, so an error names its plugin."""
+    for p in the_plan.plugins:
+        try:
+            _plugins.call_one(pm, hook, p.name, **kwargs)
+        except Exception as exc:
+            msg = f"plugin {p.name!r}: {hook} raised {_describe(exc)}"
+            raise PluginError(msg, plugin=p.name) from exc
 
 
 class _Run:
@@ -372,6 +377,7 @@ class _Run:
             for d in dict.fromkeys(p.domain for p in the_plan.plugins)
         }
         self.aborting = False
+        self.threads: list[threading.Thread] = []  # where = "main" inits
         self.t0 = 0.0
         self.times: dict[str, dict[str, float | int | None]] = {}
         self.waits: dict[str, tuple[Wait, ...]] = {}
@@ -404,6 +410,8 @@ class _Run:
                     if planned is not None:
                         self.on_outcome(planned)
                     self.unstick()
+                for thread in self.threads:
+                    thread.join()
         finally:
             _plugins.forget(self.boot_id)
             self.boot.wall = time.monotonic() - self.t0
@@ -440,7 +448,17 @@ class _Run:
             paths=self.config.settings.paths,
         )
         if p.where == "main":
-            self.sched._run_here(p.cookie, _plugins.run_init, spec)
+            # A thread of the parent, not the boot's own loop: the loop must go on committing
+            # and launching while it runs, or a main plugin that synchronizes would wait for
+            # a lower cookie that can only start after a commit this loop has yet to do.
+            thread = threading.Thread(
+                target=self.sched._run_here,
+                args=(p.cookie, _plugins.run_init, spec),
+                name=f"initgraph-main-{p.name}",
+                daemon=True,
+            )
+            self.threads.append(thread)
+            thread.start()
         else:
             try:
                 self.sched._provide(p.cookie, _plugins.run_init, spec)
@@ -537,9 +555,16 @@ class _Run:
         t["commit_started"] = self.now()
         config = self.configs[p.name].config
         registry = self.boot.registry
+        staged: dict[str, Publication] = {}
 
         def publish(key: str, value: Any) -> None:
-            registry._publish(Publication(p.cookie, p.domain, p.name, key, value))
+            # Checked now, so the error points at the publish; applied only once the whole
+            # commit succeeded, so a failed commit leaves nothing half-published.
+            pub = Publication(p.cookie, p.domain, p.name, key, value)
+            registry._check(pub)
+            if key in staged:
+                registry._conflict(pub, p.name)
+            staged[key] = pub
 
         try:
             for key, value in init.publications:
@@ -566,6 +591,8 @@ class _Run:
                 err.__cause__ = exc
             self.fail(p, err)
             return
+        for pub in staged.values():
+            registry._publish(pub)
         t["commit_ended"] = self.now()
         self.boot.results[p.name] = init.value
         self.committed.add(p.name)

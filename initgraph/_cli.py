@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 args = _parser().parse_args(argv)
             except SystemExit as exc:  # --help and --version
-                return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+                return exc.code if isinstance(exc.code, int) else EXIT_OK
             verbose = args.verbose
             command: Callable[[argparse.Namespace], int] = args.command
             return command(args)
@@ -134,8 +134,8 @@ def _forget_interrupt() -> None:
 
     When a KeyboardInterrupt leaves code that ``exec`` ran from a string (``dataclasses`` builds
     its methods that way, so an interrupt can land there), CPython notes it as unhandled and, at
-    exit, kills the process with SIGINT instead of returning our exit code (bpo-1054041). Running
-    code from a string once more clears that note.
+    exit, kills the process with SIGINT instead of returning our exit code (the exit by signal of
+    bpo-1054041). Running code from a string once more clears that note.
     """
     exec("")
 

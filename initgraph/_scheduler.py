@@ -208,9 +208,8 @@ class Scheduler:
         self._runs: dict[int, Run] = {}  # ready or waiting, not sent
         self._sent: dict[int, Run] = {}  # sent to a worker, not finished
         self._timeouts: dict[int, float] = {}
-        self._deadlines: dict[
-            int, tuple[float, int, float]
-        ] = {}  # cookie -> (deadline, slot, timeout)
+        # cookie -> (deadline, worker slot, timeout)
+        self._deadlines: dict[int, tuple[float, int, float]] = {}
         self._names: dict[int, str] = {}
         self._outcomes: dict[int, _Outcome] = {}
         self._domains_of: dict[int, str] = {}

@@ -416,3 +416,66 @@ def test_example_application_boots() -> None:
         assert "search.index" in boot.registry
     finally:
         boot.results["database"].close()
+
+
+def test_main_plugin_that_synchronizes_does_not_hold_back_the_boot(app: Writer) -> None:
+    """Its init runs beside the boot's loop, which goes on committing and launching."""
+    sync_main = """
+    import os
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_init(ctx):
+        ctx.synchronize(timeout=30)  # waits for x, which starts only after y committed
+        ctx.synchronize()
+        ctx.publish("main.pid", os.getpid())
+    """
+    config = app(
+        {
+            "y": {"config": {"duration": 0.2}},
+            "x": {"requires": ["y"]},
+            "m": {"source": sync_main, "where": "main"},
+        }
+    )
+    boot = initgraph.boot(config)
+    assert [p.name for p in boot.plan] == ["y", "x", "m"]
+    assert boot.registry["main.pid"] == os.getpid()
+    assert keys(boot) == ["commit.y", "commit.x", "main.pid"]
+
+
+def test_failed_commit_publishes_nothing(app: Writer) -> None:
+    half = """
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_init(ctx):
+        ctx.synchronize()
+        ctx.publish("half.init", 1)
+
+    @hookimpl
+    def initgraph_commit(ctx, result):
+        ctx.publish("half.commit", 2)
+        raise RuntimeError("commit failed halfway")
+    """
+    boot = initgraph.boot(app({"half": {"source": half}, "fine": {}}), check=False)
+    assert boot.status("half") == "failed"
+    assert "half.init" not in boot.registry
+    assert "half.commit" not in boot.registry
+    assert keys(boot) == []  # fine has a higher cookie: the boot aborted before its commit
+    assert str(boot.failures["half"].error) == (
+        "initgraph_commit of plugin 'half' raised RuntimeError: commit failed halfway"
+    )
+
+
+def test_plan_hook_error_names_its_plugin(app: Writer) -> None:
+    picky = """
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_plan(plan):
+        raise ValueError("too many plugins")
+    """
+    with pytest.raises(PluginError) as info:
+        initgraph.boot(app({"a": {}, "picky": {"source": picky}}))
+    assert info.value.plugin == "picky"
+    assert str(info.value) == "plugin 'picky': initgraph_plan raised ValueError: too many plugins"
