@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "Blocked",
     "Done",
+    "Log",
     "Message",
     "Run",
     "Scheduled",
@@ -109,6 +110,13 @@ class Scheduled:
 
 
 @dataclass(frozen=True)
+class Log:
+    """Worker to parent: a log record, to be handled by the parent's logging configuration."""
+
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Blocked:
     """Worker to parent: the worker sleeps in a synchronize (the pool may have to grow)."""
 
@@ -122,4 +130,4 @@ class Unblocked:
     cookie: int
 
 
-Message = Run | Stop | Done | Scheduled | Blocked | Unblocked
+Message = Run | Stop | Done | Scheduled | Blocked | Unblocked | Log

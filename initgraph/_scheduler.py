@@ -26,6 +26,7 @@ batches (it is read only to explain a timeout), off every hot path.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import queue
@@ -52,7 +53,18 @@ from ._errors import (
     WorkerCrashed,
     describe_exitcode,
 )
-from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, WaitRecord, dumps, loads
+from ._messages import (
+    Blocked,
+    Done,
+    Log,
+    Run,
+    Scheduled,
+    Stop,
+    Unblocked,
+    WaitRecord,
+    dumps,
+    loads,
+)
 from ._runtime import InitcallFunc
 from ._shared import PARENT, W_ALL, SharedState
 from ._state import Dispatcher
@@ -492,7 +504,13 @@ class Scheduler:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
             target=_worker.main,
-            args=(child_conn, self._shared, PARENT_SLOTS + slot, self.max_pending),
+            args=(
+                child_conn,
+                self._shared,
+                PARENT_SLOTS + slot,
+                self.max_pending,
+                logging.getLogger().getEffectiveLevel(),
+            ),
             name=f"initgraph-worker-{slot}",
             daemon=True,
         )
@@ -618,6 +636,9 @@ class Scheduler:
             self._pump()
         elif isinstance(message, Unblocked):
             self._dispatcher.unblocked(worker.slot)
+        elif isinstance(message, Log):
+            record = logging.makeLogRecord(message.record)
+            logging.getLogger(record.name).handle(record)
         else:
             msg = f"unknown message from worker {worker.proc.pid}: {message!r}"
             raise AssertionError(msg)

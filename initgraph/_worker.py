@@ -6,6 +6,7 @@ the runtime, nothing of the pool, plugins or config.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
@@ -17,7 +18,18 @@ from typing import Any
 
 from . import _runtime
 from ._errors import format_remote
-from ._messages import Blocked, Done, Run, Scheduled, Stop, Unblocked, WaitRecord, dumps, loads
+from ._messages import (
+    Blocked,
+    Done,
+    Log,
+    Run,
+    Scheduled,
+    Stop,
+    Unblocked,
+    WaitRecord,
+    dumps,
+    loads,
+)
 from ._shared import SharedState
 
 __all__ = ["main"]
@@ -102,11 +114,37 @@ def _done(
     return Done(cookie, name, False, None, error, tb, started, ended, pid, waits)
 
 
-def main(conn: Any, shared: SharedState, slot: int, max_pending: int) -> None:
+class _ForwardLogs(logging.Handler):
+    """Send log records to the parent, whose logging configuration decides what to do."""
+
+    def __init__(self, runtime: WorkerRuntime) -> None:
+        super().__init__()
+        self.runtime = runtime
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = dict(record.__dict__)
+            fields["msg"] = record.getMessage()
+            fields["args"] = None
+            if record.exc_info:
+                fields["exc_text"] = logging.Formatter().formatException(record.exc_info)
+            fields["exc_info"] = None
+            self.runtime.send(Log(fields))
+        except Exception:
+            self.handleError(record)
+
+
+def main(conn: Any, shared: SharedState, slot: int, max_pending: int, log_level: int) -> None:
     """The worker loop: run each :class:`Run` until :class:`Stop` or the parent goes away."""
     # Ctrl-C reaches the whole process group; the parent decides what an interrupt means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     runtime = WorkerRuntime(shared, max_pending, slot, conn)
+    # What initcalls log goes to the parent's handlers, whatever the start method: a forked
+    # worker would otherwise write through copies of the parent's handlers, a spawned one
+    # through none.
+    root = logging.getLogger()
+    root.handlers[:] = [_ForwardLogs(runtime)]
+    root.setLevel(log_level)
     _runtime.set_process_runtime(runtime)
     funcs: dict[bytes, Any] = {}
     running = runtime.running()

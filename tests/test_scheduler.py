@@ -510,3 +510,25 @@ def test_manager_killed_gives_a_clear_error(gates: Any) -> None:
         with pytest.raises(InitgraphError, match=r"manager process \(pid \d+\) is gone"):
             s.synchronize_cookie(c + 1, timeout=WAIT)
         g.set()
+
+
+def log_something(level: int, cookie: int) -> None:
+    import logging
+
+    logging.getLogger("myapp.probe").log(level, "probed %s in %d", "disk", cookie)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_worker_logs_reach_the_parents_handlers(
+    method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO)
+    with Scheduler(1, start_method=method) as s:
+        c = s.schedule(log_something, logging.INFO)
+        s.result(c, timeout=WAIT)
+        s.synchronize_full(timeout=WAIT)
+    records = [r for r in caplog.records if r.name == "myapp.probe"]
+    assert [r.getMessage() for r in records] == [f"probed disk in {c}"]
+    assert records[0].process != os.getpid()  # it happened in the worker

@@ -1,0 +1,476 @@
+"""A boot's timings as a Chrome trace (Perfetto, chrome://tracing) and as kernel debug lines.
+
+::
+
+    Boot.timings ─► to_chrome_trace(boot) ─► {"traceEvents": [...], ...} ─► write_trace(boot, path)
+                                               │
+                    load_trace(path) ◄─ JSON ◄─┘   parse_trace(data) ─► TraceData (frozen)
+                                                          │
+                              _analysis (blame, critical chain, planner), _plot ◄─┘
+
+The trace file is the record: :func:`parse_trace` rebuilds a :class:`TraceData` from its events
+alone, and the in-process analysis goes through the same path (:func:`trace_of`), so what a file
+holds and what the analysis uses cannot drift apart.
+
+Events, all in microseconds since the boot started (integers, so that nested spans stay nested
+exactly when a viewer converts them):
+
+- one process track per process: ``initgraph parent`` and ``worker <pid>`` (``ph: "M"``);
+- the parent's ``boot`` span, its ``commit <name>`` spans and the inits of ``where = "main"``
+  plugins; each init, on the track of the process that ran it (``cat: "init"``), with nested
+  ``running`` and wait spans (``synchronize(<cookie>)``, ``synchronize_full()``,
+  ``after(<cookie>)``);
+- a ``queued`` async span (``ph: "b"``/``"e"``) on the parent from ready to started;
+- a flow arrow (``ph: "s"``/``"f"``) from each requirement's commit to its dependent's init;
+- an instant event (``ph: "i"``) for each plugin that never ran (skipped or cancelled).
+
+The init span's ``args`` carry what the analysis needs besides the spans: cookie, domain,
+requires, where, status and when it was scheduled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._boot import Boot
+
+__all__ = [
+    "TRACE_FORMAT",
+    "TraceData",
+    "TraceError",
+    "TracedPlugin",
+    "TracedWait",
+    "debug_lines",
+    "load_trace",
+    "parse_trace",
+    "to_chrome_trace",
+    "trace_of",
+    "write_trace",
+]
+
+TRACE_FORMAT = 1  # otherData.initgraph_trace: bumped when the events change meaning
+
+_US = 1_000_000
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be read, or is not an initgraph trace; the message names it."""
+
+
+# -- what a trace holds --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TracedWait:
+    """A wait inside an init, in seconds since the boot started."""
+
+    what: str  # "cookie" (synchronize), "full" (synchronize_full) or "after"
+    domain: str | None
+    cookie: int
+    started: float
+    ended: float
+
+    @property
+    def label(self) -> str:
+        """How traces and plots name it: ``synchronize(4)``, ``synchronize_full()``, ..."""
+        if self.what == "cookie":
+            return f"synchronize({self.cookie})"
+        if self.what == "after":
+            return f"after({self.cookie})"
+        return f"synchronize_full({self.domain})" if self.domain else "synchronize_full()"
+
+    @property
+    def duration(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass(frozen=True)
+class TracedPlugin:
+    """One plugin of a traced boot: its plan entry and when things happened to it (seconds).
+
+    ``pid`` is None, and the init times too, for a plugin that never ran.
+    """
+
+    name: str
+    cookie: int
+    domain: str
+    requires: tuple[str, ...]
+    where: str
+    status: str
+    scheduled: float
+    ready: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    commit_started: float | None = None
+    commit_ended: float | None = None
+    pid: int | None = None
+    waits: tuple[TracedWait, ...] = ()
+
+    @property
+    def ran(self) -> bool:
+        """True when its init ran (in a worker, or in the parent)."""
+        return self.pid is not None and self.started is not None and self.ended is not None
+
+    @property
+    def init_time(self) -> float:
+        """How long its init ran, waits included (0 if it never ran)."""
+        if self.started is None or self.ended is None:
+            return 0.0
+        return self.ended - self.started
+
+    @property
+    def waiting(self) -> float:
+        """How long its init waited in synchronize calls."""
+        return sum(w.duration for w in self.waits)
+
+    @property
+    def running(self) -> float:
+        """How long its init ran, waits left out."""
+        return max(0.0, self.init_time - self.waiting)
+
+    @property
+    def commit_time(self) -> float:
+        if self.commit_started is None or self.commit_ended is None:
+            return 0.0
+        return self.commit_ended - self.commit_started
+
+    @property
+    def finished(self) -> float | None:
+        """When it was last busy: its commit's end, else its init's end."""
+        return self.commit_ended if self.commit_ended is not None else self.ended
+
+
+@dataclass(frozen=True)
+class TraceData:
+    """A traced boot: every plugin in cookie order, and how the boot ran."""
+
+    plugins: tuple[TracedPlugin, ...]
+    wall: float
+    parent_pid: int
+    workers: int
+    start_method: str
+    config: str | None = None
+
+    def __iter__(self) -> Iterator[TracedPlugin]:
+        return iter(self.plugins)
+
+    def plugin(self, name: str) -> TracedPlugin:
+        """The traced plugin called ``name``."""
+        for p in self.plugins:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The parent, then each worker that ran an init, in order of its first init."""
+        workers = sorted(
+            (p for p in self.plugins if p.ran and p.pid != self.parent_pid),
+            key=lambda p: (p.started, p.cookie),
+        )
+        return (self.parent_pid, *dict.fromkeys(p.pid for p in workers if p.pid is not None))
+
+
+# -- building the events -------------------------------------------------------------------------
+def _us(seconds: float) -> int:
+    return round(seconds * _US)
+
+
+def _s(us: int | float) -> float:
+    return us / _US
+
+
+def to_chrome_trace(boot: Boot, *, parent_pid: int | None = None) -> dict[str, Any]:
+    """The boot as a Chrome trace-event document, ready for ``json.dump``.
+
+    ``parent_pid``: the process that ran the boot (default: this one, where ``boot()`` ran).
+    """
+    parent = os.getpid() if parent_pid is None else parent_pid
+    events: list[dict[str, Any]] = []
+    pids = [parent]
+    for p in boot.plan.plugins:
+        pid = boot.timings[p.name].pid if p.name in boot.timings else None
+        if pid is not None and pid not in pids:
+            pids.append(pid)
+    for index, pid in enumerate(pids):
+        title = "initgraph parent" if pid == parent else f"worker {pid}"
+        events += [
+            _meta(pid, "process_name", {"name": title}),
+            _meta(pid, "process_sort_index", {"sort_index": index}),
+            _meta(pid, "thread_name", {"name": title}),
+        ]
+    events.append(_span(parent, "boot", "boot", 0, _us(boot.wall), {"plugins": len(boot.plan)}))
+
+    flow = 0
+    for p in boot.plan.plugins:
+        timing = boot.timings.get(p.name)
+        args: dict[str, Any] = {
+            "cookie": p.cookie,
+            "domain": p.domain,
+            "requires": list(p.requires),
+            "where": p.where,
+            "status": boot.status(p.name),
+            "scheduled_us": _us(timing.scheduled) if timing is not None else 0,
+        }
+        failure = boot.failures.get(p.name)
+        if failure is not None:
+            args["error"] = failure.message
+        if timing is None or timing.pid is None or timing.started is None or timing.ended is None:
+            when = 0.0 if timing is None else (timing.ready or timing.scheduled)
+            instant = {"ph": "i", "s": "p", "cat": "not run", "name": p.name, "ts": _us(when)}
+            events.append({**instant, "pid": parent, "tid": parent, "args": args})
+            continue
+        pid = timing.pid
+        start, end = _us(timing.started), _us(timing.ended)
+        if timing.ready is not None:
+            ready = min(_us(timing.ready), start)
+            queued = {"cat": "queued", "name": "queued", "id": p.cookie, "pid": parent}
+            queued.update(tid=parent, args={"plugin": p.name})
+            events += [{"ph": "b", "ts": ready, **queued}, {"ph": "e", "ts": start, **queued}]
+        events.append(_span(pid, p.name, "init", start, end - start, args))
+        events += _init_children(pid, start, end, timing.waits)
+        for required in p.requires:
+            r = boot.timings.get(required)
+            if r is None or r.commit_started is None or r.commit_ended is None:
+                continue
+            flow += 1
+            c_start, c_end = _us(r.commit_started), _us(r.commit_ended)
+            source = c_start + max(0, c_end - c_start - 1)  # inside the commit span
+            common = {"cat": "requires", "name": "requires", "id": flow}
+            events += [
+                {"ph": "s", "pid": parent, "tid": parent, "ts": source, **common},
+                {"ph": "f", "bp": "e", "pid": pid, "tid": pid, "ts": start, **common},
+            ]
+    for p in boot.plan.plugins:
+        timing = boot.timings.get(p.name)
+        if timing is None or timing.commit_started is None or timing.commit_ended is None:
+            continue
+        c_start, c_end = _us(timing.commit_started), _us(timing.commit_ended)
+        args = {"plugin": p.name, "cookie": p.cookie, "domain": p.domain}
+        events.append(_span(parent, f"commit {p.name}", "commit", c_start, c_end - c_start, args))
+    events.sort(key=_order)
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "initgraph_trace": TRACE_FORMAT,
+            "config": boot.plan.path,
+            "parent_pid": parent,
+            "workers": boot.plan.workers,
+            "start_method": boot.plan.start_method,
+            "wall_us": _us(boot.wall),
+            "plugins": len(boot.plan.plugins),
+            "ok": boot.ok,
+        },
+    }
+
+
+def _meta(pid: int, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    return {"ph": "M", "name": name, "pid": pid, "tid": pid, "args": args}
+
+
+def _span(
+    pid: int, name: str, cat: str, ts: int, dur: int, args: Mapping[str, Any]
+) -> dict[str, Any]:
+    span = {"ph": "X", "name": name, "cat": cat, "pid": pid, "tid": pid, "ts": ts, "dur": dur}
+    return {**span, "args": dict(args)}
+
+
+def _init_children(pid: int, start: int, end: int, waits: Iterable[Any]) -> list[dict[str, Any]]:
+    """The init's ``running`` and wait spans, back to back, clamped inside ``[start, end]``."""
+    spans: list[dict[str, Any]] = []
+    at = start
+    for w in sorted(waits, key=lambda w: w.started):
+        traced = TracedWait(w.what, w.domain, w.cookie, w.started, w.ended)
+        w_start = min(max(_us(w.started), at), end)
+        w_end = min(max(_us(w.ended), w_start), end)
+        if w_start > at:
+            spans.append(_span(pid, "running", "running", at, w_start - at, {}))
+        args = {"what": w.what, "domain": w.domain, "cookie": w.cookie}
+        spans.append(_span(pid, traced.label, "wait", w_start, w_end - w_start, args))
+        at = w_end
+    if end > at or not spans:
+        spans.append(_span(pid, "running", "running", at, end - at, {}))
+    return spans
+
+
+_PHASE_ORDER = {"M": 0, "b": 1, "X": 2, "i": 3, "s": 4, "f": 5, "e": 6}
+
+
+def _order(event: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    # Metadata first; then by time, an enclosing span before what it encloses.
+    if event["ph"] == "M":
+        return (0, 0, 0, 0)
+    return (1, event["ts"], _PHASE_ORDER[event["ph"]], -int(event.get("dur", 0)))
+
+
+def write_trace(boot: Boot, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write the boot's Chrome trace to ``path``; return the document written."""
+    doc = to_chrome_trace(boot)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.write("\n")
+    return doc
+
+
+# -- reading it back -----------------------------------------------------------------------------
+def load_trace(path: str | os.PathLike[str]) -> TraceData:
+    """Read a trace written by :func:`write_trace`; :class:`TraceError` names what is wrong."""
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        msg = f"trace {name!r}: no such file (record one with 'initgraph run --trace {name}')"
+        raise TraceError(msg) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"trace {name!r}: cannot read it: {exc}"
+        raise TraceError(msg) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"trace {name!r}: not JSON: {exc}"
+        raise TraceError(msg) from None
+    return parse_trace(data, source=name)
+
+
+def parse_trace(data: Any, *, source: str = "<trace>") -> TraceData:
+    """Rebuild a :class:`TraceData` from a trace document (as ``json.load`` returns it)."""
+    try:
+        return _parse(data)
+    except TraceError as exc:
+        msg = f"trace {source!r}: {exc}"
+        raise TraceError(msg) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        msg = f"trace {source!r}: malformed initgraph trace: {type(exc).__name__}: {exc}"
+        raise TraceError(msg) from None
+
+
+def _parse(data: Any) -> TraceData:
+    if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
+        msg = "not a Chrome trace: expected an object with a 'traceEvents' list"
+        raise TraceError(msg)
+    other = data.get("otherData")
+    if not isinstance(other, dict) or "initgraph_trace" not in other:
+        msg = "not an initgraph trace: otherData.initgraph_trace is missing"
+        raise TraceError(msg)
+    if other["initgraph_trace"] != TRACE_FORMAT:
+        msg = (
+            f"trace format {other['initgraph_trace']!r} is not the one this initgraph reads "
+            f"({TRACE_FORMAT}); record it again"
+        )
+        raise TraceError(msg)
+    parent = int(other["parent_pid"])
+    inits: dict[str, dict[str, Any]] = {}  # name -> init span or "not run" instant
+    ready: dict[int, int] = {}  # cookie -> ready (us)
+    commits: dict[str, tuple[int, int]] = {}
+    waits: dict[int, list[dict[str, Any]]] = {}  # pid -> wait spans
+    for event in data["traceEvents"]:
+        ph, cat = event["ph"], event.get("cat")
+        if (ph, cat) in (("X", "init"), ("i", "not run")):
+            inits[event["name"]] = event
+        elif ph == "X" and cat == "commit":
+            commits[event["args"]["plugin"]] = (event["ts"], event["ts"] + event["dur"])
+        elif ph == "X" and cat == "wait":
+            waits.setdefault(int(event["pid"]), []).append(event)
+        elif ph == "b" and cat == "queued":
+            ready[int(event["id"])] = event["ts"]
+    plugins = []
+    for name, event in inits.items():
+        args = event["args"]
+        cookie = int(args["cookie"])
+        c = commits.get(name)
+        common: dict[str, Any] = {
+            "name": name,
+            "cookie": cookie,
+            "domain": str(args["domain"]),
+            "requires": tuple(str(r) for r in args["requires"]),
+            "where": str(args["where"]),
+            "status": str(args["status"]),
+            "scheduled": _s(args["scheduled_us"]),
+            "commit_started": None if c is None else _s(c[0]),
+            "commit_ended": None if c is None else _s(c[1]),
+        }
+        if event["ph"] == "i":
+            plugins.append(TracedPlugin(**common))
+            continue
+        pid, start, end = int(event["pid"]), event["ts"], event["ts"] + event["dur"]
+        inner = tuple(
+            TracedWait(
+                str(w["args"]["what"]),
+                w["args"]["domain"],
+                int(w["args"]["cookie"]),
+                _s(w["ts"]),
+                _s(w["ts"] + w["dur"]),
+            )
+            for w in sorted(waits.get(pid, ()), key=lambda w: w["ts"])
+            if start <= w["ts"] and w["ts"] + w["dur"] <= end
+        )
+        plugins.append(
+            TracedPlugin(
+                **common,
+                ready=_s(ready[cookie]) if cookie in ready else None,
+                started=_s(start),
+                ended=_s(end),
+                pid=pid,
+                waits=inner,
+            )
+        )
+    plugins.sort(key=lambda p: p.cookie)
+    expected = other.get("plugins")
+    if expected is not None and expected != len(plugins):
+        msg = f"it announces {expected} plugins but holds {len(plugins)}; is it truncated?"
+        raise TraceError(msg)
+    return TraceData(
+        plugins=tuple(plugins),
+        wall=_s(other["wall_us"]),
+        parent_pid=parent,
+        workers=int(other["workers"]),
+        start_method=str(other["start_method"]),
+        config=other.get("config"),
+    )
+
+
+def trace_of(boot: Boot) -> TraceData:
+    """The boot's :class:`TraceData`, built the way :func:`load_trace` builds it from a file."""
+    return parse_trace(to_chrome_trace(boot), source="<boot>")
+
+
+# -- kernel-style debug lines --------------------------------------------------------------------
+_SYMBOL = re.compile(r"[^A-Za-z0-9_.]")
+
+
+def debug_lines(source: Boot | TraceData) -> list[str]:
+    """The boot as the kernel's async initcall debug lines, sorted by time.
+
+    The lines of ``kernel/async.c`` under ``initcall_debug``, after a dmesg timestamp (seconds
+    since the boot started)::
+
+        [    0.017496] calling  2_corpus+0x0/0x0 @ 8129
+        [    0.020587] async_waiting @ 8129
+        [    0.020712] async_continuing @ 8129 after 125 usec
+        [    0.020801] initcall 2_corpus+0x0/0x0 returned after 3305 usecs
+
+    The kernel prints the function with ``%pS`` (``name+offset/size``); ``+0x0/0x0`` stands in
+    for it because ``scripts/bootgraph.pl`` finds names by the ``+`` that follows them. Names
+    keep only the characters that script accepts (letters, digits, ``_`` and ``.``).
+    """
+    trace = source if isinstance(source, TraceData) else trace_of(source)
+    lines: list[tuple[float, int, int, str]] = []
+    for p in trace.plugins:
+        if not p.ran or p.started is None or p.ended is None:
+            continue
+        symbol = f"{p.cookie}_{_SYMBOL.sub('_', p.name)}+0x0/0x0"
+        lines.append((p.started, p.cookie, 0, f"calling  {symbol} @ {p.pid}"))
+        for w in p.waits:
+            lines.append((w.started, p.cookie, 1, f"async_waiting @ {p.pid}"))
+            after = _us(w.duration)
+            lines.append((w.ended, p.cookie, 2, f"async_continuing @ {p.pid} after {after} usec"))
+        usecs = _us(p.init_time)
+        lines.append((p.ended, p.cookie, 3, f"initcall {symbol} returned after {usecs} usecs"))
+    lines.sort(key=lambda line: line[:3])
+    return [f"[{t:12.6f}] {text}" for t, _, _, text in lines]
