@@ -204,7 +204,9 @@ def to_chrome_trace(boot: Boot, *, parent_pid: int | None = None) -> dict[str, A
             _meta(pid, "process_sort_index", {"sort_index": index}),
             _meta(pid, "thread_name", {"name": title}),
         ]
-    events.append(_span(parent, "boot", "boot", 0, _us(boot.wall), {"plugins": len(boot.plan)}))
+    events.append(
+        _span(parent, "boot", "boot", 0, _us(boot.wall), {"plugins": len(boot.plan.plugins)})
+    )
 
     flow = 0
     for p in boot.plan.plugins:

@@ -759,3 +759,31 @@ def test_a_forked_child_gets_the_handlers_back() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_caught_interrupt_keeps_the_exit_code(tmp_path: Path) -> None:
+    # CPython remembers a KeyboardInterrupt that left exec()'d code and, run with -m, exits by
+    # SIGINT at the end even though it was caught; _forget_interrupt makes it return 130.
+    (tmp_path / "interrupted.py").write_text(
+        textwrap.dedent(
+            """\
+            import sys
+            from initgraph._cli import _forget_interrupt
+            try:
+                exec("raise KeyboardInterrupt")
+            except KeyboardInterrupt:
+                if sys.argv[1:] == ["forget"]:
+                    _forget_interrupt()
+            raise SystemExit(130)
+            """
+        )
+    )
+    codes = [
+        subprocess.run(
+            [sys.executable, "-m", "interrupted", *args], cwd=tmp_path, timeout=60, check=False
+        ).returncode
+        for args in ([], ["forget"])
+    ]
+    without, with_forget = codes
+    assert with_forget == 130
+    assert without in (-signal.SIGINT, 130)  # -SIGINT wherever CPython has the quirk

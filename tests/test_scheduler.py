@@ -250,7 +250,7 @@ def test_in_order_idiom_sorted_file_and_parallel(tmp_path: Path) -> None:
     """50 initcalls of random durations publish in cookie order, in much less than the sum."""
     path = tmp_path / "order.txt"
     rng = random.Random(1234)
-    durations = [rng.uniform(0.0, 0.04) for _ in range(50)]
+    durations = [rng.uniform(0.0, 0.08) for _ in range(50)]
     with Scheduler(8) as s:
         start = time.monotonic()
         cookies = [s.schedule(in_order, (str(path), d)) for d in durations]
@@ -258,8 +258,9 @@ def test_in_order_idiom_sorted_file_and_parallel(tmp_path: Path) -> None:
         wall = time.monotonic() - start
     lines = [int(x) for x in path.read_text().split()]
     assert lines == cookies
-    # 8 workers on sleeps: ideal is sum/8; allow 2x that plus start-up, far below the sum
-    assert wall < 0.5 * sum(durations), (wall, sum(durations))
+    # 8 workers on sleeps: ideal is sum/8 (about 0.25 s). The bound, 0.6 x sum, leaves room for
+    # a loaded CI machine and still fails if the initcalls ran one after another.
+    assert wall < 0.6 * sum(durations), (wall, sum(durations))
 
 
 def test_in_order_idiom_with_one_worker(tmp_path: Path) -> None:
