@@ -31,6 +31,7 @@ import os
 import pickle
 import queue
 import selectors
+import signal
 import sys
 import threading
 import time
@@ -219,6 +220,7 @@ class Scheduler:
         self._free_worker_slots = list(range(max_workers - 1, -1, -1))
         self._runs: dict[int, Run] = {}  # ready or waiting, not sent
         self._sent: dict[int, Run] = {}  # sent to a worker, not finished
+        self._sent_at: dict[int, float] = {}  # when, for the outcome of a crash
         self._timeouts: dict[int, float] = {}
         # cookie -> (deadline, worker slot, timeout)
         self._deadlines: dict[int, tuple[float, int, float]] = {}
@@ -395,6 +397,7 @@ class Scheduler:
             self._names.setdefault(cookie, outcome.name)
             self._runs.pop(cookie, None)
             self._sent.pop(cookie, None)
+            self._sent_at.pop(cookie, None)
             self._timeouts.pop(cookie, None)
             self._deadlines.pop(cookie, None)
             domain = self._domains_of.get(cookie)
@@ -467,8 +470,7 @@ class Scheduler:
     def _cancel(self, cookie: int, error: HookError) -> None:
         """End reserved ``cookie`` without running it; ``error`` is its outcome."""
         self._shared.finish([cookie])
-        now = time.monotonic()
-        self._record(cookie, _Outcome(self._names[cookie], False, None, error, now, now))
+        self._record(cookie, _Outcome(self._names[cookie], False, None, error))  # never ran
         with self._lock:
             self._dispatcher.complete(-cookie)
 
@@ -485,8 +487,10 @@ class Scheduler:
         assigned = self._dispatcher.assign(PIPELINE)
         if assigned:
             self._shared.assign_runners([(c, PARENT_SLOTS + w) for w, c in assigned])
+        now = time.monotonic()
         for slot, cookie in assigned:
             run = self._sent[cookie] = self._runs.pop(cookie)
+            self._sent_at[cookie] = now
             worker = self._pool[slot]
             timeout = self._timeouts.pop(cookie, None)
             if timeout is not None:  # never queued: it starts now
@@ -514,10 +518,17 @@ class Scheduler:
             name=f"initgraph-worker-{slot}",
             daemon=True,
         )
-        proc.start()
-        child_conn.close()
-        self._pool[slot] = _Worker(slot, proc, parent_conn)
-        self._dispatcher.add_worker(slot)
+        # An interrupt between the fork and the line that records the worker would leave a
+        # worker nobody stops: in the main thread, where Python raises it, hold SIGINT and
+        # SIGTERM until the worker is recorded (the worker lets them through again).
+        held = _hold_signals()
+        try:
+            proc.start()
+            self._pool[slot] = _Worker(slot, proc, parent_conn)
+            self._dispatcher.add_worker(slot)
+        finally:
+            _release_signals(held)
+            child_conn.close()
         self._poke()
 
     def _retire(self, slot: int) -> None:
@@ -713,8 +724,10 @@ class Scheduler:
                     f"{name!r}; the worker was replaced"
                 )
                 err = WorkerCrashed(msg, cookie=c, name=name, exitcode=exitcode)
+            # It ran from about when it was sent (the head of a queue starts on arrival).
             now = time.monotonic()
-            self._record(c, _Outcome(name, False, None, err, now, now, worker.proc.pid))
+            started = self._sent_at.get(c, now)
+            self._record(c, _Outcome(name, False, None, err, started, now, worker.proc.pid))
         if not self._stopping and len(self._pool) < self.workers:
             self._start_worker()
         self._pump()
@@ -914,6 +927,20 @@ def as_hook_error(cookie: int, outcome: _Outcome) -> HookError:
     return err
 
 
+_HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+def _hold_signals() -> set[int | signal.Signals] | None:
+    if threading.current_thread() is not threading.main_thread():
+        return None  # Python delivers signals to the main thread only
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+
+
+def _release_signals(previous: set[int | signal.Signals] | None) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _dump(obj: Any, name: str) -> bytes:
     try:
         return dumps(obj)
@@ -959,4 +986,25 @@ def _stop_helpers(before: tuple[bool, bool], names: set[str]) -> None:
             forkserver._forkserver._stop()
     if not tracker_before and getattr(resource_tracker._resource_tracker, "_pid", None):
         with contextlib.suppress(Exception):
-            resource_tracker._resource_tracker._stop()
+            _stop_tracker(resource_tracker._resource_tracker)
+
+
+def _stop_tracker(tracker: Any) -> None:
+    """Stop multiprocess's resource tracker, killing it if it does not leave within 2 s.
+
+    Its own ``_stop`` waits without a limit, and a child that died while starting can keep the
+    tracker's pipe open, so that wait would never end.
+    """
+    with tracker._lock:
+        if tracker._fd is None:
+            return
+        os.close(tracker._fd)
+        tracker._fd = None
+        pid, tracker._pid = tracker._pid, None
+        deadline = time.monotonic() + _STOP_GRACE
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.005)  # polling a process that is leaving, bounded above

@@ -138,6 +138,8 @@ def main(conn: Any, shared: SharedState, slot: int, max_pending: int, log_level:
     """The worker loop: run each :class:`Run` until :class:`Stop` or the parent goes away."""
     # Ctrl-C reaches the whole process group; the parent decides what an interrupt means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The parent held these while it forked us (see Scheduler._start_worker).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     runtime = WorkerRuntime(shared, max_pending, slot, conn)
     # What initcalls log goes to the parent's handlers, whatever the start method: a forked
     # worker would otherwise write through copies of the parent's handlers, a spawned one
