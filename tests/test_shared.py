@@ -1,0 +1,120 @@
+"""The shared block's bookkeeping, in one process: cookies, low-water marks, the ring, claims."""
+
+from __future__ import annotations
+
+import random
+
+import multiprocess
+import pytest
+
+from initgraph import ConfigError, InitgraphError
+from initgraph._shared import (
+    PARENT,
+    W_ALL,
+    W_COOKIE,
+    W_DONE,
+    W_FULL_ALL,
+    W_FULL_DOMAIN,
+    SharedState,
+)
+
+
+@pytest.fixture
+def shared() -> SharedState:
+    return SharedState(multiprocess.get_context("fork"), slots=4, capacity=8)
+
+
+def test_cookies_start_at_one_and_low_water_marks_follow(shared: SharedState) -> None:
+    a = shared.domain_index("a", False)
+    b = shared.domain_index("b", True)
+    c1, _, _ = shared.allocate(a, PARENT, (), 100)
+    c2, _, _ = shared.allocate(b, PARENT, (), 100)
+    c3, _, _ = shared.allocate(a, PARENT, (), 100)
+    assert (c1, c2, c3) == (1, 2, 3)
+    assert (shared.low(a), shared.count(a), shared.low(b)) == (1, 2, 2)
+    shared.finish([c3])  # a higher cookie finishing first leaves the mark where it is
+    assert shared.low(a) == 1
+    shared.finish([c1])
+    assert (shared.low(a), shared.count(a)) == (0, 0)
+    assert shared.in_progress() == [(2, b)]
+
+
+def test_after_keeps_only_cookies_still_in_progress(shared: SharedState) -> None:
+    d = shared.domain_index("default", False)
+    c1, _, _ = shared.allocate(d, PARENT, (), 100)
+    c2, _, _ = shared.allocate(d, PARENT, (), 100)
+    shared.finish([c1])
+    _, pending, _ = shared.allocate(d, PARENT, (c1, c2), 100)
+    assert pending == (c2,)
+
+
+def test_inline_when_more_than_max_pending(shared: SharedState) -> None:
+    d = shared.domain_index("default", False)
+    assert not shared.allocate(d, PARENT, (), 1)[2]
+    assert not shared.allocate(d, PARENT, (), 1)[2]  # one in progress: not more than 1
+    assert shared.allocate(d, PARENT, (), 1)[2]
+
+
+def test_ring_compacts_and_refuses_when_full(shared: SharedState) -> None:
+    d = shared.domain_index("default", False)
+    rng = random.Random(3)
+    live: list[int] = []
+    for _ in range(200):  # far more than the capacity of 8: the ring must compact
+        if len(live) < 6 and rng.random() < 0.6:
+            live.append(shared.allocate(d, PARENT, (), 100)[0])
+        elif live:
+            shared.finish([live.pop(rng.randrange(len(live)))])
+        assert [c for c, _ in shared.in_progress()] == sorted(live)
+        assert shared.low(d) == (min(live) if live else 0)
+    while len(live) < 8:
+        live.append(shared.allocate(d, PARENT, (), 100)[0])
+    with pytest.raises(InitgraphError, match="more than 8 initcalls in progress at once"):
+        shared.allocate(d, PARENT, (), 100)
+
+
+def test_waits_that_hold_return_at_once(shared: SharedState) -> None:
+    a = shared.domain_index("a", False)
+    x = shared.domain_index("x", True)
+    c1, _, _ = shared.allocate(a, PARENT, (), 100)
+    c2, _, _ = shared.allocate(x, PARENT, (), 100)
+    assert shared.wait(0, W_COOKIE, a, c1, None)  # never waits for the cookie itself
+    assert not shared.wait(0, W_COOKIE, a, c1 + 1, 0.0)
+    assert not shared.wait(0, W_FULL_ALL, 0, 0, 0.0)
+    shared.finish([c1])
+    assert shared.wait(0, W_FULL_ALL, 0, 0, None)  # the exclusive domain is not covered
+    assert not shared.wait(0, W_FULL_DOMAIN, x, 0, 0.0)
+    assert not shared.wait(0, W_ALL, 0, 0, 0.0)
+    assert not shared.wait(0, W_DONE, 0, c2, 0.0)
+    shared.finish([c2])
+    assert shared.wait(0, W_ALL, 0, 0, None)
+    assert shared.wait(0, W_DONE, 0, c2, None)
+
+
+def test_claims_make_an_initcall_run_once(shared: SharedState) -> None:
+    d = shared.domain_index("default", False)
+    c, _, _ = shared.allocate(d, PARENT, (), 100)
+    shared.assign_runners([(c, 2)])
+    assert not shared.claim(c, 3)  # not sent to that worker
+    assert shared.reclaim(c, 2)  # taken back before it started
+    assert not shared.claim(c, 2)  # the stale copy in worker 2's pipe is skipped
+    shared.assign_runners([(c, 3)])
+    assert shared.claim(c, 3)
+    assert not shared.reclaim(c, 3)  # started: too late to take back
+
+
+def test_release_owner_frees_what_a_dead_worker_held(shared: SharedState) -> None:
+    d = shared.domain_index("default", False)
+    mine, _, _ = shared.allocate(d, 3, (), 100)  # scheduled by worker 3, not yet reported
+    adopted, _, _ = shared.allocate(d, 3, (), 100)
+    shared.adopt([adopted])  # the parent heard of this one
+    assert shared.release_owner(3) == [(mine, d)]
+    assert [c for c, _ in shared.in_progress()] == [adopted]
+
+
+def test_domains(shared: SharedState) -> None:
+    assert shared.domain_index("net", None) == shared.domain_index("net", False)
+    with pytest.raises(ConfigError, match="already declared registered"):
+        shared.domain_index("net", True)
+    assert shared.exclusive_names() == frozenset()
+    shared.domain_index("probe", True)
+    assert shared.exclusive_names() == {"probe"}
