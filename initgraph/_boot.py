@@ -492,7 +492,7 @@ class _Run:
 
     # -- outcomes and commits --------------------------------------------------------------------
     def on_outcome(self, p: PlannedPlugin) -> None:
-        outcome = self.sched.outcome(p.cookie)
+        outcome = self.sched._outcome(p.cookie)
         assert outcome is not None
         self.finished.add(p.name)
         t = self.times[p.name]

@@ -359,7 +359,7 @@ class Scheduler:
         self._check_open()
         return self._mirror.snapshot()
 
-    def outcome(self, cookie: int) -> _Outcome | None:
+    def _outcome(self, cookie: int) -> _Outcome | None:
         """The recorded outcome of ``cookie`` so far (None while it runs)."""
         with self._lock:
             return self._outcomes.get(cookie)
