@@ -20,10 +20,11 @@ commit order — and the registry's log — is the same on every run, whatever f
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
@@ -323,12 +324,31 @@ def boot(
     :class:`BootError` (carrying the :class:`Boot`) when a plugin that is not optional failed,
     unless ``check=False``. Every process it started is gone when it returns or raises.
     """
+    return run_boot(config, check=check, overrides=overrides)
+
+
+Watcher = Callable[[Mapping[str, float], Mapping[str, str]], None]
+
+
+def run_boot(
+    config: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    check: bool = True,
+    overrides: Mapping[str, Any],
+    watch: Watcher | None = None,
+) -> Boot:
+    """:func:`boot`, plus ``watch(running, waiting)`` called on every event and 4 times a second.
+
+    ``running``: each plugin handed to the pool and not finished, with when it was handed over
+    (``time.monotonic()``); ``waiting``: each plugin not yet started, with the requirement it
+    waits on. For progress displays.
+    """
     loaded = _with_entry_points(load_config(config, **overrides))
     the_plan, ordered = _make_plan(loaded)
     sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
     pm = _plugins.load_plugins(sources, loaded.settings.paths)
     _call_each(pm, the_plan, "initgraph_plan", plan=the_plan)
-    result = _Run(loaded, the_plan, ordered, sources, pm).run()
+    result = _Run(loaded, the_plan, ordered, sources, pm, watch).run()
     _call_each(pm, the_plan, "initgraph_boot_finished", boot=result)
     if check and not result.ok:
         raise BootError(result.summary(), boot=result)
@@ -355,7 +375,9 @@ class _Run:
         ordered: tuple[PluginConfig, ...],
         sources: tuple[PluginSource, ...],
         pm: pluggy.PluginManager,
+        watch: Watcher | None = None,
     ) -> None:
+        self.watch = watch
         self.config = config
         self.plan = the_plan
         self.configs = {p.name: p for p in ordered}
@@ -405,8 +427,16 @@ class _Run:
                     if not p.requires:
                         self.launch(p)
                 while len(self.finished) < len(self.plan.plugins):
-                    cookie = events.get()
-                    planned = self.by_cookie.get(cookie)
+                    got: int | None
+                    if self.watch is None:
+                        got = events.get()
+                    else:
+                        self.report()
+                        try:
+                            got = events.get(timeout=0.25)
+                        except queue.Empty:
+                            got = None
+                    planned = self.by_cookie.get(got) if got is not None else None
                     if planned is not None:
                         self.on_outcome(planned)
                     self.unstick()
@@ -419,6 +449,20 @@ class _Run:
                 p.name: self.timing(p.name) for p in self.plan.plugins if p.name in self.times
             }
         return self.boot
+
+    def report(self) -> None:
+        """Tell the watcher what runs and what waits on what."""
+        assert self.watch is not None
+        running = {
+            name: self.t0 + float(self.times[name].get("ready") or 0.0)
+            for name in self.launched - self.finished
+        }
+        waiting = {
+            p.name: next(r for r in p.requires if r not in self.committed)
+            for p in self.plan.plugins
+            if p.name not in self.launched and any(r not in self.committed for r in p.requires)
+        }
+        self.watch(running, waiting)
 
     def timing(self, name: str) -> Timing:
         t = self.times[name]
@@ -537,9 +581,9 @@ class _Run:
         progress = True
         while progress:
             progress = False
-            for queue in self.queues.values():
-                while queue and queue[0].name in self.finished:
-                    p = queue.pop(0)
+            for line in self.queues.values():
+                while line and line[0].name in self.finished:
+                    p = line.pop(0)
                     progress = True
                     if p.name not in self.outcomes:
                         continue

@@ -319,6 +319,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="boot a second time with --workers 1 and print the measured speed-up",
     )
+    run.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write the boot as a Chrome trace to FILE (open it in Perfetto; read it with "
+        "blame, critical-chain, plot, plan --from)",
+    )
+    run.add_argument(
+        "--debug",
+        action="store_true",
+        help="print kernel-style initcall debug lines (bootgraph.pl reads them) on stderr",
+    )
     run.set_defaults(command=_run)
 
     check = commands.add_parser(
@@ -331,6 +342,10 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     check.set_defaults(command=_check)
+
+    from ._observe_cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -381,10 +396,12 @@ def _check(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from . import _boot
+    from ._observe_cli import progress
 
     with _stdout_to_stderr() if args.json else contextlib.nullcontext():
         try:
-            boot = _boot.boot(args.config, **_overrides(args))
+            with progress(None, quiet=args.quiet or args.json) as shown:
+                boot = _boot.run_boot(args.config, overrides=_overrides(args), watch=shown.update)
             failure: BootError | None = None
         except BootError as exc:
             boot, failure = exc.boot, exc
@@ -393,6 +410,14 @@ def _run(args: argparse.Namespace) -> int:
             overrides = {**_overrides(args), "workers": 1}
             sequential = _boot.boot(args.config, check=False, **overrides)
 
+    if args.trace:
+        from ._trace import write_trace
+
+        write_trace(boot, args.trace)
+    if args.debug:
+        from ._trace import debug_lines
+
+        print("\n".join(debug_lines(boot)), file=sys.stderr, flush=True)
     out = sys.stdout
     if args.json:
         _print_json(out, _boot_json(boot, sequential))

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._errors import ConfigError
+
 if TYPE_CHECKING:
     from ._boot import Boot
 
@@ -60,8 +62,8 @@ TRACE_FORMAT = 1  # otherData.initgraph_trace: bumped when the events change mea
 _US = 1_000_000
 
 
-class TraceError(ValueError):
-    """A trace file that cannot be read, or is not an initgraph trace; the message names it."""
+class TraceError(ConfigError):
+    """A trace file that cannot be read or is not an initgraph trace: a bad argument."""
 
 
 # -- what a trace holds --------------------------------------------------------------------------
@@ -328,15 +330,15 @@ def load_trace(path: str | os.PathLike[str]) -> TraceData:
         text = Path(name).read_text(encoding="utf-8")
     except FileNotFoundError:
         msg = f"trace {name!r}: no such file (record one with 'initgraph run --trace {name}')"
-        raise TraceError(msg) from None
+        raise TraceError(msg, path=name) from None
     except (OSError, UnicodeDecodeError) as exc:
         msg = f"trace {name!r}: cannot read it: {exc}"
-        raise TraceError(msg) from None
+        raise TraceError(msg, path=name) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         msg = f"trace {name!r}: not JSON: {exc}"
-        raise TraceError(msg) from None
+        raise TraceError(msg, path=name) from None
     return parse_trace(data, source=name)
 
 
@@ -346,10 +348,10 @@ def parse_trace(data: Any, *, source: str = "<trace>") -> TraceData:
         return _parse(data)
     except TraceError as exc:
         msg = f"trace {source!r}: {exc}"
-        raise TraceError(msg) from None
+        raise TraceError(msg, path=source) from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         msg = f"trace {source!r}: malformed initgraph trace: {type(exc).__name__}: {exc}"
-        raise TraceError(msg) from None
+        raise TraceError(msg, path=source) from None
 
 
 def _parse(data: Any) -> TraceData:
@@ -475,4 +477,10 @@ def debug_lines(source: Boot | TraceData) -> list[str]:
         usecs = _us(p.init_time)
         lines.append((p.ended, p.cookie, 3, f"initcall {symbol} returned after {usecs} usecs"))
     lines.sort(key=lambda line: line[:3])
-    return [f"[{t:12.6f}] {text}" for t, _, _, text in lines]
+    return [f"{_stamp(t)} {text}" for t, _, _, text in lines]
+
+
+def _stamp(seconds: float) -> str:
+    """The dmesg timestamp: ``[%5lu.%06lu]``, as printk prints it."""
+    us = _us(seconds)
+    return f"[{us // _US:5d}.{us % _US:06d}]"

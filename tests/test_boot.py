@@ -479,3 +479,14 @@ def test_plan_hook_error_names_its_plugin(app: Writer) -> None:
         initgraph.boot(app({"a": {}, "picky": {"source": picky}}))
     assert info.value.plugin == "picky"
     assert str(info.value) == "plugin 'picky': initgraph_plan raised ValueError: too many plugins"
+
+
+def test_watcher_sees_what_runs_and_what_waits_on_what(app: Writer) -> None:
+    from initgraph._boot import run_boot
+
+    seen: list[tuple[dict[str, float], dict[str, str]]] = []
+    config = app({"slow": {"config": {"duration": 0.6}}, "next": {"requires": ["slow"]}})
+    boot = run_boot(config, overrides={}, watch=lambda r, w: seen.append((dict(r), dict(w))))
+    assert boot.ok
+    assert any("slow" in running and waiting == {"next": "slow"} for running, waiting in seen)
+    assert any("next" in running for running, _ in seen)

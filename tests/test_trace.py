@@ -1,0 +1,421 @@
+"""Traces: the Chrome trace of a boot, reading it back, and the kernel-style debug lines."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import initgraph
+from initgraph._observe_cli import add_commands
+from initgraph._trace import (
+    TraceData,
+    TracedPlugin,
+    TracedWait,
+    TraceError,
+    debug_lines,
+    load_trace,
+    to_chrome_trace,
+    trace_of,
+    write_trace,
+)
+
+PLUGIN = """
+import time
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    time.sleep(ctx.config.get("duration", 0))  # the plugin's work
+    if ctx.config.get("synchronize"):
+        ctx.synchronize()
+    if ctx.config.get("fail"):
+        raise RuntimeError("broken on purpose")
+    return ctx.name
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("commit." + ctx.name, result)
+"""
+
+
+def write_app(root: Path, plugins: dict[str, dict[str, Any]], **settings: Any) -> dict[str, Any]:
+    """A config dict for ``plugins``, each with its own module in a fresh package under root."""
+    pkg = "trace_app_" + root.name.replace("-", "_")
+    (root / pkg).mkdir()
+    (root / pkg / "__init__.py").write_text("")
+    table = {}
+    for name, spec in plugins.items():
+        (root / pkg / f"{name}.py").write_text(textwrap.dedent(PLUGIN))
+        table[name] = {"module": f"{pkg}.{name}", **spec}
+    return {"initgraph": {"paths": [str(root)], "workers": 3, **settings}, "plugins": table}
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot]:
+    """One boot with a wait, a plugin in the parent, a failure and a plugin skipped for it."""
+    root = tmp_path_factory.mktemp("app")
+    config = write_app(
+        root,
+        {
+            "first": {"config": {"duration": 0.06}},
+            "waiter": {"config": {"synchronize": True}},  # waits for first, a lower cookie
+            "dep": {"requires": ["first"], "config": {"duration": 0.02}},
+            "local": {"requires": ["first"], "where": "main", "config": {"duration": 0.01}},
+            "broken": {"optional": True, "config": {"fail": True}},
+            "after_broken": {"requires": ["broken"]},
+        },
+    )
+    yield initgraph.boot(config)
+    for mod in [m for m in sys.modules if m.startswith("trace_app_")]:
+        del sys.modules[mod]
+
+
+@pytest.fixture(scope="module")
+def doc(booted: initgraph.Boot) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(to_chrome_trace(booted)))
+    return data
+
+
+def events(doc: dict[str, Any], ph: str, cat: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in doc["traceEvents"] if e["ph"] == ph and (cat is None or e.get("cat") == cat)]
+
+
+def us(seconds: float | None) -> int:
+    assert seconds is not None
+    return round(seconds * 1_000_000)
+
+
+# -- the trace matches the boot ------------------------------------------------------------------
+def test_the_boot_went_as_planned(booted: initgraph.Boot) -> None:
+    assert booted.ok
+    assert booted.status("broken") == "failed"
+    assert booted.status("after_broken") == "skipped"
+    (wait,) = booted.timings["waiter"].waits
+    assert wait.what == "cookie"
+
+
+def test_document_shape(doc: dict[str, Any], booted: initgraph.Boot) -> None:
+    assert doc["displayTimeUnit"] == "ms"
+    other = doc["otherData"]
+    assert other["initgraph_trace"] == 1
+    assert other["parent_pid"] == os.getpid()
+    assert other["plugins"] == 6
+    assert other["workers"] == 3
+    assert other["wall_us"] == us(booted.wall)
+    assert {e["ph"] for e in doc["traceEvents"]} <= {"M", "X", "b", "e", "s", "f", "i"}
+
+
+def test_every_initcall_once_on_the_process_that_ran_it(
+    doc: dict[str, Any], booted: initgraph.Boot
+) -> None:
+    inits = events(doc, "X", "init")
+    ran = [p.name for p in booted.plan if booted.timings[p.name].pid is not None]
+    assert sorted(e["name"] for e in inits) == sorted(ran)
+    assert "after_broken" not in ran
+    for e in inits:
+        timing = booted.timings[e["name"]]
+        assert e["pid"] == e["tid"] == timing.pid
+        assert e["ts"] == us(timing.started)
+        assert e["ts"] + e["dur"] == us(timing.ended)
+        planned = booted.plan.plugin(e["name"])
+        assert e["args"]["cookie"] == planned.cookie
+        assert e["args"]["domain"] == planned.domain
+        assert e["args"]["requires"] == list(planned.requires)
+        assert e["args"]["status"] == booted.status(e["name"])
+    by_name = {e["name"]: e for e in inits}
+    assert by_name["local"]["pid"] == os.getpid()  # where = "main": in the parent
+    assert by_name["first"]["pid"] != os.getpid()
+    assert by_name["broken"]["args"]["error"].endswith("raised RuntimeError: broken on purpose")
+
+
+def test_a_track_per_process(doc: dict[str, Any], booted: initgraph.Boot) -> None:
+    names = {e["pid"]: e["args"]["name"] for e in events(doc, "M") if e["name"] == "process_name"}
+    threads = {e["pid"]: e["args"]["name"] for e in events(doc, "M") if e["name"] == "thread_name"}
+    workers = {t.pid for t in booted.timings.values() if t.pid not in (None, os.getpid())}
+    assert names == threads
+    assert names == {os.getpid(): "initgraph parent"} | {pid: f"worker {pid}" for pid in workers}
+
+
+def test_init_spans_split_into_running_and_waits(doc: dict[str, Any]) -> None:
+    children = events(doc, "X", "running") + events(doc, "X", "wait")
+    for init in events(doc, "X", "init"):
+        start, end = init["ts"], init["ts"] + init["dur"]
+        inside = sorted(
+            (c for c in children if c["pid"] == init["pid"] and start <= c["ts"] < end),
+            key=lambda c: c["ts"],
+        ) or [c for c in children if c["pid"] == init["pid"] and c["ts"] == start]
+        assert inside, init["name"]
+        at = start
+        for child in inside:  # back to back, nested inside the init
+            assert child["ts"] == at
+            assert child["ts"] + child["dur"] <= end
+            at = child["ts"] + child["dur"]
+        assert at == end
+    waits = {(e["pid"], e["name"]) for e in events(doc, "X", "wait")}
+    waiter = next(e for e in events(doc, "X", "init") if e["name"] == "waiter")
+    assert (waiter["pid"], "synchronize(2)") in waits
+
+
+def test_events_come_in_time_order(doc: dict[str, Any]) -> None:
+    timed = [e for e in doc["traceEvents"] if e["ph"] != "M"]
+    assert [e["ts"] for e in timed] == sorted(e["ts"] for e in timed)
+    first = doc["traceEvents"].index(timed[0])
+    assert all(e["ph"] == "M" for e in doc["traceEvents"][:first])
+
+
+def test_commits_on_the_parent_in_order(doc: dict[str, Any], booted: initgraph.Boot) -> None:
+    commits = events(doc, "X", "commit")
+    assert {e["pid"] for e in commits} == {os.getpid()}
+    committed = [p.name for p in booted.plan if p.name in booted.results]
+    assert sorted(e["args"]["plugin"] for e in commits) == sorted(committed)
+    (boot_span,) = events(doc, "X", "boot")
+    for e in commits:  # inside the boot span, never overlapping each other
+        assert boot_span["ts"] <= e["ts"] <= e["ts"] + e["dur"] <= boot_span["dur"]
+    spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in commits)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_flow_arrows_from_commit_to_dependent(doc: dict[str, Any], booted: initgraph.Boot) -> None:
+    starts = {e["id"]: e for e in events(doc, "s")}
+    ends = {e["id"]: e for e in events(doc, "f")}
+    assert starts.keys() == ends.keys()
+    assert len(starts) == 2  # dep and local require first; after_broken never ran
+    commit = next(e for e in events(doc, "X", "commit") if e["args"]["plugin"] == "first")
+    for flow, s in starts.items():
+        f = ends[flow]
+        assert s["pid"] == os.getpid()
+        assert commit["ts"] <= s["ts"] <= commit["ts"] + commit["dur"]
+        assert f["bp"] == "e"
+        init = next(e for e in events(doc, "X", "init") if e["ts"] == f["ts"])
+        assert init["name"] in ("dep", "local")
+        assert init["pid"] == f["pid"]
+
+
+def test_queued_spans_from_ready_to_started(doc: dict[str, Any], booted: initgraph.Boot) -> None:
+    begins = {e["id"]: e for e in events(doc, "b", "queued")}
+    ends = {e["id"]: e for e in events(doc, "e", "queued")}
+    assert begins.keys() == ends.keys()
+    for cookie, b in begins.items():
+        name = b["args"]["plugin"]
+        timing = booted.timings[name]
+        assert booted.plan.plugin(name).cookie == cookie
+        assert b["ts"] == us(timing.ready)
+        assert ends[cookie]["ts"] == us(timing.started)
+
+
+def test_a_plugin_that_never_ran(doc: dict[str, Any]) -> None:
+    (instant,) = events(doc, "i")
+    assert instant["name"] == "after_broken"
+    assert instant["args"]["status"] == "skipped"
+    assert "which did not commit" in instant["args"]["error"]
+
+
+# -- reading it back -----------------------------------------------------------------------------
+def test_written_trace_loads_back(booted: initgraph.Boot, tmp_path: Path) -> None:
+    path = tmp_path / "boot.json"
+    written = write_trace(booted, path)
+    assert json.loads(path.read_text()) == written
+    trace = load_trace(path)
+    assert trace == trace_of(booted)
+    assert [p.name for p in trace] == [p.name for p in booted.plan]
+    for p in trace:
+        timing = booted.timings[p.name]
+        assert p.status == booted.status(p.name)
+        if p.name == "after_broken":
+            assert not p.ran
+            continue
+        assert p.pid == timing.pid
+        assert p.started == pytest.approx(timing.started, abs=1e-6)
+        assert p.ended == pytest.approx(timing.ended, abs=1e-6)
+        assert p.ready == pytest.approx(timing.ready, abs=1e-6)
+        assert p.scheduled == pytest.approx(timing.scheduled, abs=1e-6)
+        if timing.commit_ended is not None:
+            assert p.commit_ended == pytest.approx(timing.commit_ended, abs=1e-6)
+        assert len(p.waits) == len(timing.waits)
+    waiter = trace.plugin("waiter")
+    assert waiter.waiting == pytest.approx(sum(w.ended - w.started for w in waiter.waits))
+    assert trace.pids[0] == os.getpid()
+    assert trace.wall == pytest.approx(booted.wall, abs=1e-6)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "t.json"
+    path.write_text(text)
+    return path
+
+
+TRUNCATED = {
+    "traceEvents": [],
+    "otherData": {
+        "initgraph_trace": 1,
+        "parent_pid": 1,
+        "workers": 1,
+        "start_method": "fork",
+        "wall_us": 5,
+        "plugins": 3,
+    },
+}
+BAD_TRACES = {
+    "not json": ("{", r"not JSON: Expecting property name enclosed in double quotes"),
+    "not a trace": ("[1, 2]", r"not a Chrome trace: expected an object with a 'traceEvents' list"),
+    "foreign trace": (
+        '{"traceEvents": []}',
+        r"not an initgraph trace: otherData.initgraph_trace is missing",
+    ),
+    "newer format": (
+        '{"traceEvents": [], "otherData": {"initgraph_trace": 99}}',
+        r"trace format 99 is not the one this initgraph reads \(1\); record it again",
+    ),
+    "truncated": (
+        json.dumps(TRUNCATED),
+        r"it announces 3 plugins but holds 0; is it truncated\?",
+    ),
+    "malformed event": (
+        json.dumps({**TRUNCATED, "traceEvents": [{"ph": "X", "cat": "init", "name": "a"}]}),
+        r"malformed initgraph trace: KeyError: 'args'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TRACES)
+def test_bad_trace_files_are_one_clear_error(case: str, tmp_path: Path) -> None:
+    text, message = BAD_TRACES[case]
+    path = _write(tmp_path, text)
+    with pytest.raises(TraceError, match=rf"^trace '{re.escape(str(path))}': {message}"):
+        load_trace(path)
+
+
+def test_a_missing_trace_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.json"
+    with pytest.raises(TraceError) as info:
+        load_trace(path)
+    assert str(info.value) == (
+        f"trace '{path}': no such file (record one with 'initgraph run --trace {path}')"
+    )
+    assert isinstance(info.value, initgraph.ConfigError)
+    assert info.value.path == str(path)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="initgraph")
+    add_commands(parser.add_subparsers())
+    return parser.parse_args(argv)
+
+
+@pytest.mark.parametrize("command", ["blame", "critical-chain", "plot", "plan"])
+def test_commands_report_a_bad_trace_in_one_line(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "gone.json")
+    argv = [command, missing] if command != "plan" else ["plan", "init.toml", "--from", missing]
+    args = parse(argv)
+    assert args.command(args) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"initgraph: error: trace '{missing}': no such file (record one with 'initgraph run "
+        f"--trace {missing}')\n"
+    )
+    bad = _write(tmp_path, "{}")
+    args = parse([*argv[:-1], str(bad)])
+    assert args.command(args) == 2
+    assert capsys.readouterr().err.startswith(f"initgraph: error: trace '{bad}': not a Chrome")
+
+
+# -- debug lines ---------------------------------------------------------------------------------
+# The patterns scripts/bootgraph.pl reads dmesg with: a call, its return, a wait and its end.
+BOOTGRAPH_CALLING = re.compile(r"([0-9\.]+)\] calling  ([a-zA-Z0-9\_\.]+)\+")
+BOOTGRAPH_RETURNED = re.compile(r"([0-9\.]+)\] initcall ([a-zA-Z0-9\_\.]+)\+.*returned")
+BOOTGRAPH_WAITING = re.compile(r"([0-9\.]+)\] async_waiting @ ([0-9]+)")
+BOOTGRAPH_CONTINUING = re.compile(r"([0-9\.]+)\] async_continuing @ ([0-9]+)")
+PID = re.compile(r"@ ([0-9]+)")
+
+
+def test_debug_lines_are_kernel_lines(booted: initgraph.Boot) -> None:
+    lines = debug_lines(booted)
+    stamps = [float(line[1:13]) for line in lines]
+    assert stamps == sorted(stamps)
+    for line in lines:
+        assert re.fullmatch(
+            r"\[ *\d+\.\d{6}\] (calling  \d+_\w+\+0x0/0x0 @ \d+"
+            r"|initcall \d+_\w+\+0x0/0x0 returned after \d+ usecs"
+            r"|async_waiting @ \d+|async_continuing @ \d+ after \d+ usec)",
+            line,
+        ), line
+        assert len(line.split("]")[0]) + 1 == 14  # "[%5lu.%06lu]", as printk prints it
+    ran = [p for p in booted.plan if booted.timings[p.name].pid is not None]
+    waiter = booted.timings["waiter"]
+    started, ended = us(waiter.started), us(waiter.ended)  # the trace's microseconds
+    first = next(line for line in lines if "2_waiter" in line)
+    assert (
+        first
+        == f"[{started // 10**6:5d}.{started % 10**6:06d}] calling  2_waiter+0x0/0x0 @ {waiter.pid}"
+    )
+    returned = f"initcall 2_waiter+0x0/0x0 returned after {ended - started} usecs"
+    assert any(line.endswith(returned) for line in lines)
+    assert len(lines) == 2 * len(ran) + 2 * sum(len(t.waits) for t in booted.timings.values())
+
+
+def test_bootgraph_reads_the_debug_lines(booted: initgraph.Boot) -> None:
+    """What bootgraph.pl would take from them: every call with its pid, return and waits."""
+    start: dict[str, float] = {}
+    end: dict[str, float] = {}
+    pids: dict[str, int] = {}
+    open_waits: dict[int, float] = {}
+    waits = 0
+    for line in debug_lines(booted):
+        if m := BOOTGRAPH_CALLING.search(line):
+            start[m[2]] = float(m[1])
+            pid = PID.search(line)
+            assert pid is not None
+            pids[m[2]] = int(pid[1])
+        if m := BOOTGRAPH_RETURNED.search(line):
+            end[m[2]] = float(m[1])
+        if m := BOOTGRAPH_WAITING.search(line):
+            open_waits[int(m[2])] = float(m[1])
+        if m := BOOTGRAPH_CONTINUING.search(line):
+            assert float(m[1]) >= open_waits.pop(int(m[2]))
+            waits += 1
+    ran = {p.name: p for p in booted.plan if booted.timings[p.name].pid is not None}
+    expected = {f"{p.cookie}_{p.name}" for p in ran.values()}
+    assert set(start) == set(end) == expected
+    for func, at in start.items():
+        name = func.split("_", 1)[1]
+        assert pids[func] == booted.timings[name].pid
+        assert end[func] >= at
+    assert open_waits == {}
+    assert waits == sum(len(t.waits) for t in booted.timings.values())
+
+
+def test_debug_lines_keep_names_bootgraph_can_read() -> None:
+    plugin = TracedPlugin(
+        name="api-routes v2",
+        cookie=12,
+        domain="http",
+        requires=(),
+        where="pool",
+        status="ok",
+        scheduled=0.0,
+        ready=0.001,
+        started=0.25,
+        ended=1.5,
+        pid=4242,
+        waits=(TracedWait("cookie", "http", 12, 0.5, 0.75),),
+    )
+    trace = TraceData((plugin,), wall=2.0, parent_pid=1, workers=1, start_method="fork")
+    assert debug_lines(trace) == [
+        "[    0.250000] calling  12_api_routes_v2+0x0/0x0 @ 4242",
+        "[    0.500000] async_waiting @ 4242",
+        "[    0.750000] async_continuing @ 4242 after 250000 usec",
+        "[    1.500000] initcall 12_api_routes_v2+0x0/0x0 returned after 1250000 usecs",
+    ]
