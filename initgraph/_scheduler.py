@@ -47,6 +47,7 @@ from . import _runtime, _worker
 from ._domain import Domain
 from ._errors import (
     ConfigError,
+    DeadlockError,
     HookError,
     HookTimeout,
     InitgraphError,
@@ -77,6 +78,7 @@ PARENT_SLOTS = 16  # parent threads that may wait at once
 PIPELINE = 2  # initcalls a worker may hold: the one it runs and the next, so it never idles
 _KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
 _STOP_GRACE = 2.0  # seconds a worker gets to leave on Stop before it is killed
+_STALL_GRACE = 1.0  # seconds every worker may stay blocked, at max_workers, with work ready
 
 
 def default_start_method() -> str:
@@ -231,6 +233,7 @@ class Scheduler:
         self._listeners: list[queue.SimpleQueue[int]] = []
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
+        self._stalled: tuple[int, float] | None = None  # (cookie, since when)
         self._fatal: BaseException | None = None
         self._closed = False
         try:
@@ -592,6 +595,7 @@ class Scheduler:
                     for worker in lost:
                         self._lost(worker)
                     self._expire()
+                    self._unstall()
                     if self._stopping and not self._pool:
                         return
                 if not events:  # idle: the moment for the manager, off every hot path
@@ -618,6 +622,8 @@ class Scheduler:
         now = time.monotonic()
         times = [d for d, _, _ in self._deadlines.values()]
         times += [w.kill_at for w in self._pool.values() if w.kill_at is not None]
+        if self._stalled is not None:
+            times.append(self._stalled[1] + _STALL_GRACE)
         if self._mirror.dirty:
             times.append(now + 0.005)
         if not times:
@@ -731,6 +737,34 @@ class Scheduler:
         if not self._stopping and len(self._pool) < self.workers:
             self._start_worker()
         self._pump()
+
+    def _unstall(self) -> None:
+        """Fail the lowest ready initcall when the pool, full and blocked, cannot run it.
+
+        Every worker is blocked in a synchronize and the pool is at max_workers: the kernel's
+        bounded-workqueue hang (KERNEL-NOTES, hazard 4). After a grace period the initcall that
+        cannot start fails with DeadlockError, which releases whoever waits for it.
+        """
+        cookie = self._dispatcher.stalled(self.max_workers)
+        now = time.monotonic()
+        if cookie is None:
+            self._stalled = None
+            return
+        if self._stalled is None or self._stalled[0] != cookie:
+            self._stalled = (cookie, now)
+            return
+        if now - self._stalled[1] < _STALL_GRACE:
+            return
+        self._stalled = None
+        name = self._names.get(cookie, "?")
+        msg = (
+            f"initcall {cookie} {name!r} could not start: all {self.max_workers} workers "
+            f"(max_workers) are blocked in a synchronize waiting on work that cannot run; "
+            f"raise max_workers"
+        )
+        err = DeadlockError(msg)
+        self._shared.finish([cookie])
+        self._record(cookie, _Outcome(name, False, None, err))
 
     def _expire(self) -> None:
         now = time.monotonic()

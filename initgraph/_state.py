@@ -261,6 +261,18 @@ class Dispatcher:
             return False
         return all(s is WorkerState.BLOCKED for s in self._workers.values())
 
+    def stalled(self, max_workers: int) -> int | None:
+        """The lowest ready cookie, when every worker is blocked and the pool may not grow.
+
+        Nothing can run then until a blocked initcall gives up: the pool must fail that
+        initcall rather than hang (see ``Scheduler``).
+        """
+        if not self._ready or len(self._workers) < max_workers or not self._workers:
+            return None
+        if all(s is WorkerState.BLOCKED for s in self._workers.values()):
+            return self._ready[0]
+        return None
+
     def surplus(self, target: int) -> list[int]:
         """Idle workers beyond ``target`` that may retire, once no worker is blocked."""
         if len(self._workers) <= target:

@@ -533,3 +533,18 @@ def test_worker_logs_reach_the_parents_handlers(
     records = [r for r in caplog.records if r.name == "myapp.probe"]
     assert [r.getMessage() for r in records] == [f"probed disk in {c}"]
     assert records[0].process != os.getpid()  # it happened in the worker
+
+
+def test_full_and_blocked_pool_fails_what_cannot_start_instead_of_hanging() -> None:
+    """At max_workers with every worker blocked, the initcall that cannot start fails."""
+    with Scheduler(1, max_workers=1) as s:
+        waiter = s.schedule(full_sync_inside, "late")
+        late = s.schedule(echo, "late", domain="late")
+        with pytest.raises(HookError) as info:
+            s.result(late, timeout=WAIT)
+        assert isinstance(info.value.__cause__, DeadlockError)
+        assert str(info.value.__cause__) == (
+            "initcall 2 'echo' could not start: all 1 workers (max_workers) are blocked in a "
+            "synchronize waiting on work that cannot run; raise max_workers"
+        )
+        assert s.result(waiter, timeout=WAIT) is None  # released by that failure
