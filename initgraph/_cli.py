@@ -490,8 +490,20 @@ def _print_summary(out: IO[str], boot: Boot, sequential: Boot | None) -> None:
             optional = " (optional)" if p.optional else ""
             print(f"  {p.name}{optional}: {_failure_text(boot, p.name)}", file=out)
     if boot.ok and boot.plan.workers != 1:
+        print(_chain_text(boot), file=out)
         print(_speed_text(boot, sequential), file=out)
     out.flush()
+
+
+def _chain_text(boot: Boot) -> str:
+    """The critical chain's length and its initcalls: what set the boot's wall time."""
+    from ._analysis import critical_chain
+    from ._trace import trace_of
+
+    chain = critical_chain(trace_of(boot))
+    inits = [link.plugin for link in chain if link.kind == "init"]
+    length = sum(link.duration for link in chain)
+    return f"critical chain {_ms_text(length)} ms: {' -> '.join(inits) or '-'}"
 
 
 def _failure_text(boot: Boot, name: str) -> str:

@@ -422,12 +422,13 @@ def test_run_the_example_app(repo_cli: Cli) -> None:
     ]
     assert all(re.fullmatch(NUMBER, r[5]) and re.fullmatch(NUMBER, r[6]) for r in rows)
     assert re.fullmatch(rf"booted 10 plugins in {NUMBER} ms with 2 workers \(\w+\)", lines[11])
+    assert re.fullmatch(rf"critical chain {NUMBER} ms: [a-z_]+( -> [a-z_]+)*", lines[12])
     assert re.fullmatch(
         rf"parallelism (\d+\.\d\d)x: about \1x faster than --workers 1 \({NUMBER} ms of "
         rf"init work ran in {NUMBER} ms; --compare measures it\)",
-        lines[12],
+        lines[13],
     )
-    assert len(lines) == 13
+    assert len(lines) == 14
 
 
 def test_run_json_is_one_object_with_the_registry_log(repo_cli: Cli) -> None:
