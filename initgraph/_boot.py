@@ -19,6 +19,7 @@ commit order — and the registry's log — is the same on every run, whatever f
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -327,6 +328,10 @@ def boot(
     return run_boot(config, check=check, overrides=overrides)
 
 
+# Kernel-style initcall lines (``calling  3_corpus @ 1234`` ...) for embedders, at DEBUG level;
+# the same lines as ``initgraph run --debug``.
+_DEBUG_LOG = logging.getLogger("initgraph.initcall_debug")
+
 Watcher = Callable[[Mapping[str, float], Mapping[str, str]], None]
 
 
@@ -349,6 +354,11 @@ def run_boot(
     pm = _plugins.load_plugins(sources, loaded.settings.paths)
     _call_each(pm, the_plan, "initgraph_plan", plan=the_plan)
     result = _Run(loaded, the_plan, ordered, sources, pm, watch).run()
+    if _DEBUG_LOG.isEnabledFor(logging.DEBUG):
+        from ._trace import debug_lines
+
+        for line in debug_lines(result):
+            _DEBUG_LOG.debug("%s", line)
     _call_each(pm, the_plan, "initgraph_boot_finished", boot=result)
     if check and not result.ok:
         raise BootError(result.summary(), boot=result)

@@ -490,3 +490,13 @@ def test_watcher_sees_what_runs_and_what_waits_on_what(app: Writer) -> None:
     assert boot.ok
     assert any("slow" in running and waiting == {"next": "slow"} for running, waiting in seen)
     assert any("next" in running for running, _ in seen)
+
+
+def test_initcall_debug_lines_reach_a_logger(app: Writer, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="initgraph.initcall_debug")
+    initgraph.boot(app({"a": {}}))
+    lines = [r.getMessage() for r in caplog.records if r.name == "initgraph.initcall_debug"]
+    assert any(" calling  1_a" in line for line in lines)
+    assert any(" initcall 1_a" in line and "returned after" in line for line in lines)
