@@ -246,24 +246,56 @@ def _missing_module(folder: Path) -> list[str]:
     return ["init.toml"]
 
 
+def _wrong_type(folder: Path) -> list[str]:
+    write_config(folder, '[initgraph]\nworkers = "many"\n')
+    return ["init.toml"]
+
+
+def _unknown_dependency(folder: Path) -> list[str]:
+    write_plugin(folder, "settings", "ok")
+    write_plugin(folder, "a", "ok")
+    write_config(
+        folder,
+        '[plugins.settings]\nmodule = "settings"\n[plugins.a]\nmodule = "a"\n'
+        'requires = ["setings"]\n',
+    )
+    return ["init.toml"]
+
+
+# Each mistake with the exact line it must give (after "initgraph: error: ").
 CONFIG_MISTAKES = {
-    "missing file": (_missing_file, "init.toml: no such file"),
-    "toml syntax": (_bad_toml, "init.toml:2:"),
-    "unknown key": (_unknown_key, "did you mean 'requires'"),
-    "cycle": (_cycle, "cycl"),
-    "missing module": (_missing_module, "no_such_module"),
+    "missing file": (_missing_file, "init.toml: no such file; pass the path of an init.toml"),
+    "toml syntax": (_bad_toml, "init.toml:2:11: invalid TOML: invalid value"),
+    "unknown key": (
+        _unknown_key,
+        "init.toml: plugins.a.requiers: unknown key; did you mean 'requires'?",
+    ),
+    "cycle": (_cycle, "init.toml: plugins.a.requires: dependency cycle: a -> b -> a"),
+    "missing module": (
+        _missing_module,
+        "init.toml: plugins.a.module: no module named 'no_such_module'; check the name and "
+        "[initgraph] paths",
+    ),
+    "wrong type": (
+        _wrong_type,
+        "init.toml: initgraph.workers: expected a positive integer or \"auto\", got 'many' (str)",
+    ),
+    "unknown dependency": (
+        _unknown_dependency,
+        "init.toml: plugins.a.requires: unknown plugin 'setings'; did you mean 'settings'?",
+    ),
 }
 
 
 @pytest.mark.parametrize("command", ["run", "check"])
 @pytest.mark.parametrize("mistake", list(CONFIG_MISTAKES))
 def test_config_mistake_is_one_line_exit_2(cli: Cli, command: str, mistake: str) -> None:
-    make, fragment = CONFIG_MISTAKES[mistake]
+    make, message = CONFIG_MISTAKES[mistake]
     done = cli.run(command, *make(cli.cwd))
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
-    assert fragment in assert_one_error_line(done.stderr)
+    assert assert_one_error_line(done.stderr) == f"initgraph: error: {message}"
 
 
 def test_plugin_error_is_exit_2(cli: Cli) -> None:
