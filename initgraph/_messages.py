@@ -13,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "Blocked",
+    "Declined",
     "Done",
     "Log",
     "Message",
@@ -130,4 +131,11 @@ class Unblocked:
     cookie: int
 
 
-Message = Run | Stop | Done | Scheduled | Blocked | Unblocked | Log
+@dataclass(frozen=True)
+class Declined:
+    """Worker to parent: it did not start this queued initcall, as a lower cookie waits."""
+
+    cookie: int
+
+
+Message = Run | Stop | Done | Scheduled | Blocked | Unblocked | Declined | Log

@@ -57,6 +57,7 @@ from ._errors import (
 )
 from ._messages import (
     Blocked,
+    Declined,
     Done,
     Log,
     Run,
@@ -79,6 +80,10 @@ PIPELINE = 2  # initcalls a worker may hold: the one it runs and the next, so it
 _KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
 _STOP_GRACE = 2.0  # seconds a worker gets to leave on Stop before it is killed
 _STALL_GRACE = 1.0  # seconds every worker may stay blocked, at max_workers, with work ready
+# A worker idle with nothing ready takes the initcalls queued behind one that has run this long
+# (seconds): long enough that a quick initcall's queue is never disturbed (the pipe already
+# holds the next one), short next to any initcall worth running in parallel.
+_STEAL_AFTER = 0.002
 
 
 def default_start_method() -> str:
@@ -234,6 +239,7 @@ class Scheduler:
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self._stalled: tuple[int, float] | None = None  # (cookie, since when)
+        self._steal_at: float | None = None  # when a queue behind a long initcall may move
         self._fatal: BaseException | None = None
         self._closed = False
         try:
@@ -451,6 +457,7 @@ class Scheduler:
     def _run_here(self, cookie: int, func: InitcallFunc, data: Any) -> None:
         """Run reserved ``cookie`` in this thread of the parent (a ``where = "main"`` plugin)."""
         name, domain = self._names[cookie], self._domains_of[cookie]
+        self._shared.run_elsewhere(cookie)  # no worker will take it: queues need not wait
         runtime = self._runtime
         runtime.take_waits()
         started = time.monotonic()
@@ -489,7 +496,10 @@ class Scheduler:
             self._start_worker()
         assigned = self._dispatcher.assign(PIPELINE)
         if assigned:
-            self._shared.assign_runners([(c, PARENT_SLOTS + w) for w, c in assigned])
+            running = self._dispatcher.running
+            self._shared.assign_runners(
+                [(c, PARENT_SLOTS + w, running(w) != c) for w, c in assigned]
+            )
         now = time.monotonic()
         for slot, cookie in assigned:
             run = self._sent[cookie] = self._runs.pop(cookie)
@@ -596,6 +606,7 @@ class Scheduler:
                         self._lost(worker)
                     self._expire()
                     self._unstall()
+                    self._steal()
                     if self._stopping and not self._pool:
                         return
                 if not events:  # idle: the moment for the manager, off every hot path
@@ -624,6 +635,8 @@ class Scheduler:
         times += [w.kill_at for w in self._pool.values() if w.kill_at is not None]
         if self._stalled is not None:
             times.append(self._stalled[1] + _STALL_GRACE)
+        if self._steal_at is not None:
+            times.append(self._steal_at)
         if self._mirror.dirty:
             times.append(now + 0.005)
         if not times:
@@ -653,6 +666,10 @@ class Scheduler:
             self._pump()
         elif isinstance(message, Unblocked):
             self._dispatcher.unblocked(worker.slot)
+        elif isinstance(message, Declined):
+            self._dispatcher.give_back(worker.slot, message.cookie)
+            self._runs[message.cookie] = self._sent.pop(message.cookie)
+            self._pump()
         elif isinstance(message, Log):
             record = logging.makeLogRecord(message.record)
             logging.getLogger(record.name).handle(record)
@@ -697,6 +714,30 @@ class Scheduler:
             if self._shared.reclaim(cookie, PARENT_SLOTS + slot):
                 self._dispatcher.requeue(slot, cookie)
                 self._runs[cookie] = self._sent[cookie]
+
+    def _steal(self) -> None:
+        """Move initcalls queued behind a long-running one to an idle worker.
+
+        A worker holds the next initcall while it runs one (PIPELINE); if the one it runs takes
+        long while another worker idles, the queued one is taken back (if not yet started) and
+        runs there.
+        """
+        self._steal_at = None
+        victims = self._dispatcher.stealable()
+        if not victims:
+            return
+        now = time.monotonic()
+        moved = False
+        for slot in victims:
+            head = self._dispatcher.running(slot)
+            since = self._sent_at.get(head, now) if head is not None else now
+            if now - since >= _STEAL_AFTER:
+                self._take_back(slot)
+                moved = True
+            elif self._steal_at is None or since + _STEAL_AFTER < self._steal_at:
+                self._steal_at = since + _STEAL_AFTER
+        if moved:
+            self._pump()
 
     def _lost(self, worker: _Worker) -> None:
         """A worker's process ended: report what it ran, release its cookies, replace it."""

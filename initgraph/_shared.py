@@ -19,7 +19,11 @@ low-water mark and posts the semaphore of each sleeper whose condition now holds
 
 The runner of an entry says which worker may start it: the parent sets it when it sends the
 initcall, the worker claims it before running, and the parent can take a queued initcall back
-(to run it elsewhere) only while it is unclaimed — so an initcall never runs twice.
+(to run it elsewhere) only while it is unclaimed — so an initcall never runs twice. An initcall
+sent to wait in a worker's queue behind another is marked so: when its turn comes, the worker
+starts it only if no lower cookie is still waiting for a runner, and otherwise hands it back
+(invariant 3: a higher cookie must not start while a lower one waits; it could block on it and
+take the last worker the lower one needed).
 
 The owner of an entry is the wait slot of the worker that allocated it until the parent has
 heard of it (or of the worker running it inline); if that worker dies, the parent removes the
@@ -38,7 +42,7 @@ from typing import Any
 
 from ._errors import ConfigError, InitgraphError
 
-__all__ = ["PARENT", "SharedState"]
+__all__ = ["CLAIMED", "DECLINED", "PARENT", "TAKEN_BACK", "SharedState"]
 
 MAX_DOMAINS = 64
 NAME_LEN = 128
@@ -54,6 +58,13 @@ _USED, _EXCLUSIVE = 1, 2
 # waiter kinds
 W_NONE, W_COOKIE, W_FULL_DOMAIN, W_FULL_ALL, W_DONE, W_ALL = range(6)
 _WAITER_FIELDS = 3  # kind, domain index, cookie
+
+# runner values: 0 no runner yet; slot + 1 sent to that worker (| _QUEUED: behind another);
+# -(slot + 1) claimed by it; _ELSEWHERE run by its own process (inline, the parent's thread) or
+# a finished entry's tombstone. Every value but 0 means "not waiting for a runner".
+_QUEUED = 1 << 32
+_ELSEWHERE = -(1 << 40)
+CLAIMED, TAKEN_BACK, DECLINED = 1, 0, -1
 
 _LOCK_PATIENCE = 2.0  # seconds before a waiter for the lock checks that its holder is alive
 
@@ -221,7 +232,7 @@ class SharedState:
             self._ring_cookie[tail] = cookie
             self._ring_domain[tail] = domain
             self._ring_owner[tail] = owner
-            self._ring_runner[tail] = 0
+            self._ring_runner[tail] = _ELSEWHERE if inline else 0
             header[_TAIL] = tail + 1
             header[_TOTAL] += 1
             base = domain * _DOMAIN_FIELDS
@@ -252,23 +263,54 @@ class SharedState:
                 if i is not None:
                     self._ring_owner[i] = PARENT
 
-    def assign_runners(self, pairs: list[tuple[int, int]]) -> None:
-        """Record that each ``(cookie, slot)`` was sent to the worker of wait slot ``slot``."""
+    def assign_runners(self, sent: list[tuple[int, int, bool]]) -> None:
+        """Record that each ``(cookie, slot, queued)`` was sent to the worker of wait slot ``slot``.
+
+        ``queued``: it waits behind the initcall that worker runs (see :meth:`claim`).
+        """
         with self.locked():
-            for cookie, slot in pairs:
+            for cookie, slot, queued in sent:
                 i = self._find(cookie)
                 if i is not None:
-                    self._ring_runner[i] = slot + 1
+                    self._ring_runner[i] = (slot + 1) | _QUEUED if queued else slot + 1
 
-    def claim(self, cookie: int, slot: int) -> bool:
-        """A worker starts ``cookie``: True if it is still this worker's to run."""
+    def run_elsewhere(self, cookie: int) -> None:
+        """``cookie`` runs in its own process (the parent's thread), not in a worker."""
+        with self.locked():
+            i = self._find(cookie)
+            if i is not None:
+                self._ring_runner[i] = _ELSEWHERE
+
+    def claim(self, cookie: int, slot: int) -> int:
+        """A worker is about to start ``cookie``: may it?
+
+        Returns CLAIMED (it is this worker's to run, and now nobody can take it back),
+        TAKEN_BACK (the parent took it back: skip it) or DECLINED (it waited in this worker's
+        queue and a lower cookie still waits for a runner, or waits queued behind it in this
+        same worker: it is handed back, the worker must tell the parent).
+        """
         self._acquire()
         try:
             i = self._find(cookie)
-            if i is None or self._ring_runner[i] != slot + 1:
-                return False
+            if i is None:
+                return TAKEN_BACK
+            runner = self._ring_runner[i]
+            if runner == slot + 1:
+                self._ring_runner[i] = -(slot + 1)
+                return CLAIMED
+            if runner != (slot + 1) | _QUEUED:
+                return TAKEN_BACK
+            head = self._header[_HEAD]
+            if i > head:
+                # A lower cookie with no runner yet, or queued behind this very one in the
+                # same pipe (the parent sent it after this one became the head): it goes
+                # first. Tombstones are never 0.
+                lower = self._ring_runner[head:i]
+                if 0 in lower or runner in lower:
+                    self._ring_runner[i] = 0
+                    return DECLINED
             self._ring_runner[i] = -(slot + 1)
-            return True
+            return CLAIMED
         finally:
             self._release()
 
@@ -276,7 +318,7 @@ class SharedState:
         """Take ``cookie`` back from worker ``slot``: True if it had not started it."""
         with self.locked():
             i = self._find(cookie)
-            if i is None or self._ring_runner[i] != slot + 1:
+            if i is None or self._ring_runner[i] & ~_QUEUED != slot + 1:
                 return False
             self._ring_runner[i] = 0
             return True
@@ -458,6 +500,7 @@ class SharedState:
         header = self._header
         domain = self._ring_domain[i]
         self._ring_domain[i] = -1
+        self._ring_runner[i] = _ELSEWHERE  # a tombstone never waits for a runner
         base = domain * _DOMAIN_FIELDS
         self._domains[base + _COUNT] -= 1
         header[_TOTAL] -= 1

@@ -202,6 +202,21 @@ class Dispatcher:
         queue.remove(cookie)
         self._back_to_ready(cookie)
 
+    def give_back(self, worker: int, cookie: int) -> None:
+        """``worker`` handed back ``cookie`` without starting it: it is ready again.
+
+        Unlike :meth:`requeue`, ``cookie`` may have become the head of the queue (the initcall
+        before it completed): the worker declined to start it while a lower cookie waited.
+        """
+        queue = self._queues.get(worker)
+        if queue is None or cookie not in queue:
+            msg = f"cookie {cookie} is not in the queue of worker {worker}"
+            raise ValueError(msg)
+        queue.remove(cookie)
+        if not queue:
+            self._workers[worker] = WorkerState.IDLE
+        self._back_to_ready(cookie)
+
     def _back_to_ready(self, cookie: int) -> None:
         call = self._initcalls.get(cookie)
         if call is not None:
@@ -254,6 +269,20 @@ class Dispatcher:
                 self._queues[worker].append(cookie)
                 out.append((worker, cookie))
         return out
+
+    def stealable(self) -> list[int]:
+        """Busy workers with initcalls queued behind the one they run, while another is idle.
+
+        Nothing is ready, so the idle worker has nothing else to do: what waits in a queue
+        could start there at once (the pool decides whether the queue has waited long enough).
+        """
+        if self._ready or WorkerState.IDLE not in self._workers.values():
+            return []
+        return sorted(
+            w
+            for w, s in self._workers.items()
+            if s is WorkerState.BUSY and len(self._queues[w]) > 1
+        )
 
     def should_grow(self, max_workers: int) -> bool:
         """Invariant 5: every worker is blocked, work is ready, and the pool may still grow."""

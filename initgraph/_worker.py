@@ -20,6 +20,7 @@ from . import _runtime
 from ._errors import format_remote
 from ._messages import (
     Blocked,
+    Declined,
     Done,
     Log,
     Run,
@@ -30,7 +31,7 @@ from ._messages import (
     dumps,
     loads,
 )
-from ._shared import SharedState
+from ._shared import CLAIMED, DECLINED, SharedState
 
 __all__ = ["main"]
 
@@ -158,8 +159,14 @@ def main(conn: Any, shared: SharedState, slot: int, max_pending: int, log_level:
         if isinstance(message, Stop):
             return
         assert isinstance(message, Run), message
-        if not shared.claim(message.cookie, slot):
-            continue  # the parent took it back to run it elsewhere
+        claim = shared.claim(message.cookie, slot)
+        if claim != CLAIMED:
+            if claim == DECLINED:  # a lower cookie waits for a worker: it goes first
+                try:
+                    runtime.send(Declined(message.cookie))
+                except (EOFError, OSError):
+                    return
+            continue  # else the parent took it back to run it elsewhere
         started = time.monotonic()
         ok, value, exc = True, None, None
         try:

@@ -9,7 +9,10 @@ import pytest
 
 from initgraph import ConfigError, InitgraphError
 from initgraph._shared import (
+    CLAIMED,
+    DECLINED,
     PARENT,
+    TAKEN_BACK,
     W_ALL,
     W_COOKIE,
     W_DONE,
@@ -93,13 +96,43 @@ def test_waits_that_hold_return_at_once(shared: SharedState) -> None:
 def test_claims_make_an_initcall_run_once(shared: SharedState) -> None:
     d = shared.domain_index("default", False)
     c, _, _ = shared.allocate(d, PARENT, (), 100)
-    shared.assign_runners([(c, 2)])
-    assert not shared.claim(c, 3)  # not sent to that worker
+    shared.assign_runners([(c, 2, False)])
+    assert shared.claim(c, 3) == TAKEN_BACK  # not sent to that worker
     assert shared.reclaim(c, 2)  # taken back before it started
-    assert not shared.claim(c, 2)  # the stale copy in worker 2's pipe is skipped
-    shared.assign_runners([(c, 3)])
-    assert shared.claim(c, 3)
+    assert shared.claim(c, 2) == TAKEN_BACK  # the stale copy in worker 2's pipe is skipped
+    shared.assign_runners([(c, 3, False)])
+    assert shared.claim(c, 3) == CLAIMED
     assert not shared.reclaim(c, 3)  # started: too late to take back
+
+
+def test_a_queued_initcall_waits_for_a_lower_one_without_a_runner(shared: SharedState) -> None:
+    """Invariant 3 across the pipe: a queued cookie is handed back while a lower one waits."""
+    d = shared.domain_index("default", False)
+    head, _, _ = shared.allocate(d, PARENT, (), 100)
+    lower, _, _ = shared.allocate(d, PARENT, (), 100)  # not ready yet: no runner
+    queued, _, _ = shared.allocate(d, PARENT, (), 100)
+    shared.assign_runners([(head, 2, False), (queued, 2, True)])
+    assert shared.claim(head, 2) == CLAIMED  # a head starts whatever waits below it
+    shared.finish([head])
+    assert shared.claim(queued, 2) == DECLINED
+    assert not shared.reclaim(queued, 2)  # handed back: the parent has nothing to take
+    # The parent, seeing 'queued' as the head, sent 'lower' to wait behind it: still declined.
+    shared.assign_runners([(queued, 2, True), (lower, 2, True)])
+    assert shared.claim(queued, 2) == DECLINED
+    assert shared.claim(lower, 2) == CLAIMED
+    shared.finish([lower])
+    lower, _, _ = shared.allocate(d, PARENT, (), 100)  # higher now: no matter
+    shared.assign_runners([(lower, 3, False), (queued, 2, True)])
+    assert shared.claim(queued, 2) == CLAIMED  # the lower one has its worker now
+    # Finished entries and initcalls run outside the pool never hold a queue back.
+    inline, _, _ = shared.allocate(d, PARENT, (), 0)  # over max_pending: runs in the caller
+    main, _, _ = shared.allocate(d, PARENT, (), 100)
+    shared.run_elsewhere(main)
+    last, _, _ = shared.allocate(d, PARENT, (), 100)
+    shared.finish([lower])
+    shared.assign_runners([(last, 2, True)])
+    assert shared.claim(last, 2) == CLAIMED
+    assert shared.in_progress() == [(queued, d), (inline, d), (main, d), (last, d)]
 
 
 def test_release_owner_frees_what_a_dead_worker_held(shared: SharedState) -> None:

@@ -193,6 +193,42 @@ def test_blocked_worker_gets_nothing_queued_and_gives_back() -> None:
         d.requeue(0, 1)
 
 
+def test_a_declined_head_goes_back_and_the_lower_cookie_runs_first() -> None:
+    """The worker hands back its queued 3 because 2 became ready when 1 ended (invariant 3)."""
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1, queueable=True)
+    d.add(2, after=[1], queueable=True)
+    d.add(3, queueable=True)
+    assert d.assign(2) == [(0, 1), (0, 3)]
+    assert d.complete(1) == [2]
+    assert d.running(0) == 3  # the queued one became the head...
+    d.give_back(0, 3)  # ...and the worker declined it
+    assert d.state(0) is WorkerState.IDLE
+    assert d.assign(2) == [(0, 2), (0, 3)]
+    with pytest.raises(ValueError, match="cookie 4 is not in the queue of worker 0"):
+        d.give_back(0, 4)
+
+
+def test_stealable_only_while_a_worker_idles_with_nothing_ready() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add_worker(1)
+    for c in range(1, 5):
+        d.add(c, queueable=True)
+    assert d.assign(2) == [(0, 1), (1, 2), (0, 3), (1, 4)]
+    assert d.stealable() == []  # nobody idles
+    d.complete(2)
+    d.complete(4)
+    assert d.stealable() == [0]  # 3 waits behind 1 while worker 1 idles
+    d.add(5, queueable=True)
+    assert d.stealable() == []  # the idle worker has work of its own
+    assert d.assign(2) == [(1, 5)]
+    d.complete(5)
+    d.blocked(0)
+    assert d.stealable() == []  # a blocked worker's queue is taken back on Blocked
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     n=st.integers(1, 25),
