@@ -29,6 +29,11 @@ class Domain:
         if not isinstance(self.name, str) or not self.name:
             msg = f"domain name must be a non-empty str, got {self.name!r}"
             raise ConfigError(msg, key="domain")
+        exclusive: object = self.exclusive  # typed bool, but callers pass anything
+        if not isinstance(exclusive, bool):
+            msg = f"exclusive of domain {self.name!r} must be True or False, got "
+            msg += f"{exclusive!r} ({type(exclusive).__name__})"
+            raise ConfigError(msg, key="exclusive")
         if len(self.name.encode()) > 120:
             msg = f"domain name {self.name!r} is too long; use at most 120 bytes"
             raise ConfigError(msg, key="domain")

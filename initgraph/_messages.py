@@ -19,6 +19,7 @@ __all__ = [
     "Message",
     "Run",
     "Scheduled",
+    "Started",
     "Stop",
     "Unblocked",
     "WaitRecord",
@@ -69,6 +70,7 @@ class Run:
     name: str
     func: bytes
     data: bytes
+    timed: bool = False  # it has a timeout: say Started when it starts (the clock starts then)
 
 
 @dataclass(frozen=True)
@@ -118,15 +120,15 @@ class Log:
 
 
 @dataclass(frozen=True)
-class Blocked:
-    """Worker to parent: the worker sleeps in a synchronize (the pool may have to grow)."""
+class Started:
+    """Worker to parent: a timed initcall's code and data are loaded; it runs from now on."""
 
     cookie: int
 
 
 @dataclass(frozen=True)
-class Unblocked:
-    """Worker to parent: the worker runs again."""
+class Blocked:
+    """Worker to parent: the worker sleeps in a synchronize (the pool may have to grow)."""
 
     cookie: int
 
@@ -138,4 +140,11 @@ class Declined:
     cookie: int
 
 
-Message = Run | Stop | Done | Scheduled | Blocked | Unblocked | Declined | Log
+@dataclass(frozen=True)
+class Unblocked:
+    """Worker to parent: the worker runs again."""
+
+    cookie: int
+
+
+Message = Run | Stop | Done | Scheduled | Started | Blocked | Unblocked | Declined | Log

@@ -8,6 +8,7 @@ how an inline (fallback) result is recorded.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -29,6 +30,29 @@ _local = threading.local()
 _process_runtime: Runtime | None = None  # set in a worker process
 _parent_stack: list[Runtime] = []  # active schedulers of the parent, innermost last
 _stack_lock = threading.Lock()
+
+
+FOREVER = 1e9  # seconds (about 32 years): a longer timeout, inf included, means "no limit"
+MAX_COOKIE = 2**62  # no scheduler issues so many: a wait beyond it waits as for this one
+
+
+def seconds(value: object, what: str, *, zero: bool) -> float | None:
+    """Check a ``timeout`` argument: None (no limit), or seconds; ``zero``: 0 is allowed.
+
+    A bool, a non-number, nan or a negative number is refused with ConfigError; inf or a value
+    beyond FOREVER means no limit (None), which no platform call overflows on.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"timeout of {what} must be a number of seconds or None, got {value!r}"
+        msg += f" ({type(value).__name__})"
+        raise ConfigError(msg, key="timeout")
+    if math.isnan(value) or value < 0 or (value == 0 and not zero):
+        least = "non-negative" if zero else "positive"
+        msg = f"timeout of {what} must be a {least} number of seconds or None, got {value!r}"
+        raise ConfigError(msg, key="timeout")
+    return None if value > FOREVER else float(value)
 
 
 def describe_func(func: Any) -> str:
@@ -155,11 +179,7 @@ class Runtime(ABC):
         if not isinstance(label, str) or not label:
             msg = f"name must be a non-empty str, got {name!r}"
             raise ConfigError(msg, key="name")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-        ):
-            msg = f"timeout of {label!r} must be a positive number of seconds, got {timeout!r}"
-            raise ConfigError(msg, key="timeout")
+        timeout = seconds(timeout, repr(label), zero=False)
         deps = _cookies(after, label)
         dname, exclusive = domain_name(domain)
         didx = self.shared.domain_index(dname, exclusive)
@@ -209,28 +229,30 @@ class Runtime(ABC):
             msg = f"cookie must be an int, got {cookie!r} ({type(cookie).__name__})"
             raise ConfigError(msg, key="cookie")
         dname, exclusive = domain_name(domain)
-        didx = self.shared.domain_index(dname, exclusive)
         what = f"synchronize_cookie({cookie}, domain={dname!r})"
+        timeout = seconds(timeout, what, zero=True)
+        didx = self.shared.domain_index(dname, exclusive)
         check_wait(self.running(), cookie, dname, describe=what)
-        self._wait(W_COOKIE, didx, cookie, timeout, what)
+        # The shared wait slot holds 63 bits; every cookie there will ever be is below this.
+        self._wait(W_COOKIE, didx, min(cookie, MAX_COOKIE), timeout, what)
 
     def synchronize_full(
         self, *, domain: Domain | str | None = None, timeout: float | None = None
     ) -> None:
         """Return once nothing is in progress in ``domain`` (None: every registered domain)."""
         if domain is None:
+            timeout = seconds(timeout, "synchronize_full()", zero=True)
             check_full_wait(self.running(), None, self.shared.exclusive_names())
             self._wait(W_FULL_ALL, 0, 0, timeout, "synchronize_full()")
             return
         dname, exclusive = domain_name(domain)
+        what = f"synchronize_full(domain={dname!r})"
+        timeout = seconds(timeout, what, zero=True)
         didx = self.shared.domain_index(dname, exclusive)
         check_full_wait(self.running(), dname, frozenset())
-        self._wait(W_FULL_DOMAIN, didx, 0, timeout, f"synchronize_full(domain={dname!r})")
+        self._wait(W_FULL_DOMAIN, didx, 0, timeout, what)
 
     def _wait(self, kind: int, didx: int, cookie: int, timeout: float | None, what: str) -> None:
-        if timeout is not None and (isinstance(timeout, bool) or timeout < 0):
-            msg = f"timeout must be a non-negative number of seconds, got {timeout!r}"
-            raise ConfigError(msg, key="timeout")
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         try:

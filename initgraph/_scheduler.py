@@ -26,6 +26,7 @@ batches (it is read only to explain a timeout), off every hot path.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import pickle
@@ -42,8 +43,9 @@ from typing import Any
 
 import multiprocess
 import multiprocess.connection
+import multiprocess.managers
 
-from . import _runtime, _worker
+from . import _lifeline, _runtime, _worker
 from ._domain import Domain
 from ._errors import (
     ConfigError,
@@ -62,13 +64,14 @@ from ._messages import (
     Log,
     Run,
     Scheduled,
+    Started,
     Stop,
     Unblocked,
     WaitRecord,
     dumps,
     loads,
 )
-from ._runtime import InitcallFunc
+from ._runtime import InitcallFunc, seconds
 from ._shared import PARENT, W_ALL, SharedState
 from ._state import Dispatcher
 
@@ -79,6 +82,7 @@ PARENT_SLOTS = 16  # parent threads that may wait at once
 PIPELINE = 2  # initcalls a worker may hold: the one it runs and the next, so it never idles
 _KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
 _STOP_GRACE = 2.0  # seconds a worker gets to leave on Stop before it is killed
+_LOAD_GRACE = 60.0  # seconds a timed initcall may take to start (worker start, imports)
 _STALL_GRACE = 1.0  # seconds every worker may stay blocked, at max_workers, with work ready
 # A worker idle with nothing ready takes the initcalls queued behind one that has run this long
 # (seconds): long enough that a quick initcall's queue is never disturbed (the pipe already
@@ -198,11 +202,11 @@ class Scheduler:
         self._closed = True  # until fully started, so a failed start tears down cleanly
         if workers is None:
             workers = os.cpu_count() or 1
-        _positive_int(workers, "workers")
-        _positive_int(max_pending, "max_pending")
+        _positive_int(workers, "workers", _MOST["workers"])
+        _positive_int(max_pending, "max_pending", _MOST["max_pending"])
         if max_workers is None:
-            max_workers = max(4 * workers, 16)
-        _positive_int(max_workers, "max_workers")
+            max_workers = min(max(4 * workers, 16), _MOST["max_workers"])
+        _positive_int(max_workers, "max_workers", _MOST["max_workers"])
         if max_workers < workers:
             msg = f"max_workers ({max_workers}) must be at least workers ({workers})"
             raise ConfigError(msg, key="max_workers")
@@ -312,6 +316,7 @@ class Scheduler:
             msg = f"no initcall has cookie {cookie}: the last cookie issued is "
             msg += f"{self._shared.last_cookie}"
             raise ConfigError(msg, key="cookie")
+        timeout = seconds(timeout, f"result({cookie})", zero=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             while cookie not in self._outcomes:
@@ -465,7 +470,10 @@ class Scheduler:
         try:
             with runtime.running_initcall(cookie, domain):
                 value = func(data, cookie)
-        except Exception as exc:
+        except BaseException as exc:
+            # KeyboardInterrupt or SystemExit raised by the plugin itself (a real Ctrl-C goes
+            # to the main thread): a failure like any other, as in a worker. Uncaught, it would
+            # end this thread with no outcome, and the boot would wait for it for ever.
             ended = time.monotonic()
             outcome = _Outcome(name, False, None, exc, started, ended, pid, runtime.take_waits())
         else:
@@ -506,9 +514,14 @@ class Scheduler:
             self._sent_at[cookie] = now
             worker = self._pool[slot]
             timeout = self._timeouts.pop(cookie, None)
-            if timeout is not None:  # never queued: it starts now
-                self._deadlines[cookie] = (time.monotonic() + timeout, slot, timeout)
+            if timeout is not None:  # never queued: it starts on arrival
+                # Its clock starts when the worker says Started, once the code is loaded (a
+                # spawned worker's start and the import of the initcall's module are not its
+                # run); until then a generous bound catches a worker stuck before it.
+                bound = now + timeout + _LOAD_GRACE
+                self._deadlines[cookie] = (bound, slot, timeout)
                 self._poke()  # the pool thread may be asleep with no deadline to wake for
+                run = self._sent[cookie] = dataclasses.replace(run, timed=True)
             # If it died, its sentinel reports the crash of this initcall.
             with contextlib.suppress(OSError):
                 worker.conn.send_bytes(pickle.dumps(run, protocol=pickle.HIGHEST_PROTOCOL))
@@ -527,6 +540,7 @@ class Scheduler:
                 PARENT_SLOTS + slot,
                 self.max_pending,
                 logging.getLogger().getEffectiveLevel(),
+                os.getpid(),
             ),
             name=f"initgraph-worker-{slot}",
             daemon=True,
@@ -666,6 +680,11 @@ class Scheduler:
             self._pump()
         elif isinstance(message, Unblocked):
             self._dispatcher.unblocked(worker.slot)
+        elif isinstance(message, Started):
+            entry = self._deadlines.get(message.cookie)
+            if entry is not None:
+                _, slot, timeout = entry
+                self._deadlines[message.cookie] = (time.monotonic() + timeout, slot, timeout)
         elif isinstance(message, Declined):
             self._dispatcher.give_back(worker.slot, message.cookie)
             self._runs[message.cookie] = self._sent.pop(message.cookie)
@@ -911,7 +930,10 @@ class _Mirror:
         """Start the manager process, once; a scheduler that is never idle never needs it."""
         with self._io:
             if self._manager is None and not self._stopped:
-                self._manager = self._ctx.Manager()
+                manager = multiprocess.managers.SyncManager(ctx=self._ctx)
+                # It must not outlive this process, even one killed with SIGKILL.
+                manager.start(initializer=_lifeline.watch, initargs=(os.getpid(),))
+                self._manager = manager
                 self._on_start()  # the pool thread watches its process from now on
 
     @property
@@ -996,7 +1018,9 @@ def as_hook_error(cookie: int, outcome: _Outcome) -> HookError:
     assert error is not None
     if isinstance(error, HookError):
         return error
-    msg = f"initcall {cookie} {outcome.name!r} raised {type(error).__name__}: {error}"
+    text = str(error)
+    what = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    msg = f"initcall {cookie} {outcome.name!r} raised {what}"
     err = HookError(msg, cookie=cookie, name=outcome.name)
     err.__cause__ = error
     return err
@@ -1024,10 +1048,22 @@ def _dump(obj: Any, name: str) -> bytes:
         raise ConfigError(msg, key="data") from exc
 
 
-def _positive_int(value: Any, key: str) -> None:
+def _positive_int(value: Any, key: str, most: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         msg = f"{key} must be a positive int, got {value!r} ({type(value).__name__})"
         raise ConfigError(msg, key=key)
+    if value > most:
+        msg = f"{key} must be at most {most:,}, got {value:,}: {_LIMITS[key]}"
+        raise ConfigError(msg, key=key)
+
+
+# What bounds each size: shared memory and semaphores are allocated up front for the largest.
+_MOST = {"workers": 1024, "max_workers": 1024, "max_pending": 1 << 20}
+_LIMITS = {
+    "workers": "each is a process",
+    "max_workers": "each has a wait slot and a named semaphore",
+    "max_pending": "each costs 32 bytes of shared memory, all allocated at start",
+}
 
 
 def _helper_processes() -> tuple[bool, bool]:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _runtime
+from . import _lifeline, _runtime
 from ._errors import format_remote
 from ._messages import (
     Blocked,
@@ -25,6 +25,7 @@ from ._messages import (
     Log,
     Run,
     Scheduled,
+    Started,
     Stop,
     Unblocked,
     WaitRecord,
@@ -135,8 +136,15 @@ class _ForwardLogs(logging.Handler):
             self.handleError(record)
 
 
-def main(conn: Any, shared: SharedState, slot: int, max_pending: int, log_level: int) -> None:
-    """The worker loop: run each :class:`Run` until :class:`Stop` or the parent goes away."""
+def main(
+    conn: Any, shared: SharedState, slot: int, max_pending: int, log_level: int, parent: int
+) -> None:
+    """The worker loop: run each :class:`Run` until :class:`Stop` or the parent goes away.
+
+    ``parent`` is the scheduler's pid: if that process dies, so does this one (even in the
+    middle of an initcall, and even while other processes hold the pipe open).
+    """
+    _lifeline.watch(parent)
     # Ctrl-C reaches the whole process group; the parent decides what an interrupt means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent held these while it forked us (see Scheduler._start_worker).
@@ -177,6 +185,8 @@ def main(conn: Any, shared: SharedState, slot: int, max_pending: int, log_level:
                     funcs.clear()
                 funcs[message.func] = func
             data = loads(message.data)
+            if message.timed:  # its timeout counts from here, not from our start or its import
+                runtime.send(Started(message.cookie))
             running.append((message.cookie, message.domain))
             try:
                 value = func(data, message.cookie)

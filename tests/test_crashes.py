@@ -522,17 +522,11 @@ def test_idle_worker_killed_from_outside_is_replaced() -> None:
         assert [sched.result(c, timeout=WAIT) for c in cookies] == [None] * 20
 
 
-# -- bugs: what DESIGN.md promises and initgraph does not do (strict xfails) ----------------------
+# -- bugs these tests found, fixed; the tests that found them -------------------------------------
 def runs_briefly(data: Any, cookie: int) -> int:
     return cookie
 
 
-@pytest.mark.xfail(
-    raises=HookTimeout,
-    strict=True,
-    reason="initgraph bug: an initcall's timeout clock starts when it is sent, so a spawned "
-    "worker's start-up (about 0.25 s here) counts against it",
-)
 def test_timeout_counts_the_run_not_the_worker_start() -> None:
     """DESIGN: ``timeout`` is the seconds it may *run*. This one returns at once."""
     with Scheduler(1, start_method="spawn") as sched:
@@ -540,11 +534,6 @@ def test_timeout_counts_the_run_not_the_worker_start() -> None:
         assert sched.result(cookie, timeout=WAIT) == cookie
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="initgraph bug: an exception with an empty message reads 'raised KeyboardInterrupt: ' "
-    "(the boot's own _describe() already avoids it)",
-)
 def test_empty_message_has_no_dangling_colon() -> None:
     with Scheduler(1) as sched:
         cookie = sched.schedule(interrupted)
@@ -584,11 +573,6 @@ def _alive(pids: list[int]) -> list[int]:
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.xfail(
-    strict=True,
-    reason="initgraph bug: when the parent is SIGKILLed its manager (and, with fork, its workers, "
-    "which hold each other's pipes; with forkserver the fork server) run on forever",
-)
 def test_parent_killed_leaves_no_process(method: str, tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(PARENT_KILLED)
@@ -652,12 +636,6 @@ except BaseException as exc:
 
 
 @pytest.mark.parametrize("raised", ["KeyboardInterrupt", "SystemExit(4)"])
-@pytest.mark.xfail(
-    raises=subprocess.TimeoutExpired,
-    strict=True,
-    reason="initgraph bug: a where='main' plugin raising a BaseException (KeyboardInterrupt, "
-    "SystemExit) kills its thread without an outcome; the boot waits for it forever",
-)
 def test_main_plugin_raising_base_exception_does_not_hang(raised: str, tmp_path: Path) -> None:
     pkg = tmp_path / "mainapp"
     pkg.mkdir()

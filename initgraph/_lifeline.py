@@ -1,0 +1,52 @@
+"""End a helper process when the scheduler's process ends, however it ended.
+
+A worker or the manager normally stops when the scheduler tells it to, or when its pipe to the
+scheduler closes. Neither happens when the scheduler's process is killed with SIGKILL (the OOM
+killer, ``kill -9``, a CI time limit) while other processes still hold that pipe: forked workers
+inherit each other's pipe ends, and the manager serves anyone who connects. So each of them runs
+a small daemon thread that sleeps until the scheduler's process is gone and then ends its own.
+
+On Linux it sleeps on a pidfd (readable once the process exited; no polling); elsewhere it checks
+every half second.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+
+__all__ = ["EXIT_ORPHANED", "watch"]
+
+EXIT_ORPHANED = 75  # the exit code of a helper whose scheduler died (EX_TEMPFAIL)
+_POLL = 0.5
+
+
+def watch(pid: int) -> None:
+    """Start the thread that ends this process once process ``pid`` has ended."""
+    thread = threading.Thread(target=_watch, args=(pid,), name="initgraph-lifeline", daemon=True)
+    thread.start()
+
+
+def _watch(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(EXIT_ORPHANED)  # it died before we looked
+    except (AttributeError, OSError):  # no pidfd here (not Linux, or a kernel before 5.3)
+        while _alive(pid):
+            time.sleep(_POLL)
+        os._exit(EXIT_ORPHANED)
+    select.select([fd], [], [])
+    os._exit(EXIT_ORPHANED)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
