@@ -72,7 +72,7 @@ from ._messages import (
     loads,
 )
 from ._runtime import InitcallFunc, seconds
-from ._shared import PARENT, W_ALL, SharedState
+from ._shared import PARENT, W_ALL, SharedState, ticket
 from ._state import Dispatcher
 
 __all__ = ["Scheduler", "default_start_method"]
@@ -231,6 +231,8 @@ class Scheduler:
         self._free_worker_slots = list(range(max_workers - 1, -1, -1))
         self._runs: dict[int, Run] = {}  # ready or waiting, not sent
         self._sent: dict[int, Run] = {}  # sent to a worker, not finished
+        self._tickets: dict[int, int] = {}  # sent cookie -> the ticket its worker must claim
+        self._serial = 0  # tickets issued
         self._sent_at: dict[int, float] = {}  # when, for the outcome of a crash
         self._timeouts: dict[int, float] = {}
         # cookie -> (deadline, worker slot, timeout)
@@ -412,6 +414,7 @@ class Scheduler:
             self._runs.pop(cookie, None)
             self._sent.pop(cookie, None)
             self._sent_at.pop(cookie, None)
+            self._tickets.pop(cookie, None)
             self._timeouts.pop(cookie, None)
             self._deadlines.pop(cookie, None)
             domain = self._domains_of.get(cookie)
@@ -503,11 +506,20 @@ class Scheduler:
         while self._dispatcher.should_grow(self.max_workers):
             self._start_worker()
         assigned = self._dispatcher.assign(PIPELINE)
-        if assigned:
-            running = self._dispatcher.running
-            self._shared.assign_runners(
-                [(c, PARENT_SLOTS + w, running(w) != c) for w, c in assigned]
-            )
+        if not assigned:
+            for slot in self._dispatcher.surplus(self.workers):
+                self._retire(slot)
+            return
+        running = self._dispatcher.running
+        serial = self._serial
+        tickets = self._tickets
+        sent = []
+        for w, c in assigned:
+            serial += 1
+            tickets[c] = value = ticket(PARENT_SLOTS + w, running(w) != c, serial)
+            sent.append((c, value))
+        self._serial = serial
+        self._shared.assign_runners(sent)
         now = time.monotonic()
         for slot, cookie in assigned:
             run = self._sent[cookie] = self._runs.pop(cookie)
@@ -524,7 +536,8 @@ class Scheduler:
                 run = self._sent[cookie] = dataclasses.replace(run, timed=True)
             # If it died, its sentinel reports the crash of this initcall.
             with contextlib.suppress(OSError):
-                worker.conn.send_bytes(pickle.dumps(run, protocol=pickle.HIGHEST_PROTOCOL))
+                message = (tickets[cookie], run)
+                worker.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
         for slot in self._dispatcher.surplus(self.workers):
             self._retire(slot)
 
@@ -686,8 +699,17 @@ class Scheduler:
                 _, slot, timeout = entry
                 self._deadlines[message.cookie] = (time.monotonic() + timeout, slot, timeout)
         elif isinstance(message, Declined):
-            self._dispatcher.give_back(worker.slot, message.cookie)
-            self._runs[message.cookie] = self._sent.pop(message.cookie)
+            slot = worker.slot
+            self._dispatcher.give_back(slot, message.cookie)
+            self._runs[message.cookie] = self._sent[message.cookie]
+            # Take back the rest of its queue too, so that what it gets next is a head, which
+            # it never declines: queued cookies alone could be declined in turn for ever while
+            # a lower one is not ready yet.
+            head = self._dispatcher.running(slot)
+            for cookie in ([head] if head is not None else []) + self._dispatcher.queued(slot):
+                if self._shared.reclaim(cookie, self._tickets[cookie]):
+                    self._dispatcher.give_back(slot, cookie)
+                    self._runs[cookie] = self._sent[cookie]
             self._pump()
         elif isinstance(message, Log):
             record = logging.makeLogRecord(message.record)
@@ -730,7 +752,7 @@ class Scheduler:
     def _take_back(self, slot: int) -> None:
         """Queued initcalls of a worker that cannot start them soon go back to the ready set."""
         for cookie in self._dispatcher.queued(slot):
-            if self._shared.reclaim(cookie, PARENT_SLOTS + slot):
+            if self._shared.reclaim(cookie, self._tickets[cookie]):
                 self._dispatcher.requeue(slot, cookie)
                 self._runs[cookie] = self._sent[cookie]
 
@@ -825,6 +847,10 @@ class Scheduler:
         err = DeadlockError(msg)
         self._shared.finish([cookie])
         self._record(cookie, _Outcome(name, False, None, err))
+        # If the pool is still stuck, the next initcall that cannot start gets its own grace
+        # period from now; without this the pool thread slept with no deadline, for ever.
+        stuck = self._dispatcher.stalled(self.max_workers)
+        self._stalled = None if stuck is None else (stuck, time.monotonic())
 
     def _expire(self) -> None:
         now = time.monotonic()

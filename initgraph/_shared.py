@@ -42,7 +42,7 @@ from typing import Any
 
 from ._errors import ConfigError, InitgraphError
 
-__all__ = ["CLAIMED", "DECLINED", "PARENT", "TAKEN_BACK", "SharedState"]
+__all__ = ["CLAIMED", "DECLINED", "PARENT", "TAKEN_BACK", "SharedState", "ticket"]
 
 MAX_DOMAINS = 64
 NAME_LEN = 128
@@ -59,12 +59,21 @@ _USED, _EXCLUSIVE = 1, 2
 W_NONE, W_COOKIE, W_FULL_DOMAIN, W_FULL_ALL, W_DONE, W_ALL = range(6)
 _WAITER_FIELDS = 3  # kind, domain index, cookie
 
-# runner values: 0 no runner yet; slot + 1 sent to that worker (| _QUEUED: behind another);
-# -(slot + 1) claimed by it; _ELSEWHERE run by its own process (inline, the parent's thread) or
-# a finished entry's tombstone. Every value but 0 means "not waiting for a runner".
-_QUEUED = 1 << 32
-_ELSEWHERE = -(1 << 40)
+# runner values: 0 no runner yet; a ticket (> 0) sent to a worker; -(slot + 1) claimed by it;
+# _ELSEWHERE run by its own process (inline, the parent's thread) or a finished entry's
+# tombstone. Every value but 0 means "not waiting for a runner". A ticket is
+# serial << 16 | queued << 15 | slot + 1: unique per send, so a stale copy never matches.
+_SLOT = (1 << 15) - 1
+_QUEUED = 1 << 15
+_WHO = _SLOT | _QUEUED
+_ELSEWHERE = -(1 << 62)
 CLAIMED, TAKEN_BACK, DECLINED = 1, 0, -1
+
+
+def ticket(slot: int, queued: bool, serial: int) -> int:
+    """What the parent records when it sends a cookie to the worker of wait slot ``slot``."""
+    return serial << 16 | (_QUEUED if queued else 0) | (slot + 1)
+
 
 _LOCK_PATIENCE = 2.0  # seconds before a waiter for the lock checks that its holder is alive
 
@@ -263,16 +272,13 @@ class SharedState:
                 if i is not None:
                     self._ring_owner[i] = PARENT
 
-    def assign_runners(self, sent: list[tuple[int, int, bool]]) -> None:
-        """Record that each ``(cookie, slot, queued)`` was sent to the worker of wait slot ``slot``.
-
-        ``queued``: it waits behind the initcall that worker runs (see :meth:`claim`).
-        """
+    def assign_runners(self, sent: list[tuple[int, int]]) -> None:
+        """Record each ``(cookie, ticket)`` sent: the :func:`ticket` its worker must claim."""
         with self.locked():
-            for cookie, slot, queued in sent:
+            for cookie, value in sent:
                 i = self._find(cookie)
                 if i is not None:
-                    self._ring_runner[i] = (slot + 1) | _QUEUED if queued else slot + 1
+                    self._ring_runner[i] = value
 
     def run_elsewhere(self, cookie: int) -> None:
         """``cookie`` runs in its own process (the parent's thread), not in a worker."""
@@ -281,44 +287,42 @@ class SharedState:
             if i is not None:
                 self._ring_runner[i] = _ELSEWHERE
 
-    def claim(self, cookie: int, slot: int) -> int:
-        """A worker is about to start ``cookie``: may it?
+    def claim(self, cookie: int, value: int) -> int:
+        """A worker is about to start ``cookie``, sent with ticket ``value``: may it?
 
         Returns CLAIMED (it is this worker's to run, and now nobody can take it back),
-        TAKEN_BACK (the parent took it back: skip it) or DECLINED (it waited in this worker's
-        queue and a lower cookie still waits for a runner, or waits queued behind it in this
-        same worker: it is handed back, the worker must tell the parent).
+        TAKEN_BACK (the parent took this copy back: skip it) or DECLINED (it waited in this
+        worker's queue and a lower cookie still waits for a runner, or waits queued behind it in
+        this same worker: it is handed back, the worker must tell the parent).
+
+        Only the copy the parent sent last can match: a copy left in a pipe after a take-back
+        never runs, even when the same cookie was sent to the same worker again.
         """
         self._acquire()
         try:
             i = self._find(cookie)
-            if i is None:
+            if i is None or self._ring_runner[i] != value:
                 return TAKEN_BACK
-            runner = self._ring_runner[i]
-            if runner == slot + 1:
-                self._ring_runner[i] = -(slot + 1)
-                return CLAIMED
-            if runner != (slot + 1) | _QUEUED:
-                return TAKEN_BACK
-            head = self._header[_HEAD]
-            if i > head:
-                # A lower cookie with no runner yet, or queued behind this very one in the
-                # same pipe (the parent sent it after this one became the head): it goes
-                # first. Tombstones are never 0.
-                lower = self._ring_runner[head:i]
-                if 0 in lower or runner in lower:
-                    self._ring_runner[i] = 0
-                    return DECLINED
-            self._ring_runner[i] = -(slot + 1)
+            mine = value & _WHO
+            if mine & _QUEUED:
+                head = self._header[_HEAD]
+                if i > head:
+                    # A lower cookie with no runner yet, or queued in this very pipe (sent
+                    # after this one became the head): it goes first. Tombstones are never 0.
+                    lower = self._ring_runner[head:i]
+                    if 0 in lower or any(r > 0 and r & _WHO == mine for r in lower):
+                        self._ring_runner[i] = 0
+                        return DECLINED
+            self._ring_runner[i] = -(mine & _SLOT)
             return CLAIMED
         finally:
             self._release()
 
-    def reclaim(self, cookie: int, slot: int) -> bool:
-        """Take ``cookie`` back from worker ``slot``: True if it had not started it."""
+    def reclaim(self, cookie: int, value: int) -> bool:
+        """Take back ``cookie``, sent with ticket ``value``: True if it had not started it."""
         with self.locked():
             i = self._find(cookie)
-            if i is None or self._ring_runner[i] & ~_QUEUED != slot + 1:
+            if i is None or self._ring_runner[i] != value:
                 return False
             self._ring_runner[i] = 0
             return True

@@ -166,8 +166,9 @@ def main(
             return
         if isinstance(message, Stop):
             return
+        value, message = message  # the ticket this copy was sent with, and the initcall
         assert isinstance(message, Run), message
-        claim = shared.claim(message.cookie, slot)
+        claim = shared.claim(message.cookie, value)
         if claim != CLAIMED:
             if claim == DECLINED:  # a lower cookie waits for a worker: it goes first
                 try:

@@ -551,3 +551,19 @@ def test_full_and_blocked_pool_fails_what_cannot_start_instead_of_hanging() -> N
             "synchronize waiting on work that cannot run; raise max_workers"
         )
         assert s.result(waiter, timeout=WAIT) is None  # released by that failure
+
+
+def test_full_and_blocked_pool_fails_each_initcall_that_cannot_start() -> None:
+    """One after the other: the fallback re-arms after each failure (it once fired only once).
+
+    The waiter stays blocked until both initcalls of its domain are over, so the pool is still
+    full and blocked after the first failure.
+    """
+    with Scheduler(1, max_workers=1) as s:
+        waiter = s.schedule(full_sync_inside, "late")
+        late = [s.schedule(echo, "late", domain="late") for _ in range(2)]
+        for cookie in late:
+            with pytest.raises(HookError) as info:
+                s.result(cookie, timeout=WAIT)
+            assert isinstance(info.value.__cause__, DeadlockError)
+        assert s.result(waiter, timeout=WAIT) is None

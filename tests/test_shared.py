@@ -19,6 +19,7 @@ from initgraph._shared import (
     W_FULL_ALL,
     W_FULL_DOMAIN,
     SharedState,
+    ticket,
 )
 
 
@@ -96,13 +97,17 @@ def test_waits_that_hold_return_at_once(shared: SharedState) -> None:
 def test_claims_make_an_initcall_run_once(shared: SharedState) -> None:
     d = shared.domain_index("default", False)
     c, _, _ = shared.allocate(d, PARENT, (), 100)
-    shared.assign_runners([(c, 2, False)])
-    assert shared.claim(c, 3) == TAKEN_BACK  # not sent to that worker
-    assert shared.reclaim(c, 2)  # taken back before it started
-    assert shared.claim(c, 2) == TAKEN_BACK  # the stale copy in worker 2's pipe is skipped
-    shared.assign_runners([(c, 3, False)])
-    assert shared.claim(c, 3) == CLAIMED
-    assert not shared.reclaim(c, 3)  # started: too late to take back
+    first = ticket(2, False, 1)
+    shared.assign_runners([(c, first)])
+    assert shared.claim(c, ticket(3, False, 1)) == TAKEN_BACK  # not sent to that worker
+    assert shared.reclaim(c, first)  # taken back before it started
+    assert shared.claim(c, first) == TAKEN_BACK  # the stale copy in worker 2's pipe is skipped
+    again = ticket(2, False, 2)  # sent to the same worker again: only the new copy runs
+    shared.assign_runners([(c, again)])
+    assert shared.claim(c, first) == TAKEN_BACK
+    assert shared.claim(c, again) == CLAIMED
+    assert not shared.reclaim(c, again)  # started: too late to take back
+    assert shared.claim(c, again) == TAKEN_BACK  # and never twice
 
 
 def test_a_queued_initcall_waits_for_a_lower_one_without_a_runner(shared: SharedState) -> None:
@@ -111,27 +116,31 @@ def test_a_queued_initcall_waits_for_a_lower_one_without_a_runner(shared: Shared
     head, _, _ = shared.allocate(d, PARENT, (), 100)
     lower, _, _ = shared.allocate(d, PARENT, (), 100)  # not ready yet: no runner
     queued, _, _ = shared.allocate(d, PARENT, (), 100)
-    shared.assign_runners([(head, 2, False), (queued, 2, True)])
-    assert shared.claim(head, 2) == CLAIMED  # a head starts whatever waits below it
+    t = {head: ticket(2, False, 1), queued: ticket(2, True, 2)}
+    shared.assign_runners(list(t.items()))
+    assert shared.claim(head, t[head]) == CLAIMED  # a head starts whatever waits below it
     shared.finish([head])
-    assert shared.claim(queued, 2) == DECLINED
-    assert not shared.reclaim(queued, 2)  # handed back: the parent has nothing to take
+    assert shared.claim(queued, t[queued]) == DECLINED
+    assert not shared.reclaim(queued, t[queued])  # handed back: the parent has nothing to take
     # The parent, seeing 'queued' as the head, sent 'lower' to wait behind it: still declined.
-    shared.assign_runners([(queued, 2, True), (lower, 2, True)])
-    assert shared.claim(queued, 2) == DECLINED
-    assert shared.claim(lower, 2) == CLAIMED
-    shared.finish([lower])
-    lower, _, _ = shared.allocate(d, PARENT, (), 100)  # higher now: no matter
-    shared.assign_runners([(lower, 3, False), (queued, 2, True)])
-    assert shared.claim(queued, 2) == CLAIMED  # the lower one has its worker now
+    t = {queued: ticket(2, True, 3), lower: ticket(2, True, 4)}
+    shared.assign_runners(list(t.items()))
+    assert shared.claim(queued, t[queued]) == DECLINED
+    assert shared.claim(lower, t[lower]) == CLAIMED
+    # Queued on another worker, the lower one does not hold this one back.
+    above, _, _ = shared.allocate(d, PARENT, (), 100)
+    t = {queued: ticket(3, True, 5), above: ticket(2, True, 6)}
+    shared.assign_runners(list(t.items()))
+    assert shared.claim(above, t[above]) == CLAIMED
+    assert shared.claim(queued, t[queued]) == CLAIMED
     # Finished entries and initcalls run outside the pool never hold a queue back.
+    shared.finish([lower, above])
     inline, _, _ = shared.allocate(d, PARENT, (), 0)  # over max_pending: runs in the caller
     main, _, _ = shared.allocate(d, PARENT, (), 100)
     shared.run_elsewhere(main)
     last, _, _ = shared.allocate(d, PARENT, (), 100)
-    shared.finish([lower])
-    shared.assign_runners([(last, 2, True)])
-    assert shared.claim(last, 2) == CLAIMED
+    shared.assign_runners([(last, ticket(2, True, 7))])
+    assert shared.claim(last, ticket(2, True, 7)) == CLAIMED
     assert shared.in_progress() == [(queued, d), (inline, d), (main, d), (last, d)]
 
 
