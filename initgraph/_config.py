@@ -28,6 +28,7 @@ from typing import Any, NoReturn, TypeVar
 
 from ._errors import ConfigError
 from ._graph import key_path, plan_order, unknown_plugin
+from ._limits import MOST, WHY
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -493,7 +494,7 @@ def _unknown_domain(name: str, known: Sequence[str]) -> str:
 
 def _positive_int(doc: _Document, value: object, key: _Key) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
+        return _at_most(doc, value, key)
     raise doc.expected(key, "a positive integer", value)
 
 
@@ -501,8 +502,17 @@ def _workers(doc: _Document, value: object, key: _Key) -> int | None:
     if isinstance(value, str) and value == "auto":
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
+        return _at_most(doc, value, key)
     raise doc.expected(key, 'a positive integer or "auto"', value)
+
+
+def _at_most(doc: _Document, value: int, key: _Key) -> int:
+    """The scheduler's own bound (``_limits``), found here rather than at start-up."""
+    name = str(key[-1])
+    most = MOST.get(name)
+    if most is not None and value > most:
+        raise doc.error(key, f"must be at most {most:,} ({WHY[name]}), got {value:,}")
+    return value
 
 
 def _seconds(doc: _Document, value: object, key: _Key) -> float:

@@ -57,6 +57,7 @@ from ._errors import (
     WorkerCrashed,
     describe_exitcode,
 )
+from ._limits import MOST, WHY
 from ._messages import (
     Blocked,
     Declined,
@@ -202,11 +203,11 @@ class Scheduler:
         self._closed = True  # until fully started, so a failed start tears down cleanly
         if workers is None:
             workers = os.cpu_count() or 1
-        _positive_int(workers, "workers", _MOST["workers"])
-        _positive_int(max_pending, "max_pending", _MOST["max_pending"])
+        _positive_int(workers, "workers", MOST["workers"])
+        _positive_int(max_pending, "max_pending", MOST["max_pending"])
         if max_workers is None:
-            max_workers = min(max(4 * workers, 16), _MOST["max_workers"])
-        _positive_int(max_workers, "max_workers", _MOST["max_workers"])
+            max_workers = min(max(4 * workers, 16), MOST["max_workers"])
+        _positive_int(max_workers, "max_workers", MOST["max_workers"])
         if max_workers < workers:
             msg = f"max_workers ({max_workers}) must be at least workers ({workers})"
             raise ConfigError(msg, key="max_workers")
@@ -1079,17 +1080,8 @@ def _positive_int(value: Any, key: str, most: int) -> None:
         msg = f"{key} must be a positive int, got {value!r} ({type(value).__name__})"
         raise ConfigError(msg, key=key)
     if value > most:
-        msg = f"{key} must be at most {most:,}, got {value:,}: {_LIMITS[key]}"
+        msg = f"{key} must be at most {most:,}, got {value:,}: {WHY[key]}"
         raise ConfigError(msg, key=key)
-
-
-# What bounds each size: shared memory and semaphores are allocated up front for the largest.
-_MOST = {"workers": 1024, "max_workers": 1024, "max_pending": 1 << 20}
-_LIMITS = {
-    "workers": "each is a process",
-    "max_workers": "each has a wait slot and a named semaphore",
-    "max_pending": "each costs 32 bytes of shared memory, all allocated at start",
-}
 
 
 def _helper_processes() -> tuple[bool, bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import math
 import os
 import pickle
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from initgraph._cli import main as cli_main
 from initgraph._config import (
     Config,
     DomainConfig,
@@ -1080,6 +1082,12 @@ FRAGMENTS = [
     'on_error = "continue"',
     "paths = ['.']",
     "timeout = 1.5",
+    "timeout = nan",
+    "timeout = inf",
+    "timeout = -1",
+    "workers = 99999999999",
+    "max_pending = 10000000000",
+    "max_workers = 1",
     "[domains.net]",
     "exclusive = true",
     "[plugins.a]",
@@ -1120,6 +1128,27 @@ def test_any_text_gives_config_or_config_error(scratch: Path, text: str) -> None
         check_loaded(config)
         return
     assert str(error).startswith(str(scratch))
+
+
+@settings(max_examples=100, deadline=None)
+@given(toml_texts)
+def test_initgraph_check_on_any_document_exits_0_or_2_with_one_line(
+    scratch: Path, text: str
+) -> None:
+    """What a user sees: `initgraph check` on any init.toml exits 0, or 2 with one error line
+    that names the file (never a traceback from inside initgraph)."""
+    scratch.write_text(text)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli_main(["check", str(scratch)])
+    lines = err.getvalue().splitlines()
+    if code == 0:
+        assert lines == [], err.getvalue()
+    else:
+        assert code == 2, err.getvalue()
+        assert len(lines) == 1, err.getvalue()
+        assert lines[0].startswith(f"initgraph: error: {scratch}"), lines[0]
+        assert "Traceback" not in err.getvalue()
 
 
 @settings(max_examples=100, deadline=None)
