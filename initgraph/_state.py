@@ -206,7 +206,8 @@ class Dispatcher:
         """``worker`` handed back ``cookie`` without starting it: it is ready again.
 
         Unlike :meth:`requeue`, ``cookie`` may have become the head of the queue (the initcall
-        before it completed): the worker declined to start it while a lower cookie waited.
+        before it completed): the worker declined to start it while a lower cookie waited. It
+        may not wait in a queue again, so the next worker that gets it starts it.
         """
         queue = self._queues.get(worker)
         if queue is None or cookie not in queue:
@@ -215,6 +216,7 @@ class Dispatcher:
         queue.remove(cookie)
         if not queue:
             self._workers[worker] = WorkerState.IDLE
+        self._queueable.discard(cookie)  # from now on it goes to an idle worker only
         self._back_to_ready(cookie)
 
     def _back_to_ready(self, cookie: int) -> None:

@@ -184,7 +184,7 @@ CRASHES = [
         Crash(
             runs_out_of_memory,
             HookError,
-            r"^initcall {cookie} {name} raised MemoryError",
+            r"^initcall {cookie} {name} raised MemoryError$",
             MemoryError,
         ),
         id="MemoryError",
@@ -224,7 +224,7 @@ CRASHES = [
         Crash(
             interrupted,
             HookError,
-            r"^initcall {cookie} {name} raised KeyboardInterrupt",
+            r"^initcall {cookie} {name} raised KeyboardInterrupt$",
             KeyboardInterrupt,
         ),
         id="KeyboardInterrupt",

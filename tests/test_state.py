@@ -205,7 +205,9 @@ def test_a_declined_head_goes_back_and_the_lower_cookie_runs_first() -> None:
     assert d.running(0) == 3  # the queued one became the head...
     d.give_back(0, 3)  # ...and the worker declined it
     assert d.state(0) is WorkerState.IDLE
-    assert d.assign(2) == [(0, 2), (0, 3)]
+    assert d.assign(2) == [(0, 2)]  # 3 waits for an idle worker now: no queue can decline it
+    d.complete(2)
+    assert d.assign(2) == [(0, 3)]
     with pytest.raises(ValueError, match="cookie 4 is not in the queue of worker 0"):
         d.give_back(0, 4)
 
