@@ -194,11 +194,17 @@ class Registry(Mapping[str, Any]):
         )
         raise RegistryConflict(msg, key=pub.key, first=first, second=pub.plugin)
 
-    def _publish(self, pub: Publication) -> None:
-        self._check(pub)
-        self._values[pub.key] = pub.value
-        self._owners[pub.key] = pub.plugin
-        self._log.append(pub)
+    def _apply(self, pubs: tuple[Publication, ...], mark: int) -> None:
+        """Publish ``pubs`` (already checked), resuming where an interrupted call stopped.
+
+        ``mark`` is the length of the log before the first call. Each entry is applied values,
+        owners, then log, and the log says how far it got, so calling this again after an
+        interrupt completes the batch without repeating an entry.
+        """
+        for pub in pubs[len(self._log) - mark :]:
+            self._values[pub.key] = pub.value
+            self._owners[pub.key] = pub.plugin
+            self._log.append(pub)
 
 
 @dataclass(frozen=True)
@@ -306,12 +312,45 @@ class Boot:
         """One line saying how the boot went."""
         in_order = [self.failures[p.name] for p in self.plan if p.name in self.failures]
         failed = [f for f in in_order if f.kind not in ("skipped", "cancelled")]
+        if not failed and not self.ok:  # nothing failed, yet not everything committed
+            return (
+                f"boot of {len(self.plan.plugins)} plugins stopped after {self.wall:.3f} s; "
+                f"{len(self.failures)} plugin(s) did not commit"
+            )
         if not failed:
             return f"boot of {len(self.plan.plugins)} plugins finished in {self.wall:.3f} s"
         first = failed[0]
         rest = len(self.failures) - 1
         more = f"; {rest} other plugin(s) did not commit" if rest else ""
         return f"boot failed: plugin {first.plugin!r}: {first.message}{more}"
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """Where a boot stood when an interrupt stopped it.
+
+    Attached to the ``KeyboardInterrupt`` (or the CLI's SIGTERM subclass of it) that leaves
+    :func:`run_boot`; :func:`interruption` reads it. Each plugin is in exactly one group, and
+    each group is in cookie order. ``boot`` is the boot as it stood: every plugin that did not
+    commit has a :class:`Failure` of kind ``"cancelled"`` saying why, unless it had one already.
+    """
+
+    boot: Boot
+    after: float  # seconds from the start of the boot to the interrupt
+    committed: tuple[str, ...]  # init finished, commit done: everything it published is visible
+    uncommitted: tuple[str, ...]  # init finished, not committed: it published nothing
+    running: tuple[str, ...]  # handed to a worker (or a thread of the parent), not finished
+    failed: tuple[str, ...]  # did not commit for another reason before the interrupt
+    not_started: tuple[str, ...]  # never handed over
+
+
+_INTERRUPTION = "_initgraph_interruption"
+
+
+def interruption(exc: BaseException) -> Interruption | None:
+    """The :class:`Interruption` a boot attached to ``exc``, if any."""
+    found = getattr(exc, _INTERRUPTION, None)
+    return found if isinstance(found, Interruption) else None
 
 
 # -- running a boot ------------------------------------------------------------------------------
@@ -353,13 +392,18 @@ def run_boot(
     sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
     pm = _plugins.load_plugins(sources, loaded.settings.paths)
     _call_each(pm, the_plan, "initgraph_plan", plan=the_plan)
-    result = _Run(loaded, the_plan, ordered, sources, pm, watch).run()
-    if _DEBUG_LOG.isEnabledFor(logging.DEBUG):
-        from ._trace import debug_lines
+    run = _Run(loaded, the_plan, ordered, sources, pm, watch)
+    result = run.run()
+    try:
+        if _DEBUG_LOG.isEnabledFor(logging.DEBUG):
+            from ._trace import debug_lines
 
-        for line in debug_lines(result):
-            _DEBUG_LOG.debug("%s", line)
-    _call_each(pm, the_plan, "initgraph_boot_finished", boot=result)
+            for line in debug_lines(result):
+                _DEBUG_LOG.debug("%s", line)
+        _call_each(pm, the_plan, "initgraph_boot_finished", boot=result)
+    except KeyboardInterrupt as exc:  # the boot is over: every plugin committed or failed
+        run.interrupted(exc)
+        raise
     if check and not result.ok:
         raise BootError(result.summary(), boot=result)
     return result
@@ -403,6 +447,8 @@ class _Run:
         self.committed: set[str] = set()
         self.finished: set[str] = set()  # init outcome known (or never to run)
         self.launched: set[str] = set()
+        self.handed: set[str] = set()  # given (or being given) to the pool or a parent thread
+        self.stopped_at: float | None = None  # when an interrupt stopped the loop
         self.outcomes: dict[str, InitResult] = {}
         self.queues = {
             d: [p for p in the_plan.plugins if p.domain == d]
@@ -433,25 +479,14 @@ class _Run:
                     cookie = sched._reserve(domain=p.domain, name=p.name, timeout=p.timeout)
                     assert cookie == p.cookie, (cookie, p)
                     self.times[p.name] = {"scheduled": self.now()}
-                for p in self.plan.plugins:
-                    if not p.requires:
-                        self.launch(p)
-                while len(self.finished) < len(self.plan.plugins):
-                    got: int | None
-                    if self.watch is None:
-                        got = events.get()
-                    else:
-                        self.report()
-                        try:
-                            got = events.get(timeout=0.25)
-                        except queue.Empty:
-                            got = None
-                    planned = self.by_cookie.get(got) if got is not None else None
-                    if planned is not None:
-                        self.on_outcome(planned)
-                    self.unstick()
-                for thread in self.threads:
-                    thread.join()
+                try:
+                    self.loop(events)
+                except KeyboardInterrupt:
+                    self.stopped_at = self.now()  # before the scheduler stops its processes
+                    raise
+        except KeyboardInterrupt as exc:
+            self.interrupted(exc)
+            raise
         finally:
             _plugins.forget(self.boot_id)
             self.boot.wall = time.monotonic() - self.t0
@@ -459,6 +494,65 @@ class _Run:
                 p.name: self.timing(p.name) for p in self.plan.plugins if p.name in self.times
             }
         return self.boot
+
+    def loop(self, events: queue.SimpleQueue[int]) -> None:
+        for p in self.plan.plugins:
+            if not p.requires:
+                self.launch(p)
+        while len(self.finished) < len(self.plan.plugins):
+            got: int | None
+            if self.watch is None:
+                got = events.get()
+            else:
+                self.report()
+                try:
+                    got = events.get(timeout=0.25)
+                except queue.Empty:
+                    got = None
+            if got == 0:  # the scheduler cannot go on (say, its manager was killed)
+                self.sched._check_fatal()
+            planned = self.by_cookie.get(got) if got is not None else None
+            if planned is not None:
+                self.on_outcome(planned)
+            self.unstick()
+        for thread in self.threads:
+            thread.join()
+
+    def interrupted(self, exc: BaseException) -> None:
+        """Record where the boot stood and attach it to ``exc``, the interrupt that stopped it.
+
+        Only this loop's thread changes the sets read here, and a commit is complete or absent
+        (see :meth:`commit`), so this is the boot's real state.
+        """
+        groups: dict[str, list[str]] = {
+            "committed": [],
+            "uncommitted": [],
+            "running": [],
+            "failed": [],
+            "not_started": [],
+        }
+        why = {
+            "uncommitted": "finished but not committed: the boot was interrupted",
+            "running": "cancelled while running: the boot was interrupted",
+            "not_started": "cancelled: the boot was interrupted before it started",
+        }
+        for p in self.plan.plugins:
+            if p.name in self.committed:
+                group = "committed"
+            elif p.name in self.boot.failures:
+                group = "failed"
+            elif p.name in self.finished:
+                group = "uncommitted"
+            elif p.name in self.handed:
+                group = "running"
+            else:
+                group = "not_started"
+            groups[group].append(p.name)
+            if group in why:
+                self.boot.failures[p.name] = Failure(p.name, "cancelled", why[group])
+        after = self.stopped_at if self.stopped_at is not None else self.now()
+        found = Interruption(self.boot, after, **{k: tuple(v) for k, v in groups.items()})
+        setattr(exc, _INTERRUPTION, found)
 
     def report(self) -> None:
         """Tell the watcher what runs and what waits on what."""
@@ -491,6 +585,9 @@ class _Run:
     # -- launching -------------------------------------------------------------------------------
     def launch(self, p: PlannedPlugin) -> None:
         self.launched.add(p.name)
+        # Before the handover, not after: a worker may start it before _provide returns, and an
+        # interrupt then must not report as never started a plugin that ran.
+        self.handed.add(p.name)
         self.times[p.name]["ready"] = self.now()
         spec = InitSpec(
             boot_id=self.boot_id,
@@ -519,6 +616,7 @@ class _Run:
             except InitgraphError as exc:
                 err = HookError(str(exc), cookie=p.cookie, name=p.name)
                 err.__cause__ = exc
+                self.handed.discard(p.name)
                 self.sched._cancel(p.cookie, err)
 
     def unstick(self) -> None:
@@ -645,16 +743,34 @@ class _Run:
                 err.__cause__ = exc
             self.fail(p, err)
             return
-        for pub in staged.values():
-            registry._publish(pub)
-        t["commit_ended"] = self.now()
-        self.boot.results[p.name] = init.value
-        self.committed.add(p.name)
+        # Publishing and recording the commit are one step. An interrupt is raised between any
+        # two bytecodes of this thread; one that lands inside the step does not cut it short:
+        # the step is completed, then the interrupt goes on (it is only bookkeeping by now:
+        # every check passed, no plugin code runs). So a plugin's publications are all visible
+        # or none, and it is committed exactly when they are.
+        pubs = tuple(staged.values())
+        mark = len(registry._log)
+        try:
+            self.settle(p, init, pubs, mark)
+        except BaseException:
+            self.settle(p, init, pubs, mark)
+            raise
         for name in self.dependents[p.name]:
             dep = self.plan.plugin(name)
             ready = all(r in self.committed for r in dep.requires)
             if ready and dep.name not in self.launched and not self.aborting:
                 self.launch(dep)
+
+    def settle(
+        self, p: PlannedPlugin, init: InitResult, pubs: tuple[Publication, ...], mark: int
+    ) -> None:
+        """Publish ``pubs`` and record ``p`` as committed; a second call completes the first."""
+        self.boot.registry._apply(pubs, mark)
+        t = self.times[p.name]
+        if t.get("commit_ended") is None:
+            t["commit_ended"] = self.now()
+        self.boot.results[p.name] = init.value
+        self.committed.add(p.name)
 
 
 def _describe(error: BaseException) -> str:

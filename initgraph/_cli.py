@@ -11,7 +11,9 @@ Exit codes (``docs/cli.md``)::
     143  terminated (SIGTERM)
 
 Whatever ends the command, it ends through the boot's own cleanup, so no process of the boot is left
-running: SIGTERM is turned into an exception in the main thread, as SIGINT is (see ``_Raise``).
+running: SIGTERM is turned into an exception in the main thread, as SIGINT is (see ``_Raise``), and
+a repeated signal is ignored while the command stops. An interrupted ``run`` says on stderr what the
+boot had done (``_interruption_text``).
 
 Output is a table for people (drawn with ``rich`` when stdout is a terminal, plain text otherwise)
 or, with ``--json``, one JSON object for programs. Errors are one line on stderr,
@@ -22,6 +24,7 @@ imported by the commands that need them, so ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import functools
 import json
@@ -38,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 from ._errors import BootError, ConfigError, InitgraphError, PluginError
 
 if TYPE_CHECKING:
-    from ._boot import Boot, Plan
+    from ._boot import Boot, Interruption, Plan
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -94,23 +97,35 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Run as the program (``argv`` not given) and stopped by SIGINT or SIGTERM, it does not
+    return: it ends the process with 130 or 143 (:func:`_exit_stopped`).
+    """
+    # The report is written while the handlers are still ours, so a repeated signal cannot cut
+    # it short; and a first one that comes while another outcome is reported still gets 130/143.
+    with _signals_raise():
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt as exc:
+            code = _interrupted(exc, verbose=False)
+        if argv is None and code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            _exit_stopped(code)  # run as the program: see there
+        return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     verbose = False
     try:
-        with _signals_raise():
-            try:
-                args = _parser().parse_args(argv)
-            except SystemExit as exc:  # --help and --version
-                return exc.code if isinstance(exc.code, int) else EXIT_OK
-            verbose = args.verbose
-            command: Callable[[argparse.Namespace], int] = args.command
-            return command(args)
-    except _Terminated:
-        _forget_interrupt()
-        return _report("terminated", EXIT_TERMINATED, verbose=verbose)
-    except KeyboardInterrupt:
-        _forget_interrupt()
-        return _report("interrupted", EXIT_INTERRUPTED, verbose=verbose)
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as exc:  # --help and --version
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        verbose = args.verbose
+        command: Callable[[argparse.Namespace], int] = args.command
+        return command(args)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, verbose=verbose)
     except _UsageError as exc:
         return _report(f"error: {exc}", EXIT_USAGE, verbose=False)
     except (ConfigError, PluginError) as exc:
@@ -127,6 +142,79 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" (rerun with --verbose for the traceback, and please report it)"
         )
         return _report(msg, EXIT_INTERNAL, verbose=verbose)
+
+
+def _exit_stopped(code: int) -> NoReturn:
+    """End the process with ``code`` now, after its atexit functions, under this command's handlers.
+
+    A signal that stops the command is often followed by another (a second Ctrl-C, a SIGTERM
+    after it). While the handlers of :func:`_signals_raise` are in place a repeat is ignored,
+    but the interpreter's exit puts the default handlers back before it tears its modules down,
+    and a repeat then kills the process by that signal after its report (status -2, not 130).
+    So the process ends here: the atexit functions run (logging's flush, the plugins' own), then
+    ``os._exit``. Skipped are the module teardown and the wait for threads that are not daemons,
+    which would let a thread a plugin started keep a stopped command alive.
+    """
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+def _interrupted(exc: KeyboardInterrupt, *, verbose: bool) -> int:
+    """Report SIGINT or SIGTERM: ``initgraph: interrupted`` (or ``terminated``), then what the
+    boot had done, if one was under way; return 130 (or 143)."""
+    _forget_interrupt()
+    if isinstance(exc, _Terminated):
+        code = _report("terminated", EXIT_TERMINATED, verbose=verbose)
+    else:
+        code = _report("interrupted", EXIT_INTERRUPTED, verbose=verbose)
+    stopped = _interruption_of(exc)
+    if stopped is not None:
+        print(f"{PROG}: {_interruption_text(stopped)}", file=sys.stderr, flush=True)
+    return code
+
+
+def _interruption_of(exc: BaseException) -> Interruption | None:
+    # Not through _boot: an interrupt during argument parsing must not import the boot.
+    if "initgraph._boot" not in sys.modules:
+        return None
+    from ._boot import interruption
+
+    return interruption(exc)
+
+
+_LISTED = 8  # names shown per group of the interruption summary; then "and N more"
+
+
+def _interruption_text(stopped: Interruption) -> str:
+    """``boot stopped after 0.84 s: 1 of 3 plugins committed (a); cancelled while running: ...``.
+
+    Groups are separated by ``; ``, names by ``, ``; a group with no plugin is left out, except
+    the committed count.
+    """
+    total = len(stopped.boot.plan.plugins)
+    committed = f"{len(stopped.committed)} of {_count(total, 'plugin')} committed"
+    if stopped.committed:
+        committed += f" ({_names(stopped.committed)})"
+    parts = [committed]
+    status = stopped.boot.status
+    for label, names in [
+        ("finished but not committed", stopped.uncommitted),
+        ("cancelled while running", stopped.running),
+        ("did not commit", tuple(f"{name} {status(name)}" for name in stopped.failed)),
+        ("not started", stopped.not_started),
+    ]:
+        if names:
+            parts.append(f"{label}: {len(names)} ({_names(names)})")
+    return f"boot stopped after {stopped.after:.2f} s: {'; '.join(parts)}"
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_LISTED])
+    return shown if len(names) <= _LISTED else f"{shown} and {len(names) - _LISTED} more"
 
 
 def _forget_interrupt() -> None:
@@ -161,11 +249,31 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+# A signal that comes this soon after the one that raised is ignored: long enough for the boot's
+# cleanup (about 0.1-0.5 s; at worst it waits 2 s for a worker that ignores SIGTERM, then kills
+# it) and the report to finish, short enough that a repeat still gets out of a cleanup that hangs,
+# or out of a boot whose plugin swallowed the first KeyboardInterrupt.
+_REPEAT_GRACE = 5.0
+
+
+class _Interrupts:
+    """What the SIGINT and SIGTERM handlers of one command share."""
+
+    def __init__(self) -> None:
+        self.raised_at: float | None = None  # when a handler last raised
+
+    def stopping(self) -> bool:
+        """Whether a handler raised less than ``_REPEAT_GRACE`` seconds ago."""
+        raised = self.raised_at
+        return raised is not None and time.monotonic() - raised < _REPEAT_GRACE
+
+
 class _Raise:
     """A handler for SIGINT or SIGTERM: raise ``exc_type`` in the main thread.
 
-    ``once``: ignore the signal after the first, so a repeat cannot cut the boot's cleanup
-    short (SIGTERM); otherwise each one raises, so a second Ctrl-C forces the way out (SIGINT).
+    A signal (either one) that comes within ``_REPEAT_GRACE`` of the one that raised is
+    ignored, so an impatient second Ctrl-C, or a SIGTERM after a Ctrl-C, cannot cut the boot's
+    cleanup short and leave processes behind; a later one raises again.
 
     Python runs a signal handler between two bytecodes of the main thread, wherever they are. One
     place must be avoided: the ``os.register_at_fork`` callbacks around a fork, where an exception
@@ -174,21 +282,20 @@ class _Raise:
     again once the fork is over.
     """
 
-    def __init__(self, exc_type: type[BaseException], *, once: bool) -> None:
+    def __init__(self, exc_type: type[BaseException], interrupts: _Interrupts) -> None:
         self.exc_type = exc_type
-        self.once = once
-        self.raised = False
+        self.interrupts = interrupts
         self.deferred = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.once and self.raised:
+        if self.interrupts.stopping():
             return
         if _forks.active:
             if not self.deferred:
                 self.deferred = True
                 threading.Thread(target=self._redeliver, args=(signum,), daemon=True).start()
             return
-        self.raised = True
+        self.interrupts.raised_at = time.monotonic()
         raise self.exc_type
 
     def _redeliver(self, signum: int) -> None:
@@ -239,15 +346,16 @@ def _signals_raise() -> Iterator[None]:
 
     Only in the main thread, where handlers can be set. SIGINT is taken over only from Python's
     default handler: if the caller ignores it (``nohup``, a background job) or handles it, so be
-    it.
+    it. The previous handlers come back when the block ends.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     _forks.register()
-    handlers = {signal.SIGTERM: _Raise(_Terminated, once=True)}
+    interrupts = _Interrupts()
+    handlers = {signal.SIGTERM: _Raise(_Terminated, interrupts)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        handlers[signal.SIGINT] = _Raise(KeyboardInterrupt, once=False)
+        handlers[signal.SIGINT] = _Raise(KeyboardInterrupt, interrupts)
     for signum, handler in handlers.items():
         _forks.replaced[signum] = signal.signal(signum, handler)
     try:
@@ -398,17 +506,30 @@ def _run(args: argparse.Namespace) -> int:
     from . import _boot
     from ._observe_cli import progress
 
-    with _stdout_to_stderr() if args.json else contextlib.nullcontext():
-        try:
-            with progress(None, quiet=args.quiet or args.json) as shown:
-                boot = _boot.run_boot(args.config, overrides=_overrides(args), watch=shown.update)
-            failure: BootError | None = None
-        except BootError as exc:
-            boot, failure = exc.boot, exc
-        sequential = None
-        if args.compare and failure is None and boot.plan.workers != 1:
-            overrides = {**_overrides(args), "workers": 1}
-            sequential = _boot.boot(args.config, check=False, **overrides)
+    try:
+        with _stdout_to_stderr() if args.json else contextlib.nullcontext():
+            try:
+                with progress(None, quiet=args.quiet or args.json) as shown:
+                    boot = _boot.run_boot(
+                        args.config, overrides=_overrides(args), watch=shown.update
+                    )
+                failure: BootError | None = None
+            except BootError as exc:
+                boot, failure = exc.boot, exc
+            sequential = None
+            if args.compare and failure is None and boot.plan.workers != 1:
+                overrides = {**_overrides(args), "workers": 1}
+                sequential = _boot.boot(args.config, check=False, **overrides)
+    except KeyboardInterrupt as exc:
+        # SIGINT or SIGTERM: main() reports it on stderr; with --json the object goes out too.
+        stopped = _boot.interruption(exc)
+        if args.json and stopped is not None:
+            signame = "SIGTERM" if isinstance(exc, _Terminated) else "SIGINT"
+            try:
+                _print_json(sys.stdout, _boot_json(stopped.boot, None, (signame, stopped)))
+            except BrokenPipeError:
+                _silence_stdout()
+        raise
 
     if args.trace:
         from ._trace import write_trace
@@ -566,7 +687,9 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _boot_json(boot: Boot, sequential: Boot | None) -> dict[str, Any]:
+def _boot_json(
+    boot: Boot, sequential: Boot | None, interrupted: tuple[str, Interruption] | None = None
+) -> dict[str, Any]:
     plan = _plan_json(boot.plan)
     for entry in plan["plugins"]:
         name = entry["name"]
@@ -591,6 +714,17 @@ def _boot_json(boot: Boot, sequential: Boot | None) -> dict[str, Any]:
             for pub in boot.registry.log
         ],
     }
+    if interrupted is not None:
+        signame, stopped = interrupted
+        report["interrupted"] = {
+            "signal": signame,
+            "after_ms": _ms(stopped.after),
+            "committed": list(stopped.committed),
+            "finished_not_committed": list(stopped.uncommitted),
+            "running": list(stopped.running),
+            "did_not_commit": list(stopped.failed),
+            "not_started": list(stopped.not_started),
+        }
     if sequential is not None:
         report["compare"] = {
             "ok": sequential.ok,

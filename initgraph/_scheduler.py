@@ -429,7 +429,10 @@ class Scheduler:
 
     # -- internals: work whose payload comes later (the boot) -------------------------------------
     def _listen(self) -> queue.SimpleQueue[int]:
-        """A queue that receives every cookie whose outcome is recorded from now on."""
+        """A queue that receives every cookie whose outcome is recorded from now on.
+
+        It receives 0 if the pool cannot go on (its manager died...): call _check_fatal().
+        """
         listener: queue.SimpleQueue[int] = queue.SimpleQueue()
         with self._lock:
             self._listeners.append(listener)
@@ -644,6 +647,8 @@ class Scheduler:
             with self._lock:
                 self._fatal = exc
                 self._changed.notify_all()
+                for listener in self._listeners:
+                    listener.put(0)  # no cookie: the listener checks _check_fatal()
             self._shared.wake_all()
         finally:
             selector.close()

@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -674,77 +673,7 @@ def test_rich_table_on_a_terminal() -> None:
     ]
 
 
-# -- signals: 130 and 143, and nothing left behind ------------------------------------------------
-
-
-@pytest.fixture
-def sigint_not_ignored() -> Iterator[None]:
-    """A child inherits an ignored SIGINT (as under some runners); let it see Ctrl-C."""
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
-    """Wait, within a bound, for the blocking plugin to say it started."""
-    deadline = time.monotonic() + 60
-    while not (path.exists() and path.read_text()):
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"initgraph ended early with {proc.returncode}:\n{out}\n{err}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            proc.communicate()
-            pytest.fail("the blocking plugin never started")
-        time.sleep(0.01)
-
-
-@pytest.mark.usefixtures("sigint_not_ignored")
-@pytest.mark.parametrize("where", ["pool", "main"])
-@pytest.mark.parametrize(
-    ("signum", "code", "word"),
-    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
-)
-def test_signal_stops_the_boot_and_every_process(
-    cli: Cli, where: str, signum: int, code: int, word: str
-) -> None:
-    write_plugin(cli.cwd, "quick", "ok")
-    write_plugin(cli.cwd, "blocker", "block")
-    os.mkfifo(cli.cwd / "fifo")
-    marker = cli.cwd / "marker"
-    write_config(
-        cli.cwd,
-        f"""\
-        [initgraph]
-        workers = 2
-        [plugins.quick]
-        module = "quick"
-        [plugins.blocker]
-        module = "blocker"
-        where = "{where}"
-        config = {{ fifo = "{cli.cwd / "fifo"}", marker = "{marker}" }}
-        """,
-    )
-    proc = cli.start("run")
-    _wait_for(marker, proc)
-    sent = time.monotonic()
-    proc.send_signal(signum)
-    try:
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    took = time.monotonic() - sent
-    assert proc.returncode == code, err
-    assert took < 5
-    assert err == f"initgraph: {word}\n"
-    assert out == ""
-    assert cli.kill_leftovers() == []
+# -- signals: 130 and 143, the summary, and nothing left behind: see test_signals.py -------------
 
 
 # -- signal handling in-process -------------------------------------------------------------------

@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,7 +39,15 @@ import pytest
 from multiprocess.synchronize import sem_unlink
 
 import initgraph
-from initgraph import BootError, ConfigError, HookError, HookTimeout, Scheduler, WorkerCrashed
+from initgraph import (
+    BootError,
+    ConfigError,
+    HookError,
+    HookTimeout,
+    InitgraphError,
+    Scheduler,
+    WorkerCrashed,
+)
 
 METHODS = ("fork", "forkserver", "spawn")
 WAIT = 30  # bound on what must happen, so a bug fails the test instead of hanging it
@@ -663,3 +672,62 @@ def test_main_plugin_raising_base_exception_does_not_hang(raised: str, tmp_path:
             proc.kill()
             proc.communicate()
     assert out.split()[0] in ("KeyboardInterrupt", "SystemExit", "BootError")
+
+
+KILLS_THE_MANAGER = """
+import os, signal
+from initgraph import _runtime, hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    sched = _runtime.active_runtime()._sched  # the boot's scheduler (a test reaches inside)
+    sched.in_progress_lists()  # the manager is up
+    manager = sched._mirror._manager._process
+    os.kill(manager.pid, signal.SIGKILL)
+    manager.join()
+"""
+
+BLOCKS = """
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    with open(ctx.config["fifo"]) as fifo:  # nobody writes: it runs until stopped
+        fifo.read()
+"""
+
+
+def test_manager_killed_mid_boot_is_a_clear_error(tmp_path: Path) -> None:
+    """The boot fails with InitgraphError naming the manager, stops every process, no hang.
+
+    'held' keeps a worker busy, so the boot is still waiting when the manager dies (it hung
+    on its outcome queue for ever before).
+    """
+    pkg = tmp_path / "mgrapp"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "killer.py").write_text(KILLS_THE_MANAGER)
+    (pkg / "held.py").write_text(BLOCKS)
+    os.mkfifo(tmp_path / "fifo")
+    config = {
+        "initgraph": {"paths": [str(tmp_path)], "workers": 1},
+        "plugins": {
+            "held": {"module": "mgrapp.held", "config": {"fifo": str(tmp_path / "fifo")}},
+            "killer": {"module": "mgrapp.killer", "where": "main"},
+        },
+    }
+    box: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            initgraph.boot(config)
+        except BaseException as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive(), "the boot hung after its manager was killed"
+    (error,) = box
+    assert isinstance(error, InitgraphError)
+    assert re.search(r"manager process \(pid \d+\) is gone", str(error)), str(error)
