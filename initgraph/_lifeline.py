@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import threading
 import time
 
-__all__ = ["EXIT_ORPHANED", "watch"]
+__all__ = ["EXIT_ORPHANED", "helper_start", "watch"]
 
 EXIT_ORPHANED = 75  # the exit code of a helper whose scheduler died (EX_TEMPFAIL)
 _POLL = 0.5
@@ -27,6 +28,17 @@ def watch(pid: int) -> None:
     """Start the thread that ends this process once process ``pid`` has ended."""
     thread = threading.Thread(target=_watch, args=(pid,), name="initgraph-lifeline", daemon=True)
     thread.start()
+
+
+def helper_start(pid: int) -> None:
+    """First thing in a helper process (the manager): watch ``pid`` and take SIGTERM again.
+
+    A process forked from a thread that held SIGINT and SIGTERM (see ``Scheduler``) would keep
+    them blocked for life, and a terminate would then wait out its grace period. (The manager
+    itself ignores SIGINT, as the standard library's does.)
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    watch(pid)
 
 
 def _watch(pid: int) -> None:

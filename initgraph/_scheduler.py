@@ -251,6 +251,11 @@ class Scheduler:
         self._closed = False
         try:
             self._shared.domain_index("default", False)
+            if method == "forkserver":
+                # Start the fork server now, not inside the first worker's start, where SIGINT
+                # and SIGTERM are held: it would keep them blocked for life, and so would each
+                # worker until it unblocks them, so a SIGTERM to a starting one would be lost.
+                multiprocess.forkserver.ensure_running()
             for _ in range(workers):
                 self._start_worker()
             self._thread = threading.Thread(target=self._loop, name="initgraph-pool", daemon=True)
@@ -890,18 +895,34 @@ class Scheduler:
         with self._lock:
             self._stopping = True
             workers = list(self._pool.values())
-        for worker in workers:
-            if now:
-                worker.proc.terminate()
-                continue
-            with contextlib.suppress(OSError):
-                worker.conn.send_bytes(pickle.dumps(Stop()))
-        deadline = time.monotonic() + _STOP_GRACE
-        for worker in workers:
-            worker.proc.join(max(0.0, deadline - time.monotonic()))
-            if worker.proc.is_alive():
-                worker.proc.kill()
-                worker.proc.join()
+        try:
+            for worker in workers:
+                if now:
+                    # SIGKILL: what an initcall was doing is abandoned either way, and a worker
+                    # still starting has SIGTERM blocked (see _start_worker).
+                    worker.proc.kill()
+                    continue
+                with contextlib.suppress(OSError):
+                    worker.conn.send_bytes(pickle.dumps(Stop()))
+            deadline = time.monotonic() + _STOP_GRACE
+            for worker in workers:
+                worker.proc.join(max(0.0, deadline - time.monotonic()))
+                if worker.proc.is_alive():
+                    worker.proc.kill()
+                    worker.proc.join()
+        except BaseException:
+            # An interrupt while waiting for workers to stop: stop the rest at once and finish
+            # the shutdown below, so no process is left behind; then the interrupt goes on.
+            for worker in workers:
+                with contextlib.suppress(Exception):
+                    worker.proc.kill()
+                    worker.proc.join()
+            self._finish_stop(workers)
+            raise
+        self._finish_stop(workers)
+
+    def _finish_stop(self, workers: list[_Worker]) -> None:
+        """The rest of a stop once ``workers`` are gone: the pool thread, manager, helpers."""
         with self._lock:
             for worker in workers:
                 self._pool.pop(worker.slot, None)
@@ -958,7 +979,7 @@ class _Mirror:
             if self._manager is None and not self._stopped:
                 manager = multiprocess.managers.SyncManager(ctx=self._ctx)
                 # It must not outlive this process, even one killed with SIGKILL.
-                manager.start(initializer=_lifeline.watch, initargs=(os.getpid(),))
+                manager.start(initializer=_lifeline.helper_start, initargs=(os.getpid(),))
                 self._manager = manager
                 self._on_start()  # the pool thread watches its process from now on
 
