@@ -2,8 +2,6 @@
 
 from typing import TYPE_CHECKING, Any
 
-from ._api import current_is_async, schedule, synchronize_cookie, synchronize_full
-from ._domain import Domain
 from ._errors import (
     BootError,
     ConfigError,
@@ -17,24 +15,47 @@ from ._errors import (
     RegistryConflict,
     WorkerCrashed,
 )
-from ._scheduler import Scheduler
-from .hookspecs import hookimpl, hookspec
 
 if TYPE_CHECKING:
+    from ._api import current_is_async, schedule, synchronize_cookie, synchronize_full
     from ._boot import Boot, boot
+    from ._domain import Domain
+    from ._scheduler import Scheduler
+    from .hookspecs import hookimpl, hookspec
 
 __version__ = "0.1.0"
 
+# Everything but the errors loads on first use: `import initgraph` stays cheap, the boot
+# machinery (TOML, plugins) is not paid by code that only schedules, and `python -m initgraph`
+# sets its signal handlers before multiprocess and dill are imported.
+_LAZY = {
+    "Scheduler": "_scheduler",
+    "Domain": "_domain",
+    "schedule": "_api",
+    "synchronize_cookie": "_api",
+    "synchronize_full": "_api",
+    "current_is_async": "_api",
+    "hookimpl": "hookspecs",
+    "hookspec": "hookspecs",
+    "boot": "_boot",
+    "Boot": "_boot",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # The boot machinery (TOML, plugins, entry points) loads on first use, so that code using
-    # only the Scheduler starts fast.
-    if name in ("boot", "Boot"):
-        from . import _boot
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'initgraph' has no attribute {name!r}"
+        raise AttributeError(msg)
+    import importlib
 
-        return getattr(_boot, name)
-    msg = f"module 'initgraph' has no attribute {name!r}"
-    raise AttributeError(msg)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
