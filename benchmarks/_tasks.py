@@ -52,3 +52,28 @@ def semaphore_echo(go: Any, done: Any, stamp: Any) -> None:
         spin(seconds)
         stamp.value = time.monotonic()
         done.release()
+
+
+def burn(iterations: int) -> int:
+    """Pure-Python busy work: ``iterations`` turns of a small arithmetic loop (holds the GIL).
+
+    Unlike :func:`spin`, its cost is a fixed amount of work, not a fixed wall time: on a CPU
+    shared with other processes it takes longer, as real start-up work does.
+    """
+    x = 0
+    for i in range(iterations):
+        x = (x * 31 + i) & 0xFFFF
+    return x
+
+
+def work(data: tuple[int, float, int], cookie: int = 0) -> int:
+    """One initcall of the suite's boots: ``data = (node, sleep_seconds, burn_iterations)``.
+
+    Sleeps, then burns, and returns ``node`` so the caller can check every node ran once.
+    """
+    node, seconds, iterations = data
+    if seconds > 0:
+        time.sleep(seconds)
+    if iterations > 0:
+        burn(iterations)
+    return node
