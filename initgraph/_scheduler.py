@@ -43,7 +43,6 @@ from typing import Any
 
 import multiprocess
 import multiprocess.connection
-import multiprocess.managers
 
 from . import _lifeline, _runtime, _worker
 from ._domain import Domain
@@ -83,6 +82,12 @@ PARENT_SLOTS = 16  # parent threads that may wait at once
 PIPELINE = 2  # initcalls a worker may hold: the one it runs and the next, so it never idles
 _KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
 _STOP_GRACE = 2.0  # seconds a worker gets to leave on Stop before it is killed
+# The manager-held lists are pushed when the pool thread has been idle this long (seconds), and
+# at most once per _MIRROR_EVERY: each push is a manager round trip that pickles the lists with
+# dill, which cost over half the parent's CPU in a 200-initcall boot when done at every pause
+# (benchmarks, docs/performance.md). in_progress_lists() always pushes first.
+_MIRROR_IDLE = 0.005
+_MIRROR_EVERY = 0.1
 _LOAD_GRACE = 60.0  # seconds a timed initcall may take to start (worker start, imports)
 _STALL_GRACE = 1.0  # seconds every worker may stay blocked, at max_workers, with work ready
 # A worker idle with nothing ready takes the initcalls queued behind one that has run this long
@@ -375,8 +380,9 @@ class Scheduler:
     def in_progress_lists(self) -> dict[str, list[tuple[int, str]]]:
         """Each domain's in-progress ``(cookie, name)`` list as the manager process holds it.
 
-        The pool thread keeps these lists up to date in batches when it is idle, so they may
-        lag the shared block by a few milliseconds; they are for diagnostics.
+        The pool thread pushes changes to the manager in batches when it is idle (at most every
+        100 ms), and this call pushes what is pending before it reads, so what it returns is up
+        to date; other readers of the manager's lists may see them lag by up to 100 ms.
         """
         self._check_open()
         return self._mirror.snapshot()
@@ -512,6 +518,9 @@ class Scheduler:
         """Carry out the dispatcher's decisions: send ready work, grow or shrink the pool."""
         if self._stopping:
             return
+        hints = self._dispatcher.take_hints()
+        if hints:
+            self._shared.wait_for(hints)
         while self._dispatcher.should_grow(self.max_workers):
             self._start_worker()
         assigned = self._dispatcher.assign(PIPELINE)
@@ -645,7 +654,8 @@ class Scheduler:
                     self._steal()
                     if self._stopping and not self._pool:
                         return
-                if not events:  # idle: the moment for the manager, off every hot path
+                if not events and time.monotonic() >= self._mirror.due:
+                    # idle: the moment for the manager, off every hot path
                     self._mirror.start()
                     self._mirror.flush()
         except BaseException as exc:  # the pool cannot go on: fail every waiter loudly
@@ -676,7 +686,7 @@ class Scheduler:
         if self._steal_at is not None:
             times.append(self._steal_at)
         if self._mirror.dirty:
-            times.append(now + 0.005)
+            times.append(max(now + _MIRROR_IDLE, self._mirror.due))
         if not times:
             return None
         return max(0.0, min(times) - now)
@@ -958,10 +968,16 @@ class _Mirror:
         self._lock = threading.Lock()  # guards the view
         self._io = threading.Lock()  # one thread at a time talks to the manager
         self._stopped = False
+        self._pushed = 0.0  # when the lists were last pushed
 
     @property
     def dirty(self) -> bool:
         return bool(self._dirty)
+
+    @property
+    def due(self) -> float:
+        """When the pool thread may push again (see _MIRROR_EVERY)."""
+        return self._pushed + _MIRROR_EVERY
 
     def add(self, domain: str, cookie: int, name: str) -> None:
         with self._lock:
@@ -977,7 +993,9 @@ class _Mirror:
         """Start the manager process, once; a scheduler that is never idle never needs it."""
         with self._io:
             if self._manager is None and not self._stopped:
-                manager = multiprocess.managers.SyncManager(ctx=self._ctx)
+                from multiprocess.managers import SyncManager  # 7 ms: only once it is needed
+
+                manager = SyncManager(ctx=self._ctx)
                 # It must not outlive this process, even one killed with SIGKILL.
                 manager.start(initializer=_lifeline.helper_start, initargs=(os.getpid(),))
                 self._manager = manager
@@ -1016,6 +1034,7 @@ class _Mirror:
             with self._lock:
                 batch = {d: sorted(self._view.get(d, {}).items()) for d in self._dirty}
                 self._dirty.clear()
+            self._pushed = time.monotonic()
             try:
                 for domain, items in batch.items():
                     lst = self._lists.get(domain)

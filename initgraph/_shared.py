@@ -59,14 +59,17 @@ _USED, _EXCLUSIVE = 1, 2
 W_NONE, W_COOKIE, W_FULL_DOMAIN, W_FULL_ALL, W_DONE, W_ALL = range(6)
 _WAITER_FIELDS = 3  # kind, domain index, cookie
 
-# runner values: 0 no runner yet; a ticket (> 0) sent to a worker; -(slot + 1) claimed by it;
-# _ELSEWHERE run by its own process (inline, the parent's thread) or a finished entry's
-# tombstone. Every value but 0 means "not waiting for a runner". A ticket is
-# serial << 16 | queued << 15 | slot + 1: unique per send, so a stale copy never matches.
+# runner values: 0 no runner yet (ready, or not known to be waiting); a ticket (> 0) sent to a
+# worker; -(slot + 1) claimed by it; _ELSEWHERE run by its own process (inline, the parent's
+# thread) or a finished entry's tombstone; -(_WAITING + dep) not ready: it waits (at least) for
+# cookie ``dep``. Only 0, or a waiting entry whose ``dep`` has finished, may mean "waits for a
+# runner". A ticket is serial << 16 | queued << 15 | slot + 1: unique per send, so a stale copy
+# never matches.
 _SLOT = (1 << 15) - 1
 _QUEUED = 1 << 15
 _WHO = _SLOT | _QUEUED
-_ELSEWHERE = -(1 << 62)
+_ELSEWHERE = -(1 << 15)
+_WAITING = 1 << 20
 CLAIMED, TAKEN_BACK, DECLINED = 1, 0, -1
 
 
@@ -310,13 +313,43 @@ class SharedState:
                     # A lower cookie with no runner yet, or queued in this very pipe (sent
                     # after this one became the head): it goes first. Tombstones are never 0.
                     lower = self._ring_runner[head:i]
-                    if 0 in lower or any(r > 0 and r & _WHO == mine for r in lower):
+                    if self._held_back(lower, mine):
                         self._ring_runner[i] = 0
                         return DECLINED
             self._ring_runner[i] = -(mine & _SLOT)
             return CLAIMED
         finally:
             self._release()
+
+    def _held_back(self, lower: list[int], mine: int) -> bool:
+        """Whether a queued initcall must let one of these lower entries go first.
+
+        Yes for an entry with no runner, one queued behind it in the same pipe, or one that was
+        waiting for a cookie that has finished since (it may be ready now, and the parent may
+        not know yet). An entry still waiting for a cookie in progress cannot start before the
+        queued one anyway: it does not hold it back.
+        """
+        if 0 in lower:
+            return True
+        if min(lower) <= -_WAITING:
+            for r in lower:
+                if r <= -_WAITING and self._find(-r - _WAITING) is None:
+                    return True
+        return any(r > 0 and r & _WHO == mine for r in lower)
+
+    def wait_for(self, pairs: list[tuple[int, int]]) -> None:
+        """Record, for each ``(cookie, dep)``, that ``cookie`` is not ready: it waits for ``dep``.
+
+        ``dep`` 0 clears the note. An entry that has a runner already is left alone.
+        """
+        with self.locked():
+            for cookie, dep in pairs:
+                i = self._find(cookie)
+                if i is None:
+                    continue
+                runner = self._ring_runner[i]
+                if runner == 0 or runner <= -_WAITING:
+                    self._ring_runner[i] = -(_WAITING + dep) if dep > 0 else 0
 
     def reclaim(self, cookie: int, value: int) -> bool:
         """Take back ``cookie``, sent with ticket ``value``: True if it had not started it."""

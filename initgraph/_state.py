@@ -101,6 +101,7 @@ class Dispatcher:
         self._workers: dict[int, WorkerState] = {}
         self._queues: dict[int, list[int]] = {}  # worker -> its cookies; the head runs
         self._waiting_for_unknown: dict[int, list[int]] = {}  # cookie not yet added -> dependents
+        self._hints: list[tuple[int, int]] = []  # (cookie, a cookie it still waits for, or 0)
 
     # -- initcalls -----------------------------------------------------------------------------
     def add(self, cookie: int, after: Iterable[int] = (), *, queueable: bool = False) -> None:
@@ -122,6 +123,8 @@ class Dispatcher:
         call.dependents.extend(self._waiting_for_unknown.pop(cookie, ()))
         if not pending:
             heapq.heappush(self._ready, cookie)
+        elif cookie > 0:
+            self._hint(cookie, pending)
 
     def complete(self, cookie: int) -> list[int]:
         """Record that ``cookie`` returned, failed or crashed; return the cookies it made ready."""
@@ -150,7 +153,23 @@ class Dispatcher:
             if not dep_call.waiting_on and dep_call.worker is None:
                 heapq.heappush(self._ready, dep)
                 newly.append(dep)
+            elif dep_call.waiting_on and cookie > 0 and dep > 0:
+                self._hint(dep, dep_call.waiting_on)
         return newly
+
+    def _hint(self, cookie: int, pending: set[int]) -> None:
+        waits = [c for c in pending if c > 0]
+        self._hints.append((cookie, max(waits) if waits else 0))
+
+    def take_hints(self) -> list[tuple[int, int]]:
+        """``(cookie, dep)`` for initcalls that wait, each for one cookie ``dep`` it waits for.
+
+        The pool writes them to the shared ring, where a worker about to start a queued
+        initcall can tell a lower cookie that surely cannot start yet (``dep`` is still in
+        progress) from one that may be ready. ``dep`` 0: no known cookie to name.
+        """
+        hints, self._hints = self._hints, []
+        return hints
 
     def is_done(self, cookie: int) -> bool:
         """Whether ``cookie`` has completed."""

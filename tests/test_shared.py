@@ -160,3 +160,30 @@ def test_domains(shared: SharedState) -> None:
     assert shared.exclusive_names() == frozenset()
     shared.domain_index("probe", True)
     assert shared.exclusive_names() == {"probe"}
+
+
+def test_a_lower_cookie_waiting_for_work_in_progress_does_not_hold_a_queue_back(
+    shared: SharedState,
+) -> None:
+    """It cannot start before the queued one anyway; once what it waits for ends, it may."""
+    d = shared.domain_index("default", False)
+    running, _, _ = shared.allocate(d, PARENT, (), 100)
+    waiting, _, _ = shared.allocate(d, PARENT, (), 100)  # after=[running]
+    queued, _, _ = shared.allocate(d, PARENT, (), 100)
+    shared.wait_for([(waiting, running)])
+    shared.assign_runners([(running, ticket(3, False, 1))])
+    assert shared.claim(running, ticket(3, False, 1)) == CLAIMED
+    shared.assign_runners([(queued, ticket(2, True, 2))])
+    assert shared.claim(queued, ticket(2, True, 2)) == CLAIMED
+    # The same with the dependency over: 'waiting' may be ready, the parent may not know yet.
+    running, _, _ = shared.allocate(d, PARENT, (), 100)
+    waiting, _, _ = shared.allocate(d, PARENT, (), 100)
+    queued, _, _ = shared.allocate(d, PARENT, (), 100)
+    shared.wait_for([(waiting, running)])
+    shared.finish([running])
+    shared.assign_runners([(queued, ticket(2, True, 3))])
+    assert shared.claim(queued, ticket(2, True, 3)) == DECLINED
+    # A note never overwrites a runner, and 0 clears it.
+    shared.assign_runners([(waiting, ticket(2, False, 4))])
+    shared.wait_for([(waiting, queued)])
+    assert shared.claim(waiting, ticket(2, False, 4)) == CLAIMED

@@ -212,6 +212,21 @@ def test_a_declined_head_goes_back_and_the_lower_cookie_runs_first() -> None:
         d.give_back(0, 4)
 
 
+def test_hints_name_a_cookie_each_waiting_initcall_still_waits_for() -> None:
+    d = Dispatcher()
+    d.add(1)
+    d.add(2)
+    d.add(3, after=[1, 2])
+    d.add(4, after=[9])  # not known yet: still a cookie it waits for
+    d.add(5, after=[-5])  # a boot's held initcall: nothing real to name
+    assert d.take_hints() == [(3, 2), (4, 9), (5, 0)]
+    assert d.take_hints() == []
+    d.complete(2)
+    assert d.take_hints() == [(3, 1)]  # still waits for 1
+    assert d.complete(1) == [3]
+    assert d.take_hints() == []  # ready: the pool gives it a runner
+
+
 def test_stealable_only_while_a_worker_idles_with_nothing_ready() -> None:
     d = Dispatcher()
     d.add_worker(0)
