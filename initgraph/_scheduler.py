@@ -764,9 +764,14 @@ class Scheduler:
             )
         self._record(done.cookie, outcome)
 
-    def _take_back(self, slot: int) -> None:
-        """Queued initcalls of a worker that cannot start them soon go back to the ready set."""
-        for cookie in self._dispatcher.queued(slot):
+    def _take_back(self, slot: int, *, ready_only: bool = False) -> None:
+        """Queued initcalls of a worker that cannot start them soon go back to the ready set.
+
+        ``ready_only``: leave its followers (they can start nowhere before it gets to them).
+        """
+        dispatcher = self._dispatcher
+        queued = dispatcher.queued_ready(slot) if ready_only else dispatcher.queued(slot)
+        for cookie in queued:
             if self._shared.reclaim(cookie, self._tickets[cookie]):
                 self._dispatcher.requeue(slot, cookie)
                 self._runs[cookie] = self._sent[cookie]
@@ -788,7 +793,7 @@ class Scheduler:
             head = self._dispatcher.running(slot)
             since = self._sent_at.get(head, now) if head is not None else now
             if now - since >= _STEAL_AFTER:
-                self._take_back(slot)
+                self._take_back(slot, ready_only=True)
                 moved = True
             elif self._steal_at is None or since + _STEAL_AFTER < self._steal_at:
                 self._steal_at = since + _STEAL_AFTER

@@ -242,7 +242,8 @@ class Dispatcher:
         call = self._initcalls.get(cookie)
         if call is not None:
             call.worker = None
-            heapq.heappush(self._ready, cookie)
+            if not call.waiting_on:  # a follower taken back waits for what it followed
+                heapq.heappush(self._ready, cookie)
 
     def blocked(self, worker: int) -> None:
         """A worker went to sleep in a synchronize."""
@@ -270,6 +271,11 @@ class Dispatcher:
         per worker, queues of busy (not blocked) workers, with queueable initcalls only. An
         initcall that may not wait in a queue stops the second round, so a higher cookie never
         overtakes it.
+
+        A queue may also take a *follower*: an initcall that waits only for the last one in
+        that queue, and so becomes ready exactly when the worker gets to it (a continuation:
+        no round trip to the pool in between). It is taken when it is lower than the lowest
+        ready cookie, so the order stays lowest first.
         """
         out: list[tuple[int, int]] = []
         for level in range(depth):
@@ -279,17 +285,46 @@ class Dispatcher:
                 if s is not WorkerState.BLOCKED and len(self._queues[w]) == level
             )
             for worker in candidates:
-                if not self._ready:
-                    return out
-                cookie = self._ready[0]
-                if level > 0 and cookie not in self._queueable:
-                    return out
-                heapq.heappop(self._ready)
+                follower = self._follower(worker) if level > 0 else None
+                ready = self._ready[0] if self._ready else None
+                if ready is not None and level > 0 and ready not in self._queueable:
+                    # It must start when sent; nothing higher may overtake it in a queue.
+                    if follower is None or follower > ready:
+                        return out
+                    ready = None
+                if follower is not None and (ready is None or follower < ready):
+                    cookie = follower
+                elif ready is not None:
+                    cookie = heapq.heappop(self._ready)
+                else:
+                    continue
                 self._initcalls[cookie].worker = worker
                 self._workers[worker] = WorkerState.BUSY
                 self._queues[worker].append(cookie)
                 out.append((worker, cookie))
         return out
+
+    def _follower(self, worker: int) -> int | None:
+        """The lowest queueable initcall that waits only for the last one queued on ``worker``."""
+        queue = self._queues[worker]
+        if not queue:
+            return None
+        tail = queue[-1]
+        call = self._initcalls.get(tail)
+        if call is None:
+            return None
+        best = None
+        for dep in call.dependents:
+            dep_call = self._initcalls.get(dep)
+            if (
+                dep_call is not None
+                and dep_call.worker is None
+                and dep_call.waiting_on == {tail}
+                and dep in self._queueable
+                and (best is None or dep < best)
+            ):
+                best = dep
+        return best
 
     def stealable(self) -> list[int]:
         """Busy workers with initcalls queued behind the one they run, while another is idle.
@@ -300,10 +335,12 @@ class Dispatcher:
         if self._ready or WorkerState.IDLE not in self._workers.values():
             return []
         return sorted(
-            w
-            for w, s in self._workers.items()
-            if s is WorkerState.BUSY and len(self._queues[w]) > 1
+            w for w, s in self._workers.items() if s is WorkerState.BUSY and self.queued_ready(w)
         )
+
+    def queued_ready(self, worker: int) -> list[int]:
+        """The ready cookies queued behind the one ``worker`` runs (not its followers)."""
+        return [c for c in self._queues.get(worker, [])[1:] if not self._initcalls[c].waiting_on]
 
     def should_grow(self, max_workers: int) -> bool:
         """Invariant 5: every worker is blocked, work is ready, and the pool may still grow."""

@@ -198,7 +198,7 @@ def test_a_declined_head_goes_back_and_the_lower_cookie_runs_first() -> None:
     d = Dispatcher()
     d.add_worker(0)
     d.add(1, queueable=True)
-    d.add(2, after=[1], queueable=True)
+    d.add(2, after=[1])  # has a timeout: it may not wait in a queue, even as a follower
     d.add(3, queueable=True)
     assert d.assign(2) == [(0, 1), (0, 3)]
     assert d.complete(1) == [2]
@@ -208,6 +208,31 @@ def test_a_declined_head_goes_back_and_the_lower_cookie_runs_first() -> None:
     assert d.assign(2) == [(0, 2)]  # 3 waits for an idle worker now: no queue can decline it
     d.complete(2)
     assert d.assign(2) == [(0, 3)]
+
+
+def test_a_follower_waits_in_the_queue_of_what_it_follows() -> None:
+    """2 waits only for 1: queued right behind it, it starts when 1 ends, with no round trip."""
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1, queueable=True)
+    d.add(2, after=[1], queueable=True)
+    d.add(3, queueable=True)
+    assert d.assign(2) == [(0, 1), (0, 2)]  # 2 before 3: lowest first still
+    assert d.ready == [3]
+    assert d.complete(1) == []  # 2 is ready, and already where it runs
+    assert d.running(0) == 2
+    assert d.assign(2) == [(0, 3)]
+    # Taken back (its worker blocked), a follower waits for what it followed, not in 'ready'.
+    d.add(4, queueable=True)
+    d.add(5, after=[4], queueable=True)
+    d.complete(2)
+    d.complete(3)
+    assert d.assign(2) == [(0, 4), (0, 5)]
+    assert d.stealable() == []  # nothing ready is queued: an idle worker could not run 5
+    d.blocked(0)
+    d.requeue(0, 5)
+    assert d.ready == []
+    assert d.complete(4) == [5]
     with pytest.raises(ValueError, match="cookie 4 is not in the queue of worker 0"):
         d.give_back(0, 4)
 
@@ -275,14 +300,19 @@ def test_every_initcall_runs_once_lowest_ready_first(
     while len(done) < n:
         ready_before = d.ready
         for worker, cookie in d.assign(2):
-            assert cookie == ready_before.pop(0), "lowest ready cookie first"
-            assert deps[cookie] <= set(done), "sent before what it runs after"
+            if ready_before and cookie == ready_before[0]:
+                ready_before.pop(0)  # lowest ready cookie first...
+            else:  # ...or a follower of what the worker runs last, lower than any ready one
+                assert queues[worker], "a follower needs something to follow"
+                assert deps[cookie] - set(done) == {queues[worker][-1]}, "follows one only"
+                assert not ready_before or cookie < ready_before[0], "lowest first"
             queues[worker].append(cookie)
         busy = sorted(w for w, q in queues.items() if q)
         assert busy, "no progress: a deadlock"
         worker = order.choice(busy)
         cookie = queues[worker].pop(0)  # a worker finishes its queue in order
         assert d.running(worker) == cookie
+        assert deps[cookie] <= set(done), "started before what it runs after"
         d.complete(cookie)
         done.append(cookie)
     assert sorted(done) == list(range(1, n + 1))
