@@ -725,6 +725,13 @@ class Scheduler:
             # not ready yet (120,000 declines in the 16-worker stress).
             self._dispatcher.give_back(worker.slot, message.cookie)
             self._runs[message.cookie] = self._sent[message.cookie]
+            # A follower queued behind it waits for it again: take it out, or the worker's
+            # death would report as crashed an initcall that never started. (If the worker
+            # handed it back first, its Declined follows.)
+            for cookie in self._dispatcher.not_ready(worker.slot):
+                if self._shared.reclaim(cookie, self._tickets[cookie]):
+                    self._dispatcher.take_out(worker.slot, cookie)
+                    self._runs[cookie] = self._sent[cookie]
             self._pump()
         elif isinstance(message, Log):
             record = logging.makeLogRecord(message.record)

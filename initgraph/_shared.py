@@ -42,7 +42,15 @@ from typing import Any
 
 from ._errors import ConfigError, InitgraphError
 
-__all__ = ["CLAIMED", "DECLINED", "PARENT", "TAKEN_BACK", "SharedState", "ticket"]
+__all__ = [
+    "CLAIMED",
+    "DECLINED",
+    "PARENT",
+    "TAKEN_BACK",
+    "SharedState",
+    "is_queued",
+    "ticket",
+]
 
 MAX_DOMAINS = 64
 NAME_LEN = 128
@@ -76,6 +84,11 @@ CLAIMED, TAKEN_BACK, DECLINED = 1, 0, -1
 def ticket(slot: int, queued: bool, serial: int) -> int:
     """What the parent records when it sends a cookie to the worker of wait slot ``slot``."""
     return serial << 16 | (_QUEUED if queued else 0) | (slot + 1)
+
+
+def is_queued(value: int) -> bool:
+    """Whether ticket ``value`` sent its cookie to wait behind another in the worker's pipe."""
+    return bool(value & _QUEUED)
 
 
 _LOCK_PATIENCE = 2.0  # seconds before a waiter for the lock checks that its holder is alive
@@ -352,7 +365,11 @@ class SharedState:
                     self._ring_runner[i] = -(_WAITING + dep) if dep > 0 else 0
 
     def reclaim(self, cookie: int, value: int) -> bool:
-        """Take back ``cookie``, sent with ticket ``value``: True if it had not started it."""
+        """Take back ``cookie``, sent with ticket ``value``: True if it had not started it.
+
+        The parent takes back what a worker has not started; a worker hands back, this way,
+        what it will not start.
+        """
         with self.locked():
             i = self._find(cookie)
             if i is None or self._ring_runner[i] != value:

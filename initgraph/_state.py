@@ -238,6 +238,18 @@ class Dispatcher:
         self._queueable.discard(cookie)  # from now on it goes to an idle worker only
         self._back_to_ready(cookie)
 
+    def not_ready(self, worker: int) -> list[int]:
+        """Cookies in ``worker``'s queue that wait for something (followers of one handed back)."""
+        return [c for c in self._queues.get(worker, []) if self._initcalls[c].waiting_on]
+
+    def take_out(self, worker: int, cookie: int) -> None:
+        """Take ``cookie``, not started, out of ``worker``'s queue, wherever it is in it."""
+        queue = self._queues[worker]
+        queue.remove(cookie)
+        if not queue:
+            self._workers[worker] = WorkerState.IDLE
+        self._back_to_ready(cookie)
+
     def _back_to_ready(self, cookie: int) -> None:
         call = self._initcalls.get(cookie)
         if call is not None:

@@ -32,7 +32,7 @@ from ._messages import (
     dumps,
     loads,
 )
-from ._shared import CLAIMED, DECLINED, SharedState
+from ._shared import CLAIMED, DECLINED, TAKEN_BACK, SharedState, is_queued
 
 __all__ = ["main"]
 
@@ -159,6 +159,7 @@ def main(
     _runtime.set_process_runtime(runtime)
     funcs: dict[bytes, Any] = {}
     running = runtime.running()
+    declining = False  # handing back queued initcalls until a head comes
     while True:
         try:
             message = pickle.loads(conn.recv_bytes())
@@ -168,9 +169,17 @@ def main(
             return
         value, message = message  # the ticket this copy was sent with, and the initcall
         assert isinstance(message, Run), message
-        claim = shared.claim(message.cookie, value)
+        if declining and is_queued(value):
+            # What was queued behind one we handed back was queued on the assumption that it
+            # runs first (it may even wait for it, as a follower): hand it back too, until
+            # the parent sends a head again.
+            claim = DECLINED if shared.reclaim(message.cookie, value) else TAKEN_BACK
+        else:
+            declining = False
+            claim = shared.claim(message.cookie, value)
         if claim != CLAIMED:
             if claim == DECLINED:  # a lower cookie waits for a worker: it goes first
+                declining = True
                 try:
                     runtime.send(Declined(message.cookie))
                 except (EOFError, OSError):

@@ -317,3 +317,126 @@ def test_every_initcall_runs_once_lowest_ready_first(
         done.append(cookie)
     assert sorted(done) == list(range(1, n + 1))
     assert d.pending == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    workers=st.integers(1, 3),
+    edges=st.lists(st.tuples(st.integers(1, 20), st.integers(1, 20)), max_size=30),
+    timed=st.sets(st.integers(1, 20), max_size=4),
+    order=st.randoms(use_true_random=False),
+)
+def test_faults_and_hand_backs_never_run_anything_twice_or_early(
+    n: int, workers: int, edges: list[tuple[int, int]], timed: set[int], order: object
+) -> None:
+    """Random DAGs with every event the pool feeds in, in random order.
+
+    A model of each worker's pipe runs beside the dispatcher: a worker starts the initcalls
+    of its queue in order; it may hand back one that was sent to wait in the queue (a lower
+    cookie went first) and then, as the worker does, every queued one after it until one sent
+    as a head arrives. Workers also block (what waits behind the head is taken back) and wake,
+    and die (what they ran fails, what they held comes back, a new worker joins). Followers and
+    initcalls that may not queue (``timed``) are mixed in. Checked: nothing is handed out
+    while held, nothing starts before what it runs after, everything completes exactly once.
+    """
+    import random
+
+    assert isinstance(order, random.Random)
+    deps: dict[int, set[int]] = {c: set() for c in range(1, n + 1)}
+    for a, b in edges:
+        lo, hi = sorted((a, b))
+        if lo != hi and hi <= n:
+            deps[hi].add(lo)
+    d = Dispatcher()
+    queues: dict[int, list[int]] = {}
+    sent_queued: dict[int, bool] = {}  # was it sent behind another (may it be handed back)?
+    declining: dict[int, bool] = {}
+    started: set[int] = set()
+    blocked: set[int] = set()
+    done: list[int] = []
+    next_worker = 0
+
+    def add_worker() -> None:
+        nonlocal next_worker
+        d.add_worker(next_worker)
+        queues[next_worker], declining[next_worker] = [], False
+        next_worker += 1
+
+    def hand_back(w: int) -> None:
+        head = queues[w].pop(0)
+        d.give_back(w, head)
+        declining[w] = True
+        for c in d.not_ready(w):  # the pool takes its followers out before the worker sees them
+            d.take_out(w, c)
+            queues[w].remove(c)
+
+    def begin(w: int) -> int | None:
+        """The worker reaches its head: start it (returned) or hand it back (None)."""
+        head = queues[w][0]
+        if head in started:
+            return head
+        if declining[w] and sent_queued[head]:
+            hand_back(w)
+            return None
+        declining[w] = False
+        assert deps[head] <= set(done), "started before what it runs after"
+        started.add(head)
+        return head
+
+    for _ in range(workers):
+        add_worker()
+    for c in range(1, n + 1):
+        d.add(c, after=deps[c], queueable=c not in timed)
+    for step in range(60 * n + 20):
+        if len(done) == n:
+            break
+        for worker, cookie in d.assign(2):
+            assert not any(cookie in q for q in queues.values()), "handed out while held"
+            assert cookie not in done, "handed out after it completed"
+            sent_queued[cookie] = bool(queues[worker])
+            queues[worker].append(cookie)
+        busy = [w for w, q in queues.items() if q and w not in blocked]
+        # The random phase first; then (generated randomness may be adversarial) only
+        # completions and wake-ups, so everything must end.
+        event = order.random() if step < 20 * n else 1.0
+        if blocked and (event < 0.15 or not busy):  # a blocked worker wakes
+            w = order.choice(sorted(blocked))
+            blocked.discard(w)
+            d.unblocked(w)
+        elif not busy:
+            raise AssertionError(f"no progress: ready {d.ready}, queues {queues}")
+        elif event < 0.25:  # the head blocks in a synchronize: what waits behind comes back
+            w = order.choice(busy)
+            if begin(w) is None:
+                continue
+            d.blocked(w)
+            blocked.add(w)
+            for c in d.queued(w):
+                d.requeue(w, c)
+                queues[w].remove(c)
+        elif event < 0.32:  # the worker dies: its head fails, what it held comes back
+            w = order.choice(busy)
+            head, back = d.remove_worker(w)
+            assert [head, *back] == queues.pop(w)
+            # Even one it had not started yet is reported as crashed: it must have been ready.
+            assert deps[head] <= set(done), "failed before what it runs after"
+            d.complete(head)
+            done.append(head)
+            add_worker()
+        elif event < 0.40:  # a head sent to wait in the queue is handed back
+            w = order.choice(busy)
+            head = queues[w][0]
+            if head not in started and sent_queued[head]:
+                hand_back(w)
+        else:  # the worker runs its head to the end
+            w = order.choice(busy)
+            head = begin(w)
+            if head is None:
+                continue
+            queues[w].pop(0)
+            assert d.running(w) == head
+            d.complete(head)
+            done.append(head)
+    assert sorted(done) == list(range(1, n + 1)), (done, queues, d.ready)
+    assert d.pending == 0
