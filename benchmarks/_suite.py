@@ -58,7 +58,14 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import _tasks  # noqa: E402  (needs HERE on sys.path: pools pickle its functions by reference)
-from core import cpu_seconds, machine_loadavg, others_share  # noqa: E402
+from core import (  # noqa: E402
+    cpu_seconds,
+    fmt,
+    log,
+    machine_loadavg,
+    others_share,
+    ratio,
+)
 
 SEQ, TPE, PPE, POOL, IG = (
     "sequential",
@@ -136,10 +143,6 @@ def rotated(names: Sequence[str], rep: int) -> list[str]:
     """``names`` starting at a different one each repeat: nobody always follows the same one."""
     k = rep % len(names)
     return [*names[k:], *names[:k]]
-
-
-def log(msg: str) -> None:
-    print(f"... {msg}", file=sys.stderr, flush=True)
 
 
 def source_digest() -> str:
@@ -674,22 +677,6 @@ def bench_import(plan: Plan) -> dict[str, Any]:
 
 
 # -- the report ----------------------------------------------------------------------------------
-def fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if abs(v) >= 100:
-        return f"{v:,.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or b <= 0:
-        return "-"
-    return f"{a / b:.2f}"
-
-
 def table(head: Sequence[str], lines: Sequence[Sequence[str]]) -> list[str]:
     rows = [list(head), *[list(x) for x in lines]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

@@ -449,16 +449,18 @@ class Row:
     values: dict[str, float]  # by contender (and SEM for the floor)
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if b > 0 else "-"
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b <= 0:
+        return "-"
+    return f"{a / b:.2f}"
 
 
 def fmt(v: float | None) -> str:
     if v is None:
         return "-"
-    if v >= 100:
+    if abs(v) >= 100:
         return f"{v:,.0f}"
-    if v >= 10:
+    if abs(v) >= 10:
         return f"{v:.1f}"
     return f"{v:.2f}"
 
