@@ -228,15 +228,8 @@ class Dispatcher:
         before it completed): the worker declined to start it while a lower cookie waited. It
         may not wait in a queue again, so the next worker that gets it starts it.
         """
-        queue = self._queues.get(worker)
-        if queue is None or cookie not in queue:
-            msg = f"cookie {cookie} is not in the queue of worker {worker}"
-            raise ValueError(msg)
-        queue.remove(cookie)
-        if not queue:
-            self._workers[worker] = WorkerState.IDLE
         self._queueable.discard(cookie)  # from now on it goes to an idle worker only
-        self._back_to_ready(cookie)
+        self.take_out(worker, cookie)
 
     def not_ready(self, worker: int) -> list[int]:
         """Cookies in ``worker``'s queue that wait for something (followers of one handed back)."""
@@ -244,7 +237,10 @@ class Dispatcher:
 
     def take_out(self, worker: int, cookie: int) -> None:
         """Take ``cookie``, not started, out of ``worker``'s queue, wherever it is in it."""
-        queue = self._queues[worker]
+        queue = self._queues.get(worker)
+        if queue is None or cookie not in queue:
+            msg = f"cookie {cookie} is not in the queue of worker {worker}"
+            raise ValueError(msg)
         queue.remove(cookie)
         if not queue:
             self._workers[worker] = WorkerState.IDLE
