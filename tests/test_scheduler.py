@@ -102,7 +102,14 @@ def full_sync_inside(domain: str | None, cookie: int) -> None:
     initgraph.synchronize_full(domain=domain)
 
 
-def full_sync_then_pid(domain: str, cookie: int) -> int:
+def gate_then_full_sync(args: tuple[Any, str], cookie: int) -> int:
+    """Wait until the test has scheduled the domain's work, then wait for that work.
+
+    Without the gate the worker can reach ``synchronize_full`` before the test schedules the
+    domain's initcalls, find the domain empty and return, and the test then checks nothing.
+    """
+    gate, domain = args
+    assert gate.wait(WAIT), "gate never opened"
     initgraph.synchronize_full(domain=domain)
     return os.getpid()
 
@@ -435,11 +442,13 @@ def test_full_sync_of_another_domain_is_allowed() -> None:
         assert s.result(c, timeout=WAIT) is None
 
 
-def test_pool_grows_while_every_worker_is_blocked() -> None:
+def test_pool_grows_while_every_worker_is_blocked(gates: Any) -> None:
     """One worker blocks on a domain whose work is queued behind it: the pool must grow."""
+    gate = gates.new()
     with Scheduler(1, max_workers=3) as s:
-        waiter = s.schedule(full_sync_then_pid, "late")
+        waiter = s.schedule(gate_then_full_sync, (gate, "late"))
         late = s.schedule(echo, "late", domain="late")
+        gate.set()
         assert s.result(late, timeout=WAIT)[0] == "late"
         # the late initcall ran in a second worker, started while the first one was blocked
         assert s.result(waiter, timeout=WAIT) != s.result(late)[2]
@@ -538,11 +547,13 @@ def test_worker_logs_reach_the_parents_handlers(
     assert records[0].process != os.getpid()  # it happened in the worker
 
 
-def test_full_and_blocked_pool_fails_what_cannot_start_instead_of_hanging() -> None:
+def test_full_and_blocked_pool_fails_what_cannot_start_instead_of_hanging(gates: Any) -> None:
     """At max_workers with every worker blocked, the initcall that cannot start fails."""
+    gate = gates.new()
     with Scheduler(1, max_workers=1) as s:
-        waiter = s.schedule(full_sync_inside, "late")
+        waiter = s.schedule(gate_then_full_sync, (gate, "late"))
         late = s.schedule(echo, "late", domain="late")
+        gate.set()
         with pytest.raises(HookError) as info:
             s.result(late, timeout=WAIT)
         assert isinstance(info.value.__cause__, DeadlockError)
@@ -550,20 +561,22 @@ def test_full_and_blocked_pool_fails_what_cannot_start_instead_of_hanging() -> N
             "initcall 2 'echo' could not start: all 1 workers (max_workers) are blocked in a "
             "synchronize waiting on work that cannot run; raise max_workers"
         )
-        assert s.result(waiter, timeout=WAIT) is None  # released by that failure
+        assert s.result(waiter, timeout=WAIT) > 0  # released by that failure: its pid
 
 
-def test_full_and_blocked_pool_fails_each_initcall_that_cannot_start() -> None:
+def test_full_and_blocked_pool_fails_each_initcall_that_cannot_start(gates: Any) -> None:
     """One after the other: the fallback re-arms after each failure (it once fired only once).
 
     The waiter stays blocked until both initcalls of its domain are over, so the pool is still
     full and blocked after the first failure.
     """
+    gate = gates.new()
     with Scheduler(1, max_workers=1) as s:
-        waiter = s.schedule(full_sync_inside, "late")
+        waiter = s.schedule(gate_then_full_sync, (gate, "late"))
         late = [s.schedule(echo, "late", domain="late") for _ in range(2)]
+        gate.set()
         for cookie in late:
             with pytest.raises(HookError) as info:
                 s.result(cookie, timeout=WAIT)
             assert isinstance(info.value.__cause__, DeadlockError)
-        assert s.result(waiter, timeout=WAIT) is None
+        assert s.result(waiter, timeout=WAIT) > 0
