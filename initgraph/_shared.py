@@ -94,6 +94,27 @@ def is_queued(value: int) -> bool:
 _LOCK_PATIENCE = 2.0  # seconds before a waiter for the lock checks that its holder is alive
 
 
+def _layout(slots: int, capacity: int) -> tuple[dict[str, tuple[Any, int, int]], int]:
+    """Each field's (ctype, length, byte offset) in the shared block, and the block's size."""
+    lengths: list[tuple[str, Any, int]] = [
+        ("_header", ctypes.c_int64, _HEADER),
+        ("_domains", ctypes.c_int64, MAX_DOMAINS * _DOMAIN_FIELDS),
+        ("_ring_cookie", ctypes.c_int64, capacity),
+        ("_ring_domain", ctypes.c_int64, capacity),
+        ("_ring_owner", ctypes.c_int64, capacity),
+        ("_ring_runner", ctypes.c_int64, capacity),
+        ("_waiters", ctypes.c_int64, slots * _WAITER_FIELDS),
+        ("_names", ctypes.c_char, MAX_DOMAINS * NAME_LEN),  # last: every int64 stays aligned
+    ]
+    fields: dict[str, tuple[Any, int, int]] = {}
+    offset = 0
+    for name, ctype, length in lengths:
+        fields[name] = (ctype, length, offset)
+        offset += ctypes.sizeof(ctype) * length
+    page = os.sysconf("SC_PAGE_SIZE")
+    return fields, -(-offset // page) * page
+
+
 class _Wait:
     __slots__ = ("cookie", "domain", "kind")
 
@@ -106,28 +127,50 @@ class _Wait:
 class SharedState:
     """The shared block, its lock and the wait slots' semaphores; picklable to workers."""
 
+    # laid over the arena by _map() (ctypes arrays; see _layout)
+    _header: Any
+    _domains: Any
+    _ring_cookie: Any
+    _ring_domain: Any
+    _ring_owner: Any
+    _ring_runner: Any
+    _waiters: Any
+    _names: Any
+    _cookies_view: memoryview
+
     def __init__(self, ctx: Any, *, slots: int, capacity: int) -> None:
+        from multiprocess.heap import Arena  # here: import initgraph stays light
+
         self.slots = slots
         self.capacity = capacity
         self._lock = ctx.Lock()
-        self._header = ctx.RawArray(ctypes.c_int64, _HEADER)
-        self._domains = ctx.RawArray(ctypes.c_int64, MAX_DOMAINS * _DOMAIN_FIELDS)
-        self._names = ctx.RawArray(ctypes.c_char, MAX_DOMAINS * NAME_LEN)
-        self._ring_cookie = ctx.RawArray(ctypes.c_int64, capacity)
-        self._ring_domain = ctx.RawArray(ctypes.c_int64, capacity)
-        self._ring_owner = ctx.RawArray(ctypes.c_int64, capacity)
-        self._ring_runner = ctx.RawArray(ctypes.c_int64, capacity)
-        self._waiters = ctx.RawArray(ctypes.c_int64, slots * _WAITER_FIELDS)
-        self._sems = [ctx.Semaphore(0) for _ in range(slots)]
+        # One mapping of its own rather than ctx.RawArray: the multiprocess heap keeps the arenas
+        # it grew (up to 4 MiB each, an fd and a /dev/shm mapping apiece) for the rest of the
+        # process, and how many depends on how earlier blocks were freed. Ours goes with the
+        # last reference to this object, and a spawned worker gets it the same way (its fd).
+        self._arena = Arena(_layout(slots, capacity)[1])
         self._index: dict[str, int] = {}
+        self._map()
+        self._sems = [ctx.Semaphore(0) for _ in range(slots)]
 
-        self._cookies_view: memoryview | None = None
+    def _map(self) -> None:
+        """Lay the fields over the arena: ctypes arrays, indexed and sliced like RawArrays."""
+        fields, _ = _layout(self.slots, self.capacity)
+        buffer = self._arena.buffer
+        for name, (ctype, length, offset) in fields.items():
+            setattr(self, name, (ctype * length).from_buffer(buffer, offset))
+        self._cookies_view = memoryview(self._ring_cookie).cast("B").cast("q")
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_index"] = {}
-        state["_cookies_view"] = None
+        for name in (*_layout(self.slots, self.capacity)[0], "_cookies_view"):
+            del state[name]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._map()
 
     def semaphore_names(self) -> set[str]:
         """Names of the named semaphores behind the lock and the wait slots (spawn, forkserver)."""
@@ -540,8 +583,6 @@ class SharedState:
         header = self._header
         head, tail = header[_HEAD], header[_TAIL]
         view = self._cookies_view
-        if view is None:
-            view = self._cookies_view = memoryview(self._ring_cookie).cast("B").cast("q")
         i = bisect.bisect_left(view, cookie, head, tail)
         if i < tail and view[i] == cookie and self._ring_domain[i] >= 0:
             return i
