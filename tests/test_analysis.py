@@ -396,38 +396,51 @@ def at_root(monkeypatch: pytest.MonkeyPatch) -> Path:
     return ROOT / "init.toml"
 
 
-def test_plan_predicts_the_example_boot(at_root: Path) -> None:
-    """Predict --workers 1 and the default from a --workers 2 trace; compare with measured boots.
+@pytest.fixture(scope="module")
+def sleepy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Three chains of two inits that sleep (0.3 s, then 0.15 s): 2 workers."""
+    root = tmp_path_factory.mktemp("sleepy")
+    config = write_app(
+        root,
+        {
+            "a": {"config": {"duration": 0.30}},
+            "b": {"config": {"duration": 0.30}},
+            "c": {"config": {"duration": 0.30}},
+            "d": {"requires": ["a"], "config": {"duration": 0.15}},
+            "e": {"requires": ["b"], "config": {"duration": 0.15}},
+            "f": {"requires": ["c"], "config": {"duration": 0.15}},
+        },
+        workers=2,
+    )
+    initgraph.boot(config)  # warm: the first boot in a process also imports the plugins
+    yield config
+    for mod in [m for m in sys.modules if m.startswith("analysis_app_")]:
+        del sys.modules[mod]
 
-    The planner takes each init's duration as the trace measured it. On a quiet 2-CPU machine
-    it lands within 12% (docs/observability.md). But while other processes compete for the CPUs
-    (pytest -n auto, other jobs), two inits side by side each run much slower than alone, the
-    trace records them so, and a --workers 1 prediction from it comes out high: +20% to +90%
-    seen. Never low, though. So the bounds are -20% to +100% for --workers 1 and +-15% for the
-    default worker count, and a round is repeated (up to four) until one lands inside, as the
-    noise comes and goes. The lower bound keeps it meaningful: a planner that ignored the worker
-    count would predict the 2-worker time, about 35% under the measured --workers 1 boot on a
-    quiet machine. (The synthetic traces above check dependencies, waits, the pool's growth and
-    the commit order exactly.)
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_plan_predicts_a_real_boot(sleepy: dict[str, Any], workers: int) -> None:
+    """Predict --workers 1 and 3 from a --workers 2 trace of a real boot; measure those boots.
+
+    The inits sleep, so their durations hardly change when other processes compete for the CPUs
+    (pytest -n auto): what the prediction leaves out is the pool's own overhead, a few
+    milliseconds per init against a 1.35 s (1 worker) or 0.45 s (3 workers) boot. The bound,
+    +-15%, is still far tighter than what a planner that ignored the worker count would get: it
+    would predict the 2-worker boot, which the premise below checks is more than 25% away. A
+    round is repeated (up to three) if a burst of load lands in it. (How close the planner
+    comes on the CPU-bound example app, on a quiet machine: docs/observability.md.)
     """
-    plan1, default = plan(at_root, workers=1), plan(at_root)
-    bounds = {"workers 1": (plan1, -0.20, 1.00), "default": (default, -0.15, 0.15)}
-    errors: dict[str, list[float]] = {target: [] for target in bounds}
-
-    def landed(target: str) -> bool:
-        _, low, high = bounds[target]
-        return any(low <= e <= high for e in errors[target])
-
-    for _ in range(4):
-        recorded = trace_of(initgraph.boot(at_root, workers=2))
-        for target, (the_plan, _, _) in bounds.items():
-            measured = initgraph.boot(at_root, workers=the_plan.workers).wall
-            errors[target].append(plan_from(the_plan, recorded).wall / measured - 1)
-        if all(landed(target) for target in bounds):
+    the_plan = plan(sleepy, workers=workers)
+    errors: list[float] = []
+    for _ in range(3):
+        recorded = trace_of(initgraph.boot(sleepy))  # 2 workers
+        measured = initgraph.boot(sleepy, workers=workers).wall
+        errors.append(plan_from(the_plan, recorded).wall / measured - 1)
+        if abs(errors[-1]) <= 0.15:
             break
-    for target in bounds:
-        shown = ", ".join(f"{e:+.0%}" for e in errors[target])
-        assert landed(target), f"{target}: predictions off by {shown}"
+    shown = ", ".join(f"{e:+.0%}" for e in errors)
+    assert abs(errors[-1]) <= 0.15, f"--workers {workers}: predictions off by {shown}"
+    assert abs(recorded.wall / measured - 1) > 0.25  # the worker count matters in this boot
 
 
 def test_plan_command_on_the_example(
