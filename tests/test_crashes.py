@@ -258,6 +258,10 @@ def test_scheduler(crash: Crash, method: str, tmp_path: Path) -> None:
             assert sched.result(later, timeout=WAIT) in before
             assert sched.worker_pids() == before
             return
+        warm = sched.schedule(
+            noop
+        )  # the worker is up: spawn imports this module, seconds under load
+        sched.result(warm, timeout=WAIT)
         started = time.monotonic()
         cookie = sched.schedule(crash.func, timeout=crash.timeout)
         later = sched.schedule(append_line, runs)  # queued behind it on the one worker
@@ -536,10 +540,28 @@ def runs_briefly(data: Any, cookie: int) -> int:
     return cookie
 
 
+def _slow_restore(seconds: float) -> None:
+    time.sleep(seconds)  # the worker loading the data (before it says Started), not a wait
+
+
+class SlowToLoad:
+    """Data that takes ``seconds`` to unpickle in the worker."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __reduce__(self) -> tuple[Any, tuple[float]]:
+        return (_slow_restore, (self.seconds,))
+
+
 def test_timeout_counts_the_run_not_the_worker_start() -> None:
-    """DESIGN: ``timeout`` is the seconds it may *run*. This one returns at once."""
+    """DESIGN: ``timeout`` is the seconds it may *run*. This one returns at once.
+
+    A spawned worker starts, then spends 1.5 s loading the data, before it runs for ~0 s under a
+    1 s timeout: counted from the send, it would time out.
+    """
     with Scheduler(1, start_method="spawn") as sched:
-        cookie = sched.schedule(runs_briefly, timeout=0.05)
+        cookie = sched.schedule(runs_briefly, SlowToLoad(1.5), timeout=1.0)
         assert sched.result(cookie, timeout=WAIT) == cookie
 
 
@@ -664,7 +686,7 @@ def test_main_plugin_raising_base_exception_does_not_hang(raised: str, tmp_path:
         text=True,
     )
     try:
-        out, _ = proc.communicate(timeout=5)
+        out, _ = proc.communicate(timeout=60)  # the bug was a hang; 0.2-4.2 s measured under load
     finally:
         if proc.poll() is None:
             for child in psutil.Process(proc.pid).children(recursive=True):

@@ -321,7 +321,7 @@ def test_nan_timeout_is_refused(held: Held, call: str) -> None:
         "synchronize_full": lambda: held.sched.synchronize_full(domain=held.domain, timeout=nan),
         "result": lambda: held.sched.result(held.cookie, timeout=nan),
     }
-    waiting, error = _wait_in_thread(calls[call], 0.5)
+    waiting, error = _wait_in_thread(calls[call], WAIT)  # refused at once: no race on 0.5 s
     assert not waiting, "it ignored its timeout"  # woken when the module's scheduler closes
     assert isinstance(error, ConfigError), repr(error)
 
