@@ -646,7 +646,6 @@ class _Run:
     def on_outcome(self, p: PlannedPlugin) -> None:
         outcome = self.sched._outcome(p.cookie)
         assert outcome is not None
-        self.finished.add(p.name)
         t = self.times[p.name]
         if outcome.started:
             t["started"] = outcome.started - self.t0
@@ -662,6 +661,9 @@ class _Run:
             self.outcomes[p.name] = outcome.value
         else:
             self.fail(p, as_hook_error(p.cookie, outcome))
+        # Last: an interrupt before this line finds it running (or failed), never "finished but
+        # not committed" with its failure unrecorded (interrupted() reads these sets).
+        self.finished.add(p.name)
         self.commit_ready()
 
     def fail(self, p: PlannedPlugin, error: BaseException) -> None:

@@ -23,6 +23,7 @@ from initgraph import (
     OrderingError,
     PluginError,
     RegistryConflict,
+    _boot,
 )
 from initgraph._boot import plan
 
@@ -500,3 +501,33 @@ def test_initcall_debug_lines_reach_a_logger(app: Writer, caplog: pytest.LogCapt
     lines = [r.getMessage() for r in caplog.records if r.name == "initgraph.initcall_debug"]
     assert any(" calling  1_a" in line for line in lines)
     assert any(" initcall 1_a" in line and "returned after" in line for line in lines)
+
+
+RAISER = """
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    raise ValueError("broken")
+"""
+
+
+def test_an_interrupt_while_an_outcome_is_handled_leaves_it_running_not_finished(
+    app: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interrupt lands after bad's failure arrived, before the boot recorded it.
+
+    It once listed bad as "finished but not committed" (as if it had succeeded): the boot marked
+    it finished before recording its failure. Now it is either recorded or still running.
+    """
+
+    def interrupt(*args: Any) -> BaseException:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_boot, "as_hook_error", interrupt)
+    config = app({"bad": {"source": RAISER, "optional": True}})
+    with pytest.raises(KeyboardInterrupt) as info:
+        initgraph.boot(config)
+    found = _boot.interruption(info.value)
+    assert found is not None
+    assert (found.running, found.uncommitted, found.failed) == (("bad",), (), ())
