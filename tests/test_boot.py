@@ -503,7 +503,7 @@ def test_initcall_debug_lines_reach_a_logger(app: Writer, caplog: pytest.LogCapt
     assert any(" initcall 1_a" in line and "returned after" in line for line in lines)
 
 
-RAISER = """
+BROKEN = """
 from initgraph import hookimpl
 
 @hookimpl
@@ -525,7 +525,7 @@ def test_an_interrupt_while_an_outcome_is_handled_leaves_it_running_not_finished
         raise KeyboardInterrupt
 
     monkeypatch.setattr(_boot, "as_hook_error", interrupt)
-    config = app({"bad": {"source": RAISER, "optional": True}})
+    config = app({"bad": {"source": BROKEN, "optional": True}})
     with pytest.raises(KeyboardInterrupt) as info:
         initgraph.boot(config)
     found = _boot.interruption(info.value)
