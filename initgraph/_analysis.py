@@ -492,9 +492,9 @@ class _Simulation:
         while self.ready:
             if not self.idle:
                 pool = [n for n, w in self.running.items() if w > 0]
-                if not pool or sum(n not in self.blocked for n in pool) >= self.workers:
+                if not pool or any(n not in self.blocked for n in pool):
                     return
-                self.idle.append(self.next_id)  # workers wait: the pool grows, as it does
+                self.idle.append(self.next_id)  # every worker waits: the pool grows
                 self.next_id += 1
             _, name = heapq.heappop(self.ready)
             self.start(name, now + self.overheads["dispatch"], self.idle.pop())

@@ -183,9 +183,7 @@ class Scheduler:
 
     ``Scheduler(workers=None, *, start_method=None, max_pending=32768, max_workers=None)``
 
-    - ``workers``: worker processes kept ready and running (default: the CPU count). A worker
-      asleep in a synchronize does not count: while some are, and work is waiting, the pool
-      starts more so that ``workers`` initcalls still run.
+    - ``workers``: worker processes kept ready (default: the CPU count).
     - ``max_workers``: the most the pool may grow to while workers are blocked waiting
       (default: four times ``workers``, at least 16).
     - ``start_method``: ``"fork"``, ``"forkserver"`` or ``"spawn"``; the default is
@@ -523,7 +521,7 @@ class Scheduler:
         hints = self._dispatcher.take_hints()
         if hints:
             self._shared.wait_for(hints)
-        while self._dispatcher.should_grow(self.max_workers, self.workers):
+        while self._dispatcher.should_grow(self.max_workers):
             self._start_worker()
         assigned = self._dispatcher.assign(PIPELINE)
         if not assigned:

@@ -350,25 +350,11 @@ class Dispatcher:
         """The ready cookies queued behind the one ``worker`` runs (not its followers)."""
         return [c for c in self._queues.get(worker, [])[1:] if not self._initcalls[c].waiting_on]
 
-    def should_grow(self, max_workers: int, target: int = 1) -> bool:
-        """Whether to start one more worker: blocked ones leave fewer than ``target`` running.
-
-        Work is waiting (ready, or ready and queued behind a running initcall), no worker is
-        idle, fewer than ``target`` workers run (the others sleep in a synchronize, using no
-        CPU) and the pool is below ``max_workers``. So the pool keeps ``target`` initcalls
-        running while some wait, as a ForkJoinPool compensates for a managed block. With every
-        worker blocked it is invariant 5, whatever ``target``.
-        """
-        if len(self._workers) >= max_workers:
+    def should_grow(self, max_workers: int) -> bool:
+        """Invariant 5: every worker is blocked, work is ready, and the pool may still grow."""
+        if not self._ready or len(self._workers) >= max_workers:
             return False
-        states = self._workers.values()
-        if WorkerState.IDLE in states:
-            return False
-        if sum(s is WorkerState.BUSY for s in states) >= max(target, 1):
-            return False
-        if self._ready:
-            return True
-        return any(self.queued_ready(w) for w, s in self._workers.items() if s is WorkerState.BUSY)
+        return all(s is WorkerState.BLOCKED for s in self._workers.values())
 
     def stalled(self, max_workers: int) -> int | None:
         """The lowest ready cookie, when every worker is blocked and the pool may not grow.

@@ -371,31 +371,6 @@ def test_plan_grows_the_pool_when_every_worker_waits() -> None:
     assert done.plugin("waiter").ended >= done.plugin("slow").ended  # type: ignore[operator]
 
 
-def test_plan_grows_the_pool_when_a_waiting_worker_leaves_too_few_running() -> None:
-    # Two workers: long holds one; waiter (domain d) takes the other once x ends and waits there
-    # for slow, which becomes ready when x commits. One runs, one waits: a third worker runs
-    # slow at once instead of after long.
-    the_plan = planned(
-        ("x", (), "default", "pool"),
-        ("slow", ("x",), "d", "pool"),
-        ("long", (), "default", "pool"),
-        ("waiter", (), "d", "pool"),
-        workers=2,
-    )
-    wait = TracedWait("cookie", "d", 4, 0.101, 0.300)
-    recorded = trace(
-        traced("x", 1, 0.010, 0.100, commit=(0.100, 0.105)),
-        traced("slow", 2, 0.111, 0.300, ready=0.110, domain="d", pid=12),
-        traced("long", 3, 0.010, 0.500, pid=11),
-        traced("waiter", 4, 0.101, 0.310, ready=0.010, domain="d", waits=(wait,)),
-        workers=3,
-    )
-    done = plan_from(the_plan, recorded, workers=2).trace
-    assert done.plugin("waiter").pid == 1  # after x, on x's worker
-    assert done.plugin("slow").pid == 3  # the extra worker
-    assert done.plugin("slow").started < done.plugin("long").ended  # type: ignore[operator]
-
-
 def test_plan_runs_main_plugins_on_the_parent_before_commits() -> None:
     the_plan = planned(("a", (), "default", "pool"), ("local", ("a",), "default", "main"))
     recorded = trace(
