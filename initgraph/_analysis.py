@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigError
+from ._state import GROW_AFTER
 from ._trace import TraceData, TracedPlugin, TracedWait
 
 if TYPE_CHECKING:
@@ -491,13 +492,29 @@ class _Simulation:
                 self.commit_next(now)
         while self.ready:
             if not self.idle:
-                pool = [n for n, w in self.running.items() if w > 0]
-                if not pool or any(n not in self.blocked for n in pool):
+                if not self.may_grow(now):
                     return
-                self.idle.append(self.next_id)  # every worker waits: the pool grows
+                self.idle.append(self.next_id)  # workers wait: the pool grows, as it does
                 self.next_id += 1
             _, name = heapq.heappop(self.ready)
             self.start(name, now + self.overheads["dispatch"], self.idle.pop())
+
+    def may_grow(self, now: float) -> bool:
+        """The pool's rule (``Dispatcher.should_grow``), with no worker idle and work ready.
+
+        Every worker waits; or those waiting for ``GROW_AFTER`` or more leave fewer than
+        ``workers`` running.
+        """
+        pool = [n for n, w in self.running.items() if w > 0]
+        if not pool:
+            return False
+        if all(n in self.blocked for n in pool):
+            return True
+        running = sum(
+            n not in self.blocked or now - self.waits[n][-1].started < GROW_AFTER - 1e-9
+            for n in pool
+        )
+        return running < self.workers
 
     # -- inits -----------------------------------------------------------------------------------
     def make_ready(self, name: str, at: float) -> None:
@@ -520,6 +537,7 @@ class _Simulation:
             return
         self.blocked[name] = wait
         self.waits[name].append(_moved(wait, now, now))
+        self.push(now + GROW_AFTER, "asleep", name)  # the pool may grow then: step again
         self.release(now)
 
     def release(self, now: float) -> None:

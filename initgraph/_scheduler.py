@@ -73,7 +73,7 @@ from ._messages import (
 )
 from ._runtime import InitcallFunc, seconds
 from ._shared import PARENT, W_ALL, SharedState, ticket
-from ._state import Dispatcher
+from ._state import GROW_AFTER, Dispatcher
 
 __all__ = ["Scheduler", "default_start_method"]
 
@@ -183,7 +183,9 @@ class Scheduler:
 
     ``Scheduler(workers=None, *, start_method=None, max_pending=32768, max_workers=None)``
 
-    - ``workers``: worker processes kept ready (default: the CPU count).
+    - ``workers``: worker processes kept ready (default: the CPU count). A worker asleep in a
+      synchronize for 10 ms or more (``GROW_AFTER``) no longer counts: while work waits, the
+      pool starts another so that ``workers`` initcalls still run.
     - ``max_workers``: the most the pool may grow to while workers are blocked waiting
       (default: four times ``workers``, at least 16).
     - ``start_method``: ``"fork"``, ``"forkserver"`` or ``"spawn"``; the default is
@@ -252,6 +254,8 @@ class Scheduler:
         self._stopping = False
         self._stalled: tuple[int, float] | None = None  # (cookie, since when)
         self._steal_at: float | None = None  # when a queue behind a long initcall may move
+        self._blocked_at: dict[int, float] = {}  # slot -> when its worker went to sleep
+        self._grow_at: float | None = None  # when a sleeping worker may count as asleep
         self._fatal: BaseException | None = None
         self._closed = False
         try:
@@ -521,7 +525,8 @@ class Scheduler:
         hints = self._dispatcher.take_hints()
         if hints:
             self._shared.wait_for(hints)
-        while self._dispatcher.should_grow(self.max_workers):
+        asleep = self._asleep()
+        while self._dispatcher.should_grow(self.max_workers, self.workers, asleep):
             self._start_worker()
         assigned = self._dispatcher.assign(PIPELINE)
         if not assigned:
@@ -591,6 +596,7 @@ class Scheduler:
 
     def _retire(self, slot: int) -> None:
         worker = self._pool.pop(slot)
+        self._blocked_at.pop(slot, None)
         self._dispatcher.remove_worker(slot)  # idle: nothing to give back
         with contextlib.suppress(OSError):
             worker.conn.send_bytes(pickle.dumps(Stop()))
@@ -652,6 +658,8 @@ class Scheduler:
                     self._expire()
                     self._unstall()
                     self._steal()
+                    if self._grow_at is not None and time.monotonic() >= self._grow_at:
+                        self._pump()
                     if self._stopping and not self._pool:
                         return
                 if not events and time.monotonic() >= self._mirror.due:
@@ -685,6 +693,8 @@ class Scheduler:
             times.append(self._stalled[1] + _STALL_GRACE)
         if self._steal_at is not None:
             times.append(self._steal_at)
+        if self._grow_at is not None:
+            times.append(self._grow_at)
         if self._mirror.dirty:
             times.append(max(now + _MIRROR_IDLE, self._mirror.due))
         if not times:
@@ -709,10 +719,12 @@ class Scheduler:
             run = Run(message.cookie, message.domain, message.name, message.func, message.data)
             self._add(run, message.after, message.timeout)
         elif isinstance(message, Blocked):
+            self._blocked_at[worker.slot] = time.monotonic()
             self._dispatcher.blocked(worker.slot)
             self._take_back(worker.slot)
             self._pump()
         elif isinstance(message, Unblocked):
+            self._blocked_at.pop(worker.slot, None)
             self._dispatcher.unblocked(worker.slot)
         elif isinstance(message, Started):
             entry = self._deadlines.get(message.cookie)
@@ -783,6 +795,18 @@ class Scheduler:
                 self._dispatcher.requeue(slot, cookie)
                 self._runs[cookie] = self._sent[cookie]
 
+    def _asleep(self) -> set[int]:
+        """Workers asleep in a synchronize for GROW_AFTER; arm the timer for the next one."""
+        self._grow_at = None
+        now = time.monotonic()
+        asleep = set()
+        for slot, since in self._blocked_at.items():
+            if now - since >= GROW_AFTER:
+                asleep.add(slot)
+            elif self._grow_at is None or since + GROW_AFTER < self._grow_at:
+                self._grow_at = since + GROW_AFTER
+        return asleep
+
     def _steal(self) -> None:
         """Move initcalls queued behind a long-running one to an idle worker.
 
@@ -813,6 +837,7 @@ class Scheduler:
         worker.proc.join()  # reap it first: the shared lock's recovery needs it gone
         exitcode = worker.proc.exitcode
         del self._pool[worker.slot]
+        self._blocked_at.pop(worker.slot, None)
         cookie, queued = self._dispatcher.remove_worker(worker.slot)
         for c in queued:  # they never started; they run elsewhere
             self._runs[c] = self._sent[c]

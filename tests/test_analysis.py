@@ -24,6 +24,7 @@ from initgraph._analysis import (
 )
 from initgraph._boot import Plan, PlannedPlugin, plan
 from initgraph._observe_cli import Progress, add_commands, progress
+from initgraph._state import GROW_AFTER
 from initgraph._trace import TraceData, TracedPlugin, TracedWait, trace_of, write_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,6 +370,32 @@ def test_plan_grows_the_pool_when_every_worker_waits() -> None:
     assert done.plugin("waiter").pid == 1
     assert done.plugin("slow").pid == 2  # the extra worker
     assert done.plugin("waiter").ended >= done.plugin("slow").ended  # type: ignore[operator]
+
+
+def test_plan_grows_the_pool_when_a_waiting_worker_leaves_too_few_running() -> None:
+    # Two workers: long holds one; waiter (domain d) takes the other once x ends and waits there
+    # for slow, which becomes ready when x commits. One runs, one waits: once waiter has waited
+    # GROW_AFTER, a third worker runs slow, instead of after long.
+    the_plan = planned(
+        ("x", (), "default", "pool"),
+        ("slow", ("x",), "d", "pool"),
+        ("long", (), "default", "pool"),
+        ("waiter", (), "d", "pool"),
+        workers=2,
+    )
+    wait = TracedWait("cookie", "d", 4, 0.101, 0.300)
+    recorded = trace(
+        traced("x", 1, 0.010, 0.100, commit=(0.100, 0.105)),
+        traced("slow", 2, 0.111, 0.300, ready=0.110, domain="d", pid=12),
+        traced("long", 3, 0.010, 0.500, pid=11),
+        traced("waiter", 4, 0.101, 0.310, ready=0.010, domain="d", waits=(wait,)),
+        workers=3,
+    )
+    done = plan_from(the_plan, recorded, workers=2).trace
+    assert done.plugin("waiter").pid == 1  # after x, on x's worker
+    assert done.plugin("slow").pid == 3  # the extra worker
+    assert done.plugin("slow").started == pytest.approx(0.101 + GROW_AFTER, abs=0.005)
+    assert done.plugin("slow").started < done.plugin("long").ended  # type: ignore[operator]
 
 
 def test_plan_runs_main_plugins_on_the_parent_before_commits() -> None:

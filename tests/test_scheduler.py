@@ -460,6 +460,31 @@ def test_pool_grows_while_every_worker_is_blocked(gates: Any) -> None:
         assert s.result(waiter, timeout=WAIT) != s.result(late)[2]
 
 
+def gate_then_pid(gate: Any, cookie: int) -> int:
+    assert gate.wait(WAIT), "gate never opened"
+    return os.getpid()
+
+
+def test_pool_keeps_workers_running_while_one_is_blocked(gates: Any) -> None:
+    """Scheduler(2): one worker busy, one asleep on work not started yet: a third runs it.
+
+    The busy initcall holds its worker until the end (its gate opens last), so the late one can
+    only finish before it if the pool grew although not every worker was blocked (once the
+    sleeper had slept GROW_AFTER).
+    """
+    busy_gate, sync_gate = gates.new(), gates.new()
+    with Scheduler(2, max_workers=4) as s:
+        busy = s.schedule(gate_then_pid, busy_gate)
+        waiter = s.schedule(gate_then_full_sync, (sync_gate, "late"))
+        late = s.schedule(echo, "late", domain="late")
+        sync_gate.set()
+        assert s.result(late, timeout=WAIT)[0] == "late"
+        waiter_pid = s.result(waiter, timeout=WAIT)
+        busy_gate.set()
+        busy_pid = s.result(busy, timeout=WAIT)
+        assert len({busy_pid, waiter_pid, s.result(late)[2]}) == 3
+
+
 def test_close_waits_for_exclusive_domains() -> None:
     with Scheduler(1) as s:
         c = s.schedule(spin, 0.05, domain=Domain("slow", exclusive=True))

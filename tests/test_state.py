@@ -112,6 +112,40 @@ def test_grow_only_when_every_worker_is_blocked_and_work_is_ready() -> None:
     assert d.state(0) is WorkerState.BUSY
 
 
+def test_grow_for_workers_asleep_that_leave_fewer_than_target_running() -> None:
+    """Compensation: a worker asleep (for a while) in a synchronize does not count as running."""
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add_worker(1)
+    for cookie in (1, 2, 3):
+        d.add(cookie)
+    assert d.assign() == [(0, 1), (1, 2)]
+    d.blocked(1)
+    assert not d.should_grow(8, 2)  # blocked, but not asleep for long enough yet
+    assert d.should_grow(8, 2, asleep={1})  # one runs, one sleeps, 3 is ready
+    assert not d.should_grow(8, 1, asleep={1})  # one running meets a target of 1
+    assert not d.should_grow(2, 2, asleep={1})  # at max_workers
+    d.add_worker(2)
+    assert not d.should_grow(8, 2, asleep={1})  # the idle worker takes it
+    assert d.assign() == [(2, 3)]
+    assert not d.should_grow(8, 2, asleep={1})  # nothing waits
+
+
+def test_grow_for_work_queued_behind_a_running_initcall() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add_worker(1)
+    for cookie in (1, 2, 3):
+        d.add(cookie, queueable=True)
+    assert d.assign(2) == [(0, 1), (1, 2), (0, 3)]
+    d.blocked(1)
+    assert d.ready == []
+    assert d.queued_ready(0) == [3]
+    assert d.should_grow(8, 2, asleep={1})  # a new worker may take 3 from behind 1
+    d.unblocked(1)
+    assert not d.should_grow(8, 2, asleep={1})
+
+
 def test_surplus_workers_retire_when_nothing_is_blocked() -> None:
     d = Dispatcher()
     for w in range(3):
