@@ -659,6 +659,7 @@ class Scheduler:
                     self._unstall()
                     self._steal()
                     if self._grow_at is not None and time.monotonic() >= self._grow_at:
+                        self._grow_at = None  # _pump re-arms it (not while stopping: no spin)
                         self._pump()
                     if self._stopping and not self._pool:
                         return

@@ -65,7 +65,7 @@ def check_full_wait(
 # A worker asleep in a synchronize this long no longer counts as running: the pool may start
 # another for work that waits (see Dispatcher.should_grow). Shorter sleeps, the many brief
 # waits of a busy boot, would only make the pool start and retire workers: 126 starts for 16
-# workers in the stress without it, 33-39 with it.
+# workers in the stress without it, 24-39 with it.
 GROW_AFTER = 0.010
 
 
