@@ -44,7 +44,7 @@ from typing import Any
 import multiprocess
 
 import initgraph
-from initgraph._scheduler import default_start_method
+from initgraph._core.scheduler import default_start_method
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -626,7 +626,8 @@ def profile(out_dir: Path, batches: int) -> None:
     import cProfile
     import pstats
 
-    from initgraph import _scheduler, _worker
+    from initgraph._core import scheduler as _scheduler
+    from initgraph._core import worker as _worker
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.prof"):

@@ -17,10 +17,13 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
-    from ._api import current_is_async, schedule, synchronize_cookie, synchronize_full
-    from ._boot import Boot, boot
-    from ._domain import Domain
-    from ._scheduler import Scheduler
+    from ._boot.config import load_config
+    from ._boot.plugins import CommitContext, InitContext
+    from ._boot.run import Boot, Plan, Registry, boot
+    from ._core.api import current_is_async, schedule, synchronize_cookie, synchronize_full
+    from ._core.domain import Domain
+    from ._core.scheduler import Scheduler
+    from ._observe.trace import write_trace
     from .hookspecs import hookimpl, hookspec
 
 __version__ = "0.1.0"
@@ -29,16 +32,22 @@ __version__ = "0.1.0"
 # machinery (TOML, plugins) is not paid by code that only schedules, and `python -m initgraph`
 # sets its signal handlers before multiprocess and dill are imported.
 _LAZY = {
-    "Scheduler": "_scheduler",
-    "Domain": "_domain",
-    "schedule": "_api",
-    "synchronize_cookie": "_api",
-    "synchronize_full": "_api",
-    "current_is_async": "_api",
+    "Scheduler": "_core.scheduler",
+    "Domain": "_core.domain",
+    "schedule": "_core.api",
+    "synchronize_cookie": "_core.api",
+    "synchronize_full": "_core.api",
+    "current_is_async": "_core.api",
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
-    "boot": "_boot",
-    "Boot": "_boot",
+    "boot": "_boot.run",
+    "Boot": "_boot.run",
+    "Plan": "_boot.run",
+    "Registry": "_boot.run",
+    "InitContext": "_boot.plugins",
+    "CommitContext": "_boot.plugins",
+    "load_config": "_boot.config",
+    "write_trace": "_observe.trace",
 }
 
 
@@ -61,15 +70,19 @@ def __dir__() -> list[str]:
 __all__ = [
     "Boot",
     "BootError",
+    "CommitContext",
     "ConfigError",
     "CycleError",
     "DeadlockError",
     "Domain",
     "HookError",
     "HookTimeout",
+    "InitContext",
     "InitgraphError",
     "OrderingError",
+    "Plan",
     "PluginError",
+    "Registry",
     "RegistryConflict",
     "Scheduler",
     "WorkerCrashed",
@@ -77,7 +90,9 @@ __all__ = [
     "current_is_async",
     "hookimpl",
     "hookspec",
+    "load_config",
     "schedule",
     "synchronize_cookie",
     "synchronize_full",
+    "write_trace",
 ]

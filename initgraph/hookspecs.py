@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from ._boot import Boot, Plan
-    from ._plugins import CommitContext, InitContext
+    from ._boot.plugins import CommitContext, InitContext
+    from ._boot.run import Boot, Plan
 
 __all__ = ["hookimpl", "hookspec"]
 

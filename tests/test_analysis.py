@@ -15,17 +15,18 @@ from typing import Any
 import pytest
 
 import initgraph
-from initgraph._analysis import (
+from initgraph._boot.run import Plan, PlannedPlugin, plan
+from initgraph._cli.observe import add_commands
+from initgraph._cli.progress import Progress, progress
+from initgraph._core.dispatch import GROW_AFTER
+from initgraph._observe.analysis import (
     ChainLink,
     blame,
     critical_chain,
     format_critical_chain,
     plan_from,
 )
-from initgraph._boot import Plan, PlannedPlugin, plan
-from initgraph._observe_cli import Progress, add_commands, progress
-from initgraph._state import GROW_AFTER
-from initgraph._trace import TraceData, TracedPlugin, TracedWait, trace_of, write_trace
+from initgraph._observe.trace import TraceData, TracedPlugin, TracedWait, trace_of, write_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The public surface is exactly the design's (DESIGN.md sections 2-6)."""
+"""The public surface is exactly the one docs/design.md describes."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ PUBLIC = {
     "hookspec",
     "boot",
     "Boot",
+    # what plugin authors type their hooks with, and what embedders need (section 7)
+    "InitContext",
+    "CommitContext",
+    "Plan",
+    "Registry",
+    "load_config",
+    "write_trace",
     # errors (section 6)
     "InitgraphError",
     "ConfigError",

@@ -23,9 +23,9 @@ from initgraph import (
     OrderingError,
     PluginError,
     RegistryConflict,
-    _boot,
 )
-from initgraph._boot import plan
+from initgraph._boot import run as _boot
+from initgraph._boot.run import plan
 
 Writer = Callable[..., dict[str, Any]]
 
@@ -483,7 +483,7 @@ def test_plan_hook_error_names_its_plugin(app: Writer) -> None:
 
 
 def test_watcher_sees_what_runs_and_what_waits_on_what(app: Writer) -> None:
-    from initgraph._boot import run_boot
+    from initgraph._boot.run import run_boot
 
     seen: list[tuple[dict[str, float], dict[str, str]]] = []
     config = app({"slow": {"config": {"duration": 0.6}}, "next": {"requires": ["slow"]}})

@@ -26,8 +26,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from initgraph import _boot
-from initgraph._cli import _forks, _Raise, _signals_raise, _Terminated, main
+from initgraph._boot import run as _boot
+from initgraph._cli.main import main
+from initgraph._cli.signals import Raise, Terminated, forks, signals_raise
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "init.toml"
@@ -197,7 +198,7 @@ def test_module_and_console_script_agree(cli: Cli) -> None:
 
 
 def test_importing_the_cli_does_not_import_rich() -> None:
-    code = "import sys, initgraph._cli; print('rich' in sys.modules)"
+    code = "import sys, initgraph._cli.main; print('rich' in sys.modules)"
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
@@ -654,7 +655,7 @@ def test_one_worker_prints_no_speed_up(cli: Cli) -> None:
 
 
 def test_rich_table_on_a_terminal() -> None:
-    from initgraph._cli import _print_table
+    from initgraph._cli.render import print_table
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -662,7 +663,7 @@ def test_rich_table_on_a_terminal() -> None:
 
     out = Terminal()
     rows = [["1", "settings", "ok"], ["2", "corpus", "failed"]]
-    _print_table(out, ["cookie", "plugin", "status"], rows, numeric={0}, status_column=2)
+    print_table(out, ["cookie", "plugin", "status"], rows, numeric={0}, status_column=2)
     text = out.getvalue()
     assert "\x1b[" in text  # styled
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
@@ -688,11 +689,11 @@ needs_main_thread = pytest.mark.skipif(
 def test_a_signal_during_a_fork_is_delivered_after_it() -> None:
     # Raised inside os.register_at_fork callbacks, the exception would be dropped and a lock
     # left held; so while a fork is under way the handler waits, then the signal comes again.
-    with _signals_raise():
-        _forks.active = True
+    with signals_raise():
+        forks.active = True
         # The re-delivery may come at any moment once the flag is down, so all of it is inside
         # the block that expects it (outside, the KeyboardInterrupt would stop the whole run).
-        with pytest.raises(_Terminated):
+        with pytest.raises(Terminated):
             _signal_during_fork_then_wait()
 
 
@@ -701,10 +702,10 @@ def _signal_during_fork_then_wait() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         for _ in range(100):  # bytecodes enough for the handler to have run, and deferred
             pass
-    except _Terminated:  # pytest.fail raises Failed, which raises() does not catch
+    except Terminated:  # pytest.fail raises Failed, which raises() does not catch
         pytest.fail("the handler raised during a fork")
     finally:
-        _forks.active = False
+        forks.active = False
     _wait_for_signal()
 
 
@@ -717,13 +718,13 @@ def _wait_for_signal() -> None:
 @needs_main_thread
 def test_a_forked_child_gets_the_handlers_back() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    with _signals_raise(), warnings.catch_warnings():
+    with signals_raise(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads, 3.12+
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
-            ok = signal.getsignal(signal.SIGTERM) == before and not _forks.active
+            ok = signal.getsignal(signal.SIGTERM) == before and not forks.active
             os._exit(0 if ok else 1)
-        assert isinstance(signal.getsignal(signal.SIGTERM), _Raise)
+        assert isinstance(signal.getsignal(signal.SIGTERM), Raise)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert signal.getsignal(signal.SIGTERM) == before
@@ -731,17 +732,17 @@ def test_a_forked_child_gets_the_handlers_back() -> None:
 
 def test_a_caught_interrupt_keeps_the_exit_code(tmp_path: Path) -> None:
     # CPython remembers a KeyboardInterrupt that left exec()'d code and, run with -m, exits by
-    # SIGINT at the end even though it was caught; _forget_interrupt makes it return 130.
+    # SIGINT at the end even though it was caught; forget_interrupt makes it return 130.
     (tmp_path / "interrupted.py").write_text(
         textwrap.dedent(
             """\
             import sys
-            from initgraph._cli import _forget_interrupt
+            from initgraph._cli.signals import forget_interrupt
             try:
                 exec("raise KeyboardInterrupt")
             except KeyboardInterrupt:
                 if sys.argv[1:] == ["forget"]:
-                    _forget_interrupt()
+                    forget_interrupt()
             raise SystemExit(130)
             """
         )

@@ -1,4 +1,4 @@
-"""Tests of initgraph._config: loading init.toml, and every mistake it refuses, with its message."""
+"""Tests of initgraph._boot.config: loading init.toml, and every mistake it refuses."""
 
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from initgraph._cli import main as cli_main
-from initgraph._config import (
+from initgraph._boot.config import (
     Config,
     DomainConfig,
     FrozenMapping,
@@ -28,8 +27,9 @@ from initgraph._config import (
     Settings,
     load_config,
 )
+from initgraph._boot.graph import plan_order
+from initgraph._cli.main import main as cli_main
 from initgraph._errors import ConfigError, CycleError
-from initgraph._graph import plan_order
 
 Load = Callable[..., Config]
 

@@ -459,7 +459,7 @@ def schedule_then_die(args: tuple[str, int], cookie: int) -> None:
 
 
 def die_holding_the_lock(data: Any, cookie: int) -> None:
-    from initgraph import _runtime
+    from initgraph._core import runtime as _runtime
 
     _runtime.active_runtime().shared._acquire()
     os._exit(5)
@@ -698,7 +698,8 @@ def test_main_plugin_raising_base_exception_does_not_hang(raised: str, tmp_path:
 
 KILLS_THE_MANAGER = """
 import os, signal
-from initgraph import _runtime, hookimpl
+from initgraph import hookimpl
+from initgraph._core import runtime as _runtime
 
 @hookimpl
 def initgraph_init(ctx):

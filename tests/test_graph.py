@@ -1,4 +1,4 @@
-"""Tests of initgraph._graph: the planned order and cycle detection."""
+"""Tests of initgraph._boot.graph: the planned order and cycle detection."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from initgraph._config import PluginConfig
+from initgraph._boot.config import PluginConfig
+from initgraph._boot.graph import find_cycle, key_path, plan_order
 from initgraph._errors import ConfigError, CycleError
-from initgraph._graph import find_cycle, key_path, plan_order
 
 
 def plugin(name: str, *requires: str) -> PluginConfig:

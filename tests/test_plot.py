@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 import initgraph
-from initgraph._analysis import critical_chain
-from initgraph._observe_cli import add_commands
-from initgraph._plot import plot_svg
-from initgraph._trace import TraceData, TracedPlugin, TracedWait, trace_of, write_trace
+from initgraph._cli.observe import add_commands
+from initgraph._observe.analysis import critical_chain
+from initgraph._observe.plot import plot_svg
+from initgraph._observe.trace import TraceData, TracedPlugin, TracedWait, trace_of, write_trace
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 CHAIN_RED = "#d00000"

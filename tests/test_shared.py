@@ -8,7 +8,7 @@ import multiprocess
 import pytest
 
 from initgraph import ConfigError, InitgraphError
-from initgraph._shared import (
+from initgraph._core.shared import (
     CLAIMED,
     DECLINED,
     PARENT,

@@ -29,8 +29,8 @@ import psutil
 import pytest
 from test_cli import Cli, write_config, write_plugin
 
-from initgraph import _cli
-from initgraph._cli import _signals_raise, _Terminated
+from initgraph._cli import signals as _signals
+from initgraph._cli.signals import Terminated, signals_raise
 
 # Seconds from the signal to the end of the command. What has to happen in them: the handler
 # raises in the main thread, the scheduler terminates its workers (SIGTERM, which they do not
@@ -432,16 +432,16 @@ needs_main_thread = pytest.mark.skipif(
 def test_a_repeat_is_ignored_for_the_grace_then_raises_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with _signals_raise():
-        with pytest.raises(_Terminated):
+    with signals_raise():
+        with pytest.raises(Terminated):
             _signal_self(signal.SIGTERM)
         # Within the grace, either signal is ignored: nothing is raised here.
         _signal_self(signal.SIGTERM)
-        if isinstance(signal.getsignal(signal.SIGINT), _cli._Raise):  # taken over: ours
+        if isinstance(signal.getsignal(signal.SIGINT), _signals.Raise):  # taken over: ours
             _signal_self(signal.SIGINT)
         # Once the grace is over, a signal raises again (a cleanup that hangs, a swallowed one).
-        monkeypatch.setattr(_cli, "_REPEAT_GRACE", 0.0)
-        with pytest.raises(_Terminated):
+        monkeypatch.setattr(_signals, "_REPEAT_GRACE", 0.0)
+        with pytest.raises(Terminated):
             _signal_self(signal.SIGTERM)
 
 

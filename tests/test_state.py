@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from initgraph import DeadlockError
-from initgraph._state import Dispatcher, WorkerState, check_full_wait, check_wait, may_pass
+from initgraph._core.dispatch import Dispatcher, WorkerState, check_full_wait, check_wait, may_pass
 
 
 def test_may_pass_waits_only_for_lower_cookies() -> None:

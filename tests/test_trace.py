@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import initgraph
-from initgraph._observe_cli import add_commands
-from initgraph._trace import (
+from initgraph._cli.observe import add_commands
+from initgraph._observe.trace import (
     TraceData,
     TracedPlugin,
     TracedWait,

@@ -32,9 +32,8 @@ from typing import Any
 
 import pluggy
 
-from . import _plugins
-from ._config import Config, PluginConfig, load_config
-from ._errors import (
+from .._core.scheduler import Scheduler, as_hook_error, default_start_method
+from .._errors import (
     BootError,
     HookError,
     HookTimeout,
@@ -43,9 +42,11 @@ from ._errors import (
     RegistryConflict,
     WorkerCrashed,
 )
-from ._graph import plan_order
-from ._plugins import CommitContext, InitResult, InitSpec, PluginSource
-from ._scheduler import Scheduler, as_hook_error, default_start_method
+from . import plugins as _plugins
+from .config import Config, PluginConfig, load_config
+from .debuglog import debug_lines
+from .graph import plan_order
+from .plugins import CommitContext, InitResult, InitSpec, PluginSource
 
 __all__ = [
     "Boot",
@@ -79,6 +80,8 @@ class PlannedPlugin:
 @dataclass(frozen=True)
 class Plan:
     """Every plugin of a boot in cookie order, and how the boot will run."""
+
+    __module__ = "initgraph"
 
     path: str | None
     plugins: tuple[PlannedPlugin, ...]
@@ -396,9 +399,14 @@ def run_boot(
     result = run.run()
     try:
         if _DEBUG_LOG.isEnabledFor(logging.DEBUG):
-            from ._trace import debug_lines
-
-            for line in debug_lines(result):
+            for line in debug_lines(
+                (p.cookie, p.name, t.pid, t.started, t.ended, t.waits)
+                for p in the_plan.plugins
+                if (t := result.timings.get(p.name)) is not None
+                and t.pid is not None
+                and t.started is not None
+                and t.ended is not None
+            ):
                 _DEBUG_LOG.debug("%s", line)
         _call_each(pm, the_plan, "initgraph_boot_finished", boot=result)
     except KeyboardInterrupt as exc:  # the boot is over: every plugin committed or failed

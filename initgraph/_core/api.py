@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from . import _runtime
-from ._domain import Domain
-from ._runtime import InitcallFunc
+from . import runtime as _runtime
+from .domain import Domain
+from .runtime import InitcallFunc
 
 __all__ = ["current_is_async", "schedule", "synchronize_cookie", "synchronize_full"]
 

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from ._errors import DeadlockError
+from .._errors import DeadlockError
 
 __all__ = ["GROW_AFTER", "Dispatcher", "WorkerState", "check_full_wait", "check_wait", "may_pass"]
 

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
-from ._errors import ConfigError
-from ._graph import key_path, plan_order, unknown_plugin
-from ._limits import MOST, WHY
+from .._defs import MOST, WHY
+from .._errors import ConfigError
+from .graph import key_path, plan_order, unknown_plugin
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._domain import Domain, domain_name
-from ._errors import ConfigError, InitgraphError
-from ._messages import WaitRecord, dumps
-from ._shared import W_COOKIE, W_DONE, W_FULL_ALL, W_FULL_DOMAIN, SharedState
-from ._state import check_full_wait, check_wait
+from .._errors import ConfigError, InitgraphError
+from .dispatch import check_full_wait, check_wait
+from .domain import Domain, domain_name
+from .messages import WaitRecord, dumps
+from .shared import W_COOKIE, W_DONE, W_FULL_ALL, W_FULL_DOMAIN, SharedState
 
 __all__ = ["Runtime", "active_runtime", "describe_func"]
 

@@ -13,8 +13,8 @@ import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 
-from ._analysis import ChainLink, critical_chain
-from ._trace import TraceData, TracedPlugin
+from .analysis import ChainLink, critical_chain
+from .trace import TraceData, TracedPlugin
 
 __all__ = ["plot_svg"]
 

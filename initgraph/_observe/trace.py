@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigError
+from .._boot.debuglog import debug_lines as _debug_lines
+from .._errors import ConfigError
 
 if TYPE_CHECKING:
-    from ._boot import Boot
+    from .._boot.run import Boot
 
 __all__ = [
     "TRACE_FORMAT",
@@ -444,43 +444,11 @@ def trace_of(boot: Boot) -> TraceData:
     return parse_trace(to_chrome_trace(boot), source="<boot>")
 
 
-# -- kernel-style debug lines --------------------------------------------------------------------
-_SYMBOL = re.compile(r"[^A-Za-z0-9_.]")
-
-
 def debug_lines(source: Boot | TraceData) -> list[str]:
-    """The boot as the kernel's async initcall debug lines, sorted by time.
-
-    The lines of ``kernel/async.c`` under ``initcall_debug``, after a dmesg timestamp (seconds
-    since the boot started)::
-
-        [    0.017496] calling  2_corpus+0x0/0x0 @ 8129
-        [    0.020587] async_waiting @ 8129
-        [    0.020712] async_continuing @ 8129 after 125 usec
-        [    0.020801] initcall 2_corpus+0x0/0x0 returned after 3305 usecs
-
-    The kernel prints the function with ``%pS`` (``name+offset/size``); ``+0x0/0x0`` stands in
-    for it because ``scripts/bootgraph.pl`` finds names by the ``+`` that follows them. Names
-    keep only the characters that script accepts (letters, digits, ``_`` and ``.``).
-    """
+    """The boot as the kernel's async initcall debug lines, sorted by time (see ``debuglog``)."""
     trace = source if isinstance(source, TraceData) else trace_of(source)
-    lines: list[tuple[float, int, int, str]] = []
-    for p in trace.plugins:
-        if not p.ran or p.started is None or p.ended is None:
-            continue
-        symbol = f"{p.cookie}_{_SYMBOL.sub('_', p.name)}+0x0/0x0"
-        lines.append((p.started, p.cookie, 0, f"calling  {symbol} @ {p.pid}"))
-        for w in p.waits:
-            lines.append((w.started, p.cookie, 1, f"async_waiting @ {p.pid}"))
-            after = _us(w.duration)
-            lines.append((w.ended, p.cookie, 2, f"async_continuing @ {p.pid} after {after} usec"))
-        usecs = _us(p.init_time)
-        lines.append((p.ended, p.cookie, 3, f"initcall {symbol} returned after {usecs} usecs"))
-    lines.sort(key=lambda line: line[:3])
-    return [f"{_stamp(t)} {text}" for t, _, _, text in lines]
-
-
-def _stamp(seconds: float) -> str:
-    """The dmesg timestamp: ``[%5lu.%06lu]``, as printk prints it."""
-    us = _us(seconds)
-    return f"[{us // _US:5d}.{us % _US:06d}]"
+    return _debug_lines(
+        (p.cookie, p.name, p.pid, p.started, p.ended, p.waits)
+        for p in trace.plugins
+        if p.ran and p.pid is not None and p.started is not None and p.ended is not None
+    )

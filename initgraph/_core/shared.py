@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from ._errors import ConfigError, InitgraphError
+from .._errors import ConfigError, InitgraphError
 
 __all__ = [
     "CLAIMED",

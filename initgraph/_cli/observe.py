@@ -1,4 +1,4 @@
-"""The commands that read a boot's trace, and the live progress display of ``initgraph run``.
+"""The commands that read a boot's trace.
 
 ::
 
@@ -16,28 +16,19 @@ bad argument. ``rich`` is imported only to draw the progress display on a termin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ._errors import ConfigError
+from .._errors import ConfigError
+from . import EXIT_OK, EXIT_USAGE, PROG
+from .render import count, ms_text, print_table
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-    from rich.live import Live
+    from .._observe.trace import TraceData
 
-    from ._boot import Plan
-    from ._trace import TraceData
-
-__all__ = ["Progress", "add_commands", "progress"]
-
-PROG = "initgraph"
-EXIT_OK = 0
-EXIT_USAGE = 2
+__all__ = ["add_commands"]
 
 
 def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -158,21 +149,19 @@ def _error(message: str) -> int:
 
 
 def _read(path: str) -> TraceData:
-    from ._trace import load_trace  # not at the top: --help stays fast
+    from .._observe.trace import load_trace  # not at the top: --help stays fast
 
     return load_trace(path)
 
 
 def _table(out: IO[str], headers: list[str], rows: list[list[str]], numeric: set[int]) -> None:
-    from ._cli import _print_table  # the same tables as 'run' and 'check'
-
-    _print_table(out, headers, rows, numeric=numeric)
+    print_table(out, headers, rows, numeric=numeric)
 
 
 # -- handlers ------------------------------------------------------------------------------------
 def blame_command(args: argparse.Namespace) -> int:
     """``initgraph blame TRACE``."""
-    from ._analysis import BLAME_COLUMNS, blame
+    from .._observe.analysis import BLAME_COLUMNS, blame
 
     try:
         trace = _read(args.trace)
@@ -183,14 +172,14 @@ def blame_command(args: argparse.Namespace) -> int:
     rows.sort(key=lambda r: (-getattr(r, sort), r.cookie))
     headers = ["cookie", "plugin", "status", *(c.replace("_", "-") for c in BLAME_COLUMNS)]
     cells = [
-        [str(r.cookie), r.name, r.status, *(_ms(getattr(r, c)) for c in BLAME_COLUMNS)]
+        [str(r.cookie), r.name, r.status, *(ms_text(getattr(r, c)) for c in BLAME_COLUMNS)]
         for r in rows
     ]
     out = sys.stdout
     _table(out, headers, cells, numeric={0, *range(3, 3 + len(BLAME_COLUMNS))})
     print(
         f"times in ms; total = requires + queued + running + waiting + in-order + commit; "
-        f"boot {_ms(trace.wall)} ms",
+        f"boot {ms_text(trace.wall)} ms",
         file=out,
     )
     out.flush()
@@ -199,7 +188,7 @@ def blame_command(args: argparse.Namespace) -> int:
 
 def critical_chain_command(args: argparse.Namespace) -> int:
     """``initgraph critical-chain TRACE``."""
-    from ._analysis import critical_chain, format_critical_chain
+    from .._observe.analysis import critical_chain, format_critical_chain
 
     try:
         trace = _read(args.trace)
@@ -216,7 +205,7 @@ def critical_chain_command(args: argparse.Namespace) -> int:
 
 def plot_command(args: argparse.Namespace) -> int:
     """``initgraph plot TRACE -o FILE``."""
-    from ._plot import plot_svg
+    from .._observe.plot import plot_svg
 
     try:
         trace = _read(args.trace)
@@ -235,8 +224,8 @@ def plot_command(args: argparse.Namespace) -> int:
 
 def plan_command(args: argparse.Namespace) -> int:
     """``initgraph plan CONFIG --from TRACE``."""
-    from . import _boot
-    from ._analysis import format_critical_chain, plan_from
+    from .._boot import run as _boot
+    from .._observe.analysis import format_critical_chain, plan_from
 
     try:
         trace = _read(args.trace)
@@ -248,15 +237,15 @@ def plan_command(args: argparse.Namespace) -> int:
     change = (prediction.wall - trace.wall) / trace.wall * 100 if trace.wall > 0 else 0.0
     faster = ", ".join(f"{n} {f:g}x faster" for n, f in args.faster)
     print(
-        f"predicted boot: {_ms(prediction.wall)} ms with {_count(prediction.workers, 'worker')}"
+        f"predicted boot: {ms_text(prediction.wall)} ms with {count(prediction.workers, 'worker')}"
         f"{f' and {faster}' if faster else ''} ({change:+.0f}% against the trace: "
-        f"{_ms(trace.wall)} ms with {_count(trace.workers, 'worker')})",
+        f"{ms_text(trace.wall)} ms with {count(trace.workers, 'worker')})",
         file=out,
     )
     o = prediction.overheads
     print(
-        f"measured overheads: {_ms(o['start'])} ms to start, {_ms(o['stop'])} ms to stop, "
-        f"{_ms(o['dispatch'])} ms to start a ready init, {_ms(o['commit'])} ms to commit a "
+        f"measured overheads: {ms_text(o['start'])} ms to start, {ms_text(o['stop'])} ms to stop, "
+        f"{ms_text(o['dispatch'])} ms to start a ready init, {ms_text(o['commit'])} ms to commit a "
         f"finished one",
         file=out,
     )
@@ -273,138 +262,3 @@ def plan_command(args: argparse.Namespace) -> int:
         print(f"  {line}", file=out)
     out.flush()
     return EXIT_OK
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f}"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-# -- live progress ---------------------------------------------------------------------------------
-class Progress:
-    """What a running boot is doing, drawn with ``rich.live`` on a terminal; else nothing.
-
-    The boot calls :meth:`update` with its state; it starts no thread of its own (a thread in
-    the parent would make the default start method ``forkserver`` instead of ``fork``), so call
-    it on every change and a few times a second while the boot runs. Nothing is drawn for a boot
-    shorter than ``delay`` seconds.
-    """
-
-    def __init__(
-        self,
-        plan: Plan | None,
-        live: Live | None,
-        *,
-        delay: float = 0.5,
-        long_wait: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.total = len(plan.plugins) if plan is not None else None
-        self.live = live
-        self.delay = delay
-        self.long_wait = long_wait
-        self.clock = clock
-        self.began = clock()
-        self.running: dict[str, float] = {}
-        self.waiting: dict[str, str] = {}
-        self.waiting_since: dict[str, float] = {}
-        self.seen: set[str] = set()
-        self.shown = False
-        self.last_draw = 0.0
-
-    def update(self, running: Mapping[str, float], waiting: Mapping[str, str]) -> None:
-        """The boot's state now.
-
-        ``running``: each running init and when it started (``time.monotonic()``);
-        ``waiting``: each plugin that waits and the plugin it waits on.
-        """
-        now = self.clock()
-        self.running = dict(running)
-        for name in list(self.waiting_since):
-            if name not in waiting:
-                del self.waiting_since[name]
-        for name in waiting:
-            self.waiting_since.setdefault(name, now)
-        self.waiting = dict(waiting)
-        self.seen.update(running, waiting)
-        if self.live is None or now - self.began < self.delay or now - self.last_draw < 0.1:
-            return
-        self.last_draw = now
-        if not self.shown:
-            self.shown = True
-            self.live.start()
-        self.live.update(self.render(), refresh=True)
-
-    def lines(self) -> list[str]:
-        """What the display shows, as plain lines."""
-        now = self.clock()
-        done = len(self.seen - set(self.running) - set(self.waiting))
-        of = f"/{self.total}" if self.total is not None else ""
-        lines = [f"booting: {done}{of} finished, {len(self.running)} running"]
-        for name, started in sorted(self.running.items(), key=lambda item: item[1]):
-            lines.append(f"  {name} running {now - started:.1f} s")
-        for name, since in sorted(self.waiting_since.items(), key=lambda item: item[1]):
-            if now - since >= self.long_wait:
-                lines.append(f"  {self.blocked_by(name, now)}")
-        return lines
-
-    def blocked_by(self, name: str, now: float) -> str:
-        """``search_index waits on corpus, running 3.2 s``, following a chain of waits."""
-        text = name
-        seen = {name}
-        at = name
-        while at in self.waiting:
-            at = self.waiting[at]
-            text += f" waits on {at}" if text == name else f", which waits on {at}"
-            if at in seen:
-                return text + " (a cycle)"
-            seen.add(at)
-        started = self.running.get(at)
-        return text + (f", running {now - started:.1f} s" if started is not None else "")
-
-    def render(self) -> RenderableType:
-        from rich.text import Text
-
-        return Text("\n".join(self.lines()))
-
-    def close(self) -> None:
-        if self.live is not None and self.shown:
-            self.live.stop()
-
-
-@contextlib.contextmanager
-def progress(
-    plan: Plan | None = None, *, quiet: bool = False, stream: IO[str] | None = None
-) -> Iterator[Progress]:
-    """A :class:`Progress` for the block: live on a terminal, a no-op when ``quiet`` or not.
-
-    ``stream``: where to draw (default: stderr, so that stdout keeps only the report).
-    """
-    out = sys.stderr if stream is None else stream
-    live = None
-    if not quiet and _is_terminal(out):
-        from rich.console import Console
-        from rich.live import Live
-
-        live = Live(
-            console=Console(file=out),
-            auto_refresh=False,
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
-        )
-    shown = Progress(plan, live)
-    try:
-        yield shown
-    finally:
-        shown.close()
-
-
-def _is_terminal(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty() and os.environ.get("TERM") != "dumb"
-    except (AttributeError, ValueError):
-        return False

@@ -44,9 +44,8 @@ from typing import Any
 import multiprocess
 import multiprocess.connection
 
-from . import _lifeline, _runtime, _worker
-from ._domain import Domain
-from ._errors import (
+from .._defs import MOST, WHY
+from .._errors import (
     ConfigError,
     DeadlockError,
     HookError,
@@ -56,8 +55,12 @@ from ._errors import (
     WorkerCrashed,
     describe_exitcode,
 )
-from ._limits import MOST, WHY
-from ._messages import (
+from . import lifeline as _lifeline
+from . import runtime as _runtime
+from . import worker as _worker
+from .dispatch import GROW_AFTER, Dispatcher
+from .domain import Domain
+from .messages import (
     Blocked,
     Declined,
     Done,
@@ -71,9 +74,8 @@ from ._messages import (
     dumps,
     loads,
 )
-from ._runtime import InitcallFunc, seconds
-from ._shared import PARENT, W_ALL, SharedState, ticket
-from ._state import GROW_AFTER, Dispatcher
+from .runtime import InitcallFunc, seconds
+from .shared import PARENT, W_ALL, SharedState, ticket
 
 __all__ = ["Scheduler", "default_start_method"]
 

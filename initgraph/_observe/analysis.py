@@ -1,7 +1,7 @@
 """Where a boot's time went: blame, the critical chain, and a what-if planner.
 
-All three read a :class:`~initgraph._trace.TraceData` (from a trace file or a finished boot) and
-do no I/O.
+All three read a :class:`~initgraph._observe.trace.TraceData` (from a trace file or a finished
+boot) and do no I/O.
 
 - :func:`blame`: one row per plugin, its life split into separate columns — waiting for its
   requirements, queued for a worker, running, waiting in synchronize, waiting for its turn to
@@ -20,12 +20,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._errors import ConfigError
-from ._state import GROW_AFTER
-from ._trace import TraceData, TracedPlugin, TracedWait
+from .._core.dispatch import GROW_AFTER
+from .._errors import ConfigError
+from .trace import TraceData, TracedPlugin, TracedWait
 
 if TYPE_CHECKING:
-    from ._boot import Plan
+    from .._boot.run import Plan
 
 __all__ = [
     "BLAME_COLUMNS",

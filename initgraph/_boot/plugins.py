@@ -18,8 +18,9 @@ from typing import Any
 
 import pluggy
 
-from . import _runtime, hookspecs
-from ._errors import OrderingError, PluginError
+from .. import hookspecs
+from .._core import runtime as _runtime
+from .._errors import OrderingError, PluginError
 
 __all__ = [
     "NOT_IMPLEMENTED",
@@ -183,6 +184,8 @@ class _Context:
 class InitContext(_Context):
     """The context of ``initgraph_init``: ``synchronize()`` then ``publish()``, kernel style."""
 
+    __module__ = "initgraph"
+
     def __init__(self, *, sync: Callable[[int, str, float | None], None], **kw: Any) -> None:
         super().__init__(**kw)
         self._sync = sync
@@ -209,6 +212,8 @@ class InitContext(_Context):
 
 class CommitContext(_Context):
     """The context of ``initgraph_commit``, in the parent, in cookie order within the domain."""
+
+    __module__ = "initgraph"
 
     def __init__(self, *, registry: Any, publish: Callable[[str, Any], None], **kw: Any) -> None:
         super().__init__(**kw)

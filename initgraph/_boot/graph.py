@@ -19,10 +19,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from ._errors import ConfigError, CycleError
+from .._errors import ConfigError, CycleError
 
 if TYPE_CHECKING:
-    from ._config import PluginConfig
+    from .config import PluginConfig
 
 __all__ = ["find_cycle", "key_path", "plan_order", "unknown_plugin"]
 

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from . import _lifeline, _runtime
-from ._errors import format_remote
-from ._messages import (
+from .._errors import format_remote
+from . import lifeline as _lifeline
+from . import runtime as _runtime
+from .messages import (
     Blocked,
     Declined,
     Done,
@@ -32,7 +33,7 @@ from ._messages import (
     dumps,
     loads,
 )
-from ._shared import CLAIMED, DECLINED, TAKEN_BACK, SharedState, is_queued
+from .shared import CLAIMED, DECLINED, TAKEN_BACK, SharedState, is_queued
 
 __all__ = ["main"]
 

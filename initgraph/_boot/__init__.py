@@ -1,0 +1,1 @@
+"""The boot: init.toml, plugins, the plan, and running a plan on the core with in-order commits."""

@@ -1,0 +1,1 @@
+"""The core: cookies, domains, synchronization and the process pool (knows nothing of plugins)."""

@@ -1,0 +1,1 @@
+"""Observability: traces of finished boots, blame, the critical chain, plots, the planner."""
