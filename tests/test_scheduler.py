@@ -200,7 +200,7 @@ def test_synchronize_cookie_waits_for_lower_only(gates: Any) -> None:
             s.synchronize_cookie(c2, timeout=0.2)
         g1.set()
         s.synchronize_cookie(c2, timeout=WAIT)  # returns although c2 itself still runs
-        assert s._outcome(c2) is None
+        assert s.outcome(c2) is None
         g2.set()
         s.synchronize_cookie(c2 + 1, timeout=WAIT)
         assert s.result(c2, timeout=WAIT) == c2
@@ -247,7 +247,7 @@ def test_synchronize_full_skips_exclusive_and_can_target_a_domain(gates: Any) ->
         net = s.schedule(noop, domain="net")
         s.synchronize_full(domain="net", timeout=WAIT)
         assert s.result(net, timeout=WAIT) is None
-        assert s._outcome(excl) is None
+        assert s.outcome(excl) is None
         g.set()
     # leaving the block waited for the exclusive domain too
 
@@ -488,7 +488,7 @@ def test_pool_keeps_workers_running_while_one_is_blocked(gates: Any) -> None:
 def test_close_waits_for_exclusive_domains() -> None:
     with Scheduler(1) as s:
         c = s.schedule(spin, 0.05, domain=Domain("slow", exclusive=True))
-    assert s._outcome(c) is not None
+    assert s.outcome(c) is not None
 
 
 def test_keyboard_interrupt_stops_everything(gates: Any) -> None:

@@ -3,10 +3,10 @@
 ::
 
     load_config ─► plan_order ─► load_plugins ─► initgraph_plan(plan)
-        │ every plugin gets its cookie now, in plan order (Scheduler._reserve)
+        │ every plugin gets its cookie now, in plan order (Scheduler.reserve)
         ▼
     launch a plugin once everything it requires has committed
-        (pool: Scheduler._provide ─► a worker runs run_init; main: run here)
+        (pool: Reservation.provide ─► a worker runs run_init; main: run here)
         ▼
     outcomes arrive in any order ─► commit each domain in cookie order:
         the init's own publications, then initgraph_commit(ctx, result)
@@ -32,7 +32,7 @@ from typing import Any
 
 import pluggy
 
-from .._core.scheduler import Scheduler, as_hook_error, default_start_method
+from .._core.scheduler import Reservation, Scheduler, as_hook_error, default_start_method
 from .._errors import (
     BootError,
     HookError,
@@ -463,6 +463,7 @@ class _Run:
             for d in dict.fromkeys(p.domain for p in the_plan.plugins)
         }
         self.aborting = False
+        self.reservations: dict[str, Reservation] = {}
         self.threads: list[threading.Thread] = []  # where = "main" inits
         self.t0 = 0.0
         self.times: dict[str, dict[str, float | int | None]] = {}
@@ -482,10 +483,11 @@ class _Run:
                 max_pending=settings.max_pending,
             ) as sched:
                 self.sched = sched
-                events = sched._listen()
+                events = sched.listen()
                 for p in self.plan.plugins:
-                    cookie = sched._reserve(domain=p.domain, name=p.name, timeout=p.timeout)
-                    assert cookie == p.cookie, (cookie, p)
+                    reservation = sched.reserve(domain=p.domain, name=p.name, timeout=p.timeout)
+                    assert reservation.cookie == p.cookie, (reservation, p)
+                    self.reservations[p.name] = reservation
                     self.times[p.name] = {"scheduled": self.now()}
                 try:
                     self.loop(events)
@@ -518,7 +520,7 @@ class _Run:
                 except queue.Empty:
                     got = None
             if got == 0:  # the scheduler cannot go on (say, its manager was killed)
-                self.sched._check_fatal()
+                self.sched.raise_if_failed()
             planned = self.by_cookie.get(got) if got is not None else None
             if planned is not None:
                 self.on_outcome(planned)
@@ -593,7 +595,7 @@ class _Run:
     # -- launching -------------------------------------------------------------------------------
     def launch(self, p: PlannedPlugin) -> None:
         self.launched.add(p.name)
-        # Before the handover, not after: a worker may start it before _provide returns, and an
+        # Before the handover, not after: a worker may start it before provide() returns, and an
         # interrupt then must not report as never started a plugin that ran.
         self.handed.add(p.name)
         self.times[p.name]["ready"] = self.now()
@@ -611,8 +613,8 @@ class _Run:
             # and launching while it runs, or a main plugin that synchronizes would wait for
             # a lower cookie that can only start after a commit this loop has yet to do.
             thread = threading.Thread(
-                target=self.sched._run_here,
-                args=(p.cookie, _plugins.run_init, spec),
+                target=self.reservations[p.name].run_here,
+                args=(_plugins.run_init, spec),
                 name=f"initgraph-main-{p.name}",
                 daemon=True,
             )
@@ -620,12 +622,12 @@ class _Run:
             thread.start()
         else:
             try:
-                self.sched._provide(p.cookie, _plugins.run_init, spec)
+                self.reservations[p.name].provide(_plugins.run_init, spec)
             except InitgraphError as exc:
                 err = HookError(str(exc), cookie=p.cookie, name=p.name)
                 err.__cause__ = exc
                 self.handed.discard(p.name)
-                self.sched._cancel(p.cookie, err)
+                self.reservations[p.name].cancel(err)
 
     def unstick(self) -> None:
         """End plugins that can no longer start: nothing runs that could let them."""
@@ -646,13 +648,13 @@ class _Run:
         self.launched.add(p.name)
         self.boot.failures[p.name] = Failure(p.name, kind, message, None, root)
         err = HookError(message, cookie=p.cookie, name=p.name)
-        self.sched._cancel(p.cookie, err)
+        self.reservations[p.name].cancel(err)
         if kind == "skipped":
             self.skip_dependents(p, root)
 
     # -- outcomes and commits --------------------------------------------------------------------
     def on_outcome(self, p: PlannedPlugin) -> None:
-        outcome = self.sched._outcome(p.cookie)
+        outcome = self.sched.outcome(p.cookie)
         assert outcome is not None
         t = self.times[p.name]
         if outcome.started:

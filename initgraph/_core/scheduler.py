@@ -77,7 +77,7 @@ from .messages import (
 from .runtime import InitcallFunc, seconds
 from .shared import PARENT, W_ALL, SharedState, ticket
 
-__all__ = ["Scheduler", "default_start_method"]
+__all__ = ["Outcome", "Reservation", "Scheduler", "default_start_method"]
 
 START_METHODS = ("fork", "forkserver", "spawn")
 PARENT_SLOTS = 16  # parent threads that may wait at once
@@ -113,8 +113,13 @@ def default_start_method() -> str:
     return "forkserver"
 
 
-@dataclass
-class _Outcome:
+@dataclass(frozen=True)
+class Outcome:
+    """How an initcall ended: its value (``ok``) or error, when and where it ran, its waits.
+
+    ``started``/``ended`` are ``time.monotonic()`` readings (0.0 when it never ran).
+    """
+
     name: str
     ok: bool
     value: Any = None
@@ -161,7 +166,7 @@ class _ParentRuntime(_runtime.Runtime):
         self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
     ) -> None:
         now = time.monotonic()
-        self._sched._record(cookie, _Outcome(name, ok, value, exc, now, now, os.getpid()))
+        self._sched._record(cookie, Outcome(name, ok, value, exc, now, now, os.getpid()))
 
     @contextlib.contextmanager
     def _wait_slot(self) -> Iterator[int]:
@@ -248,7 +253,7 @@ class Scheduler:
         # cookie -> (deadline, worker slot, timeout)
         self._deadlines: dict[int, tuple[float, int, float]] = {}
         self._names: dict[int, str] = {}
-        self._outcomes: dict[int, _Outcome] = {}
+        self._outcomes: dict[int, Outcome] = {}
         self._domains_of: dict[int, str] = {}
         self._mirror = _Mirror(self._ctx, on_start=self._poke)
         self._listeners: list[queue.SimpleQueue[int]] = []
@@ -393,11 +398,6 @@ class Scheduler:
         self._check_open()
         return self._mirror.snapshot()
 
-    def _outcome(self, cookie: int) -> _Outcome | None:
-        """The recorded outcome of ``cookie`` so far (None while it runs)."""
-        with self._lock:
-            return self._outcomes.get(cookie)
-
     # -- internals: adding work ------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed or self._stopping:
@@ -425,7 +425,7 @@ class Scheduler:
             self._dispatcher.add(run.cookie, after, queueable=timeout is None)
             self._pump()
 
-    def _record(self, cookie: int, outcome: _Outcome) -> None:
+    def _record(self, cookie: int, outcome: Outcome) -> None:
         with self._lock:
             self._outcomes[cookie] = outcome
             self._names.setdefault(cookie, outcome.name)
@@ -444,22 +444,28 @@ class Scheduler:
             for listener in self._listeners:
                 listener.put(cookie)
 
-    # -- internals: work whose payload comes later (the boot) -------------------------------------
-    def _listen(self) -> queue.SimpleQueue[int]:
+    # -- the seam for work whose payload comes later (the boot) ----------------------------------
+    def listen(self) -> queue.SimpleQueue[int]:
         """A queue that receives every cookie whose outcome is recorded from now on.
 
-        It receives 0 if the pool cannot go on (its manager died...): call _check_fatal().
+        It receives 0 if the pool cannot go on (its manager died...): call
+        :meth:`raise_if_failed`.
         """
         listener: queue.SimpleQueue[int] = queue.SimpleQueue()
         with self._lock:
             self._listeners.append(listener)
         return listener
 
-    def _reserve(self, *, domain: str, name: str, timeout: float | None = None) -> int:
+    def raise_if_failed(self) -> None:
+        """Raise the error that stopped the pool, if it stopped (see :meth:`listen`)."""
+        self._check_fatal()
+
+    def reserve(self, *, domain: str, name: str, timeout: float | None = None) -> Reservation:
         """Issue a cookie now for an initcall whose function and data come later.
 
         It is in progress from now on, like any scheduled initcall; it starts once
-        :meth:`_provide` gives it work, or never if :meth:`_cancel` ends it.
+        :meth:`Reservation.provide` gives it work (or runs in the caller with
+        :meth:`Reservation.run_here`), or never if :meth:`Reservation.cancel` ends it.
         """
         self._check_open()
         didx = self._shared.domain_index(domain, None)
@@ -472,10 +478,14 @@ class Scheduler:
             self._mirror.add(domain, cookie, name)
             # held until its payload arrives
             self._dispatcher.add(cookie, (-cookie,), queueable=timeout is None)
-        return cookie
+        return Reservation(self, cookie)
+
+    def outcome(self, cookie: int) -> Outcome | None:
+        """The recorded outcome of ``cookie`` so far (None while it runs)."""
+        with self._lock:
+            return self._outcomes.get(cookie)
 
     def _provide(self, cookie: int, func: InitcallFunc, data: Any) -> None:
-        """Give reserved ``cookie`` its work: it becomes ready to run in a worker."""
         name = self._names[cookie]
         run = Run(cookie, self._domains_of[cookie], name, _dump(func, name), _dump(data, name))
         with self._lock:
@@ -484,7 +494,6 @@ class Scheduler:
             self._pump()
 
     def _run_here(self, cookie: int, func: InitcallFunc, data: Any) -> None:
-        """Run reserved ``cookie`` in this thread of the parent (a ``where = "main"`` plugin)."""
         name, domain = self._names[cookie], self._domains_of[cookie]
         self._shared.run_elsewhere(cookie)  # no worker will take it: queues need not wait
         runtime = self._runtime
@@ -499,10 +508,10 @@ class Scheduler:
             # to the main thread): a failure like any other, as in a worker. Uncaught, it would
             # end this thread with no outcome, and the boot would wait for it for ever.
             ended = time.monotonic()
-            outcome = _Outcome(name, False, None, exc, started, ended, pid, runtime.take_waits())
+            outcome = Outcome(name, False, None, exc, started, ended, pid, runtime.take_waits())
         else:
             ended = time.monotonic()
-            outcome = _Outcome(name, True, value, None, started, ended, pid, runtime.take_waits())
+            outcome = Outcome(name, True, value, None, started, ended, pid, runtime.take_waits())
         finally:
             self._shared.finish([cookie])
         self._record(cookie, outcome)
@@ -510,9 +519,8 @@ class Scheduler:
             self._dispatcher.complete(-cookie)
 
     def _cancel(self, cookie: int, error: HookError) -> None:
-        """End reserved ``cookie`` without running it; ``error`` is its outcome."""
         self._shared.finish([cookie])
-        self._record(cookie, _Outcome(self._names[cookie], False, None, error))  # never ran
+        self._record(cookie, Outcome(self._names[cookie], False, None, error))  # never ran
         with self._lock:
             self._dispatcher.complete(-cookie)
 
@@ -759,7 +767,7 @@ class Scheduler:
         if done.ok:
             assert done.value is not None
             try:
-                outcome = _Outcome(
+                outcome = Outcome(
                     done.name,
                     True,
                     loads(done.value),
@@ -772,7 +780,7 @@ class Scheduler:
             except Exception as exc:
                 exc.__cause__ = None
                 err = TypeError(f"the result of initcall {done.cookie} cannot be loaded: {exc}")
-                outcome = _Outcome(done.name, False, None, err, done.started, done.ended)
+                outcome = Outcome(done.name, False, None, err, done.started, done.ended)
         else:
             error: BaseException
             try:
@@ -781,7 +789,7 @@ class Scheduler:
                 error = RemoteTraceback("")
             if done.tb:
                 error.__cause__ = RemoteTraceback(done.tb)
-            outcome = _Outcome(
+            outcome = Outcome(
                 done.name, False, None, error, done.started, done.ended, done.pid, done.waits
             )
         self._record(done.cookie, outcome)
@@ -870,7 +878,7 @@ class Scheduler:
             # It ran from about when it was sent (the head of a queue starts on arrival).
             now = time.monotonic()
             started = self._sent_at.get(c, now)
-            self._record(c, _Outcome(name, False, None, err, started, now, worker.proc.pid))
+            self._record(c, Outcome(name, False, None, err, started, now, worker.proc.pid))
         if not self._stopping and len(self._pool) < self.workers:
             self._start_worker()
         self._pump()
@@ -901,7 +909,7 @@ class Scheduler:
         )
         err = DeadlockError(msg)
         self._shared.finish([cookie])
-        self._record(cookie, _Outcome(name, False, None, err))
+        self._record(cookie, Outcome(name, False, None, err))
         # If the pool is still stuck, the next initcall that cannot start gets its own grace
         # period from now; without this the pool thread slept with no deadline, for ever.
         stuck = self._dispatcher.stalled(self.max_workers)
@@ -989,6 +997,37 @@ class Scheduler:
             with contextlib.suppress(OSError):
                 os.close(fd)
         _stop_helpers(self._helpers_before, self._shared.semaphore_names())
+
+
+class Reservation:
+    """A cookie issued by :meth:`Scheduler.reserve` whose work comes later; give it exactly once.
+
+    ``provide(func, data)`` sends ``func(data, cookie)`` to a worker; ``run_here(func, data)`` runs
+    it in the calling thread (still in progress for everyone who synchronizes, and covered by
+    the deadlock checks); ``cancel(error)`` ends it without running it, with ``error`` as its
+    outcome. Whichever way, its outcome reaches :meth:`Scheduler.outcome` and the listeners.
+    """
+
+    __slots__ = ("_sched", "cookie")
+
+    def __init__(self, sched: Scheduler, cookie: int) -> None:
+        self._sched = sched
+        self.cookie = cookie
+
+    def __repr__(self) -> str:
+        return f"<Reservation cookie={self.cookie}>"
+
+    def provide(self, func: InitcallFunc, data: Any) -> None:
+        """Make it ready to run in a worker; refuses (ConfigError) what cannot be sent."""
+        self._sched._provide(self.cookie, func, data)
+
+    def run_here(self, func: InitcallFunc, data: Any) -> None:
+        """Run it now in this thread of the parent (a ``where = "main"`` plugin)."""
+        self._sched._run_here(self.cookie, func, data)
+
+    def cancel(self, error: HookError) -> None:
+        """End it without running it; ``error`` is its outcome."""
+        self._sched._cancel(self.cookie, error)
 
 
 class _Mirror:
@@ -1118,7 +1157,7 @@ def _rewatch(selector: Any, watched: dict[int, _Worker], pool: dict[int, _Worker
             watched[slot] = worker
 
 
-def as_hook_error(cookie: int, outcome: _Outcome) -> HookError:
+def as_hook_error(cookie: int, outcome: Outcome) -> HookError:
     """The HookError ``result()`` raises for a failed outcome."""
     error = outcome.error
     assert error is not None
