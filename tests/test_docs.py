@@ -267,3 +267,16 @@ def test_the_files_the_docs_link_exist() -> None:
         text = path.read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
             assert (path.parent / target).exists(), f"{path.name} links {target}, which is missing"
+
+
+# Files a page asks the reader to create.
+READER_FILES = {"plugins/report.py", "plugins/timer.py"}
+
+
+def test_the_files_the_docs_name_exist() -> None:
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for name in re.findall(r"`((?:initgraph|tests|benchmarks|plugins|docs)/[\w./-]+)", text):
+            name = name.split("::")[0].rstrip(".")
+            if name not in READER_FILES:
+                assert (ROOT / name).exists(), f"{path.name} names {name}, which is missing"
