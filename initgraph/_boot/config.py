@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
-from .._defs import MOST, WHY
+from .._defs import DEFAULT_DOMAIN, ENTRY_POINT_GROUP, MOST, WHY
 from .._errors import ConfigError
-from .graph import key_path, plan_order, unknown_plugin
+from .graph import plan_order
+from .keys import key_path, unknown_plugin
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,9 +51,6 @@ _T = TypeVar("_T")
 
 # A key path inside the document: table names, keys and list indexes.
 _Key = tuple[str | int, ...]
-
-DEFAULT_DOMAIN = "default"
-ENTRY_POINT_GROUP = "initgraph"
 
 _TOP_KEYS = ("initgraph", "domains", "plugins")
 _SETTINGS_KEYS = (

@@ -33,6 +33,7 @@ from typing import Any
 import pluggy
 
 from .._core.scheduler import Reservation, Scheduler, as_hook_error, default_start_method
+from .._defs import ENTRY_POINT_GROUP
 from .._errors import (
     BootError,
     HookError,
@@ -106,9 +107,7 @@ def _with_entry_points(config: Config) -> Config:
     targets = {p.entry_point for p in config.plugins if p.entry_point}
     extra = [
         PluginConfig(name=ep.name, entry_point=ep.name)
-        for ep in sorted(
-            metadata.entry_points(group=_plugins.ENTRY_POINT_GROUP), key=lambda e: e.name
-        )
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
         if ep.name not in named and ep.name not in targets
     ]
     return replace(config, plugins=config.plugins + tuple(extra))
