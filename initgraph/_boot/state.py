@@ -72,13 +72,30 @@ _UNCOMMITTED = frozenset({Stage.FINISHED, Stage.COMMITTING})
 
 @dataclass(frozen=True)
 class Wait:
-    """A wait inside a plugin's init, in seconds since the boot started."""
+    """A wait inside a plugin's init, in seconds since the boot started.
+
+    The boot records them and traces read them back: one shape for both. (The core's own record
+    of a wait holds ``time.monotonic()`` readings instead.)
+    """
 
     what: str  # "cookie" (ctx.synchronize / synchronize_cookie), "full" or "after"
     domain: str | None
     cookie: int  # the cookie waited below; 0 for a full synchronize
     started: float
     ended: float
+
+    @property
+    def label(self) -> str:
+        """How traces and plots name it: ``synchronize(4)``, ``synchronize_full()``, ..."""
+        if self.what == "cookie":
+            return f"synchronize({self.cookie})"
+        if self.what == "after":
+            return f"after({self.cookie})"
+        return f"synchronize_full({self.domain})" if self.domain else "synchronize_full()"
+
+    @property
+    def duration(self) -> float:
+        return self.ended - self.started
 
 
 @dataclass(frozen=True)
