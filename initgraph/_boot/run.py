@@ -15,6 +15,8 @@
 
 Cookies are given at plan time in dependency order, ties broken by file order, so each domain's
 commit order — and the registry's log — is the same on every run, whatever finished first.
+What to launch, commit or cancel next is decided by :class:`~.state.BootState`, which has no
+I/O in it; ``_Run`` here carries its decisions out and feeds it what happened.
 """
 
 from __future__ import annotations

@@ -10,14 +10,13 @@ seconds since the boot started. :class:`~initgraph._boot.run._Run` does the I/O 
 One plugin's stages::
 
     WAITING ──launched──► RUNNING ──outcome, ok──► FINISHED ──commit_started──► COMMITTING
-       │                    │  │                      │                          │      │
-       │              refused  └──outcome, failed──┐  │ the boot aborts         committed │
-       │                    ▼                      ▼  ▼                          ▼      │
-       │                 REFUSED ──outcome──────► FAILED   CANCELLED       COMMITTED    │
-       │                                           ▲                                    │
-       │                                           └──────────commit_failed─────────────┘
-       ├── a requirement did not commit ──► SKIPPED
-       └── the boot aborts ──► CANCELLED
+     │  │                  │   │                      │                          │       │
+     │  │            refused   outcome, failed        aborting, and its turn     committed │
+     │  │                  ▼   ▼                      ▼                          ▼       │
+     │  │            REFUSED ──► FAILED ◄──┐        CANCELLED                COMMITTED   │
+     │  │           (outcome)              └────────────commit_failed────────────────────┘
+     │  └── the boot aborts ──► CANCELLED
+     └── a plugin it requires did not commit ──► SKIPPED
 
 An interrupt moves every plugin that has not reached a final stage to CANCELLED. SKIPPED and
 CANCELLED plugins that never ran still have a reservation: the boot cancels it, and the scheduler
