@@ -11,3 +11,8 @@ WHY = {
     "max_workers": "each has a wait slot and a named semaphore",
     "max_pending": "each costs 32 bytes of shared memory, all allocated at start",
 }
+
+# The domain of a plugin or initcall that names none.
+DEFAULT_DOMAIN = "default"
+# The entry-point group plugins are published under (``entry_point = "name"`` in init.toml).
+ENTRY_POINT_GROUP = "initgraph"

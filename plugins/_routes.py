@@ -12,8 +12,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from initgraph import InitContext
+
 from ._config import check_keys, get_str, get_strs
-from ._types import InitContext
 
 __all__ = [
     "METHODS",

@@ -6,10 +6,9 @@ its cookie is higher, so its routes follow the API's in the registry on every ru
 
 from __future__ import annotations
 
-from initgraph import hookimpl
+from initgraph import InitContext, hookimpl
 
 from ._routes import Route, init_routes
-from ._types import InitContext
 
 __all__ = ["initgraph_init"]
 

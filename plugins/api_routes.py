@@ -6,10 +6,9 @@ synchronizing first puts them after the routes of every earlier plugin of the ``
 
 from __future__ import annotations
 
-from initgraph import hookimpl
+from initgraph import InitContext, hookimpl
 
 from ._routes import Route, init_routes
-from ._types import InitContext
 
 __all__ = ["initgraph_init"]
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from initgraph import hookimpl
+from initgraph import CommitContext, InitContext, hookimpl
 
 from ._config import check_keys, get_int, get_strs
-from ._types import CommitContext, InitContext
 from .search_index import Hit, SearchIndex, parse_query, rank
 
 __all__ = [

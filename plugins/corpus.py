@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from initgraph import hookimpl
+from initgraph import InitContext, hookimpl
 
 from ._config import check_keys, get_str
 from ._text import title
-from ._types import Document, InitContext
+from ._types import Document
 
 __all__ = ["initgraph_init", "read_corpus"]
 

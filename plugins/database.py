@@ -12,11 +12,11 @@ import re
 import sqlite3
 from collections.abc import Sequence
 
-from initgraph import hookimpl
+from initgraph import CommitContext, InitContext, hookimpl
 
 from ._config import check_keys, get_str
 from ._text import sections, words
-from ._types import CommitContext, Document, InitContext
+from ._types import Document
 
 __all__ = ["TABLES", "build_database", "initgraph_commit", "initgraph_init", "links", "row_counts"]
 

@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
-from initgraph import hookimpl
+from initgraph import CommitContext, InitContext, hookimpl
 
 from ._config import check_keys, get_float, get_int
 from ._text import anchors, sections, words
-from ._types import CommitContext, Document, InitContext
+from ._types import Document
 
 __all__ = [
     "Fingerprints",

@@ -12,10 +12,10 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from initgraph import hookimpl
+from initgraph import InitContext, hookimpl
 
 from ._config import check_keys, get_str_table, get_strs
-from ._types import Document, InitContext
+from ._types import Document
 
 __all__ = ["Finding", "Lint", "Rule", "compile_rules", "initgraph_init", "lint", "scan"]
 

@@ -14,11 +14,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from initgraph import hookimpl
+from initgraph import CommitContext, InitContext, hookimpl
 
 from ._config import check_keys, get_floats, get_int
 from ._text import sections, terms
-from ._types import CommitContext, Document, InitContext
+from ._types import Document
 
 __all__ = [
     "Hit",

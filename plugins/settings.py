@@ -9,10 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from initgraph import hookimpl
+from initgraph import CommitContext, InitContext, hookimpl
 
 from ._config import check_keys, get_int, get_str
-from ._types import CommitContext, InitContext
 
 __all__ = ["Settings", "initgraph_commit", "initgraph_init", "load_settings"]
 

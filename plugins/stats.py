@@ -12,10 +12,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from initgraph import hookimpl
+from initgraph import CommitContext, InitContext, hookimpl
 
 from ._config import check_keys, get_int
-from ._types import CommitContext, Document, InitContext
+from ._types import Document
 from .hashes import Fingerprints
 from .rules import Lint
 from .search_index import SearchIndex

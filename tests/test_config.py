@@ -28,6 +28,7 @@ from initgraph._boot.config import (
     load_config,
 )
 from initgraph._boot.graph import plan_order
+from initgraph._boot.keys import key_path
 from initgraph._cli.main import main as cli_main
 from initgraph._errors import ConfigError, CycleError
 
@@ -1171,3 +1172,22 @@ def test_environment_is_left_alone(load: Load) -> None:
     load(FULL)
     assert os.getcwd() == cwd
     assert sys.path == path_before
+
+
+# --- key_path: how errors name a key ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (("plugins", "corpus", "requires"), "plugins.corpus.requires"),
+        (("plugins", "a.b", "module"), 'plugins."a.b".module'),
+        (("initgraph", "paths", 2), "initgraph.paths[2]"),
+        (("plugins", "x", "config", "a b", 0, "c"), 'plugins.x.config."a b"[0].c'),
+        (("domains", "net-1"), "domains.net-1"),
+        (("plugins", ""), 'plugins.""'),
+        ((), ""),
+    ],
+)
+def test_key_path(parts: tuple[str | int, ...], expected: str) -> None:
+    assert key_path(*parts) == expected

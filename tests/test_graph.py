@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from initgraph._boot.config import PluginConfig
-from initgraph._boot.graph import find_cycle, key_path, plan_order
+from initgraph._boot.graph import find_cycle, plan_order
 from initgraph._errors import ConfigError, CycleError
 
 
@@ -37,25 +37,6 @@ def smallest_topological_order(plugins: Sequence[PluginConfig]) -> list[str]:
         done.append(ready.name)
         left.remove(ready)
     return done
-
-
-# --- key_path ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("parts", "expected"),
-    [
-        (("plugins", "corpus", "requires"), "plugins.corpus.requires"),
-        (("plugins", "a.b", "module"), 'plugins."a.b".module'),
-        (("initgraph", "paths", 2), "initgraph.paths[2]"),
-        (("plugins", "x", "config", "a b", 0, "c"), 'plugins.x.config."a b"[0].c'),
-        (("domains", "net-1"), "domains.net-1"),
-        (("plugins", ""), 'plugins.""'),
-        ((), ""),
-    ],
-)
-def test_key_path(parts: tuple[str | int, ...], expected: str) -> None:
-    assert key_path(*parts) == expected
 
 
 # --- plan_order: examples ---------------------------------------------------------------------

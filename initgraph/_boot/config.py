@@ -26,9 +26,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
-from .._defs import MOST, WHY
+from .._defs import DEFAULT_DOMAIN, ENTRY_POINT_GROUP, MOST, WHY
 from .._errors import ConfigError
-from .graph import key_path, plan_order, unknown_plugin
+from .graph import plan_order
+from .keys import key_path, unknown_plugin
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,9 +51,6 @@ _T = TypeVar("_T")
 
 # A key path inside the document: table names, keys and list indexes.
 _Key = tuple[str | int, ...]
-
-DEFAULT_DOMAIN = "default"
-ENTRY_POINT_GROUP = "initgraph"
 
 _TOP_KEYS = ("initgraph", "domains", "plugins")
 _SETTINGS_KEYS = (
@@ -396,7 +394,7 @@ def _settings(doc: _Document, value: object, overrides: Mapping[str, Any]) -> Se
         workers=_field(doc, merged, key, "workers", _workers, None),
         start_method=_field(doc, merged, key, "start_method", _choice(*_START_METHODS), None),
         max_pending=_field(doc, merged, key, "max_pending", _positive_int, 32768),
-        timeout=_field(doc, merged, key, "timeout", _seconds, 60.0),
+        timeout=_field(doc, merged, key, "timeout", _finite_seconds, 60.0),
         on_error=_field(doc, merged, key, "on_error", _choice(*_ON_ERROR), "abort"),
         paths=tuple(os.path.abspath(os.path.join(doc.base, path)) for path in paths),
         entry_points=_field(doc, merged, key, "entry_points", _bool, False),
@@ -461,7 +459,7 @@ def _plugin(
         requires=requires,
         domain=domain,
         where=_field(doc, body, at, "where", _choice(*_WHERE), "pool"),
-        timeout=_field(doc, body, at, "timeout", _seconds, None),
+        timeout=_field(doc, body, at, "timeout", _finite_seconds, None),
         optional=_field(doc, body, at, "optional", _bool, False),
         config=_field(doc, body, at, "config", _config_table, _EMPTY),
     )
@@ -515,7 +513,12 @@ def _at_most(doc: _Document, value: int, key: _Key) -> int:
     return value
 
 
-def _seconds(doc: _Document, value: object, key: _Key) -> float:
+def _finite_seconds(doc: _Document, value: object, key: _Key) -> float:
+    """A timeout in init.toml: a positive, finite number of seconds; ``inf`` is refused.
+
+    Unlike a ``timeout`` argument of the API, where ``inf`` means "no limit", a timeout written
+    in init.toml is always a real bound: leaving the key out is how a plugin takes the default.
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             seconds = float(value)

@@ -5,50 +5,36 @@ one declared first in ``init.toml`` goes first. This is Kahn's algorithm with a 
 index, so the plan is the lexicographically smallest topological order by file position: the same
 on every run, and exactly the file order when nothing requires anything.
 
-Everything here is pure: no I/O, no imports of plugins, no processes. Errors name the key that
-holds the mistake, in the same ``"{file}: {key}: {problem}"`` shape as the rest of the
-configuration errors, so :func:`key_path` lives here and the configuration loader uses it too.
+Everything here is pure: no I/O, no imports of plugins, no processes. It needs of a plugin only its
+``name`` and ``requires``. Errors name the key that holds the mistake, in the same
+``"{file}: {key}: {problem}"`` shape as the rest of the configuration errors.
 """
 
 from __future__ import annotations
 
-import difflib
 import heapq
-import json
-import re
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from .._errors import ConfigError, CycleError
+from .keys import key_path, unknown_plugin
 
-if TYPE_CHECKING:
-    from .config import PluginConfig
-
-__all__ = ["find_cycle", "key_path", "plan_order", "unknown_plugin"]
-
-# TOML's bare keys; anything else must be quoted to name the same key.
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+__all__ = ["Requiring", "find_cycle", "plan_order"]
 
 
-def key_path(*parts: str | int) -> str:
-    """The dotted TOML path of a key as errors show it: ``plugins."a.b".requires[0]``.
+class Requiring(Protocol):
+    """A plugin as the plan sees it: a name, and the names of the plugins it requires."""
 
-    String parts that are not TOML bare keys are quoted (so a plugin named ``a.b`` is not mistaken
-    for a table ``a`` with a key ``b``); int parts are list indexes and render as ``[i]``.
-    """
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-            continue
-        name = part if _BARE_KEY.match(part) else json.dumps(part, ensure_ascii=False)
-        text += f".{name}" if text else name
-    return text
+    @property
+    def name(self) -> str: ...
+    @property
+    def requires(self) -> tuple[str, ...]: ...
 
 
-def plan_order(
-    plugins: Sequence[PluginConfig], *, path: str | None = None
-) -> tuple[PluginConfig, ...]:
+_P = TypeVar("_P", bound=Requiring)
+
+
+def plan_order(plugins: Sequence[_P], *, path: str | None = None) -> tuple[_P, ...]:
     """The order in which ``plugins`` get their cookies: dependencies first, then file order.
 
     ``plugins`` is in file order. Each plugin comes after everything in its ``requires``; ties go to
@@ -76,7 +62,7 @@ def plan_order(
     return tuple(plugins[i] for i in order)
 
 
-def find_cycle(plugins: Sequence[PluginConfig]) -> list[str] | None:
+def find_cycle(plugins: Sequence[Requiring]) -> list[str] | None:
     """A cycle among the ``requires`` of ``plugins``, or ``None`` if there is none.
 
     The cycle lists plugin names in order, each requiring the next, starting with the member
@@ -88,7 +74,7 @@ def find_cycle(plugins: Sequence[PluginConfig]) -> list[str] | None:
     return None if cycle is None else [plugins[i].name for i in cycle]
 
 
-def _positions(plugins: Sequence[PluginConfig], file: str, path: str | None) -> dict[str, int]:
+def _positions(plugins: Sequence[Requiring], file: str, path: str | None) -> dict[str, int]:
     position: dict[str, int] = {}
     for index, plugin in enumerate(plugins):
         if plugin.name in position:
@@ -99,16 +85,8 @@ def _positions(plugins: Sequence[PluginConfig], file: str, path: str | None) -> 
     return position
 
 
-def unknown_plugin(name: str, known: Iterable[str]) -> str:
-    """The problem of a ``requires`` entry naming no plugin, with the closest known name."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    if close:
-        return f"unknown plugin {name!r}; did you mean {close[0]!r}?"
-    return f"unknown plugin {name!r}; declare it as [{key_path('plugins', name)}] or remove it"
-
-
 def _kahn(
-    plugins: Sequence[PluginConfig], position: dict[str, int]
+    plugins: Sequence[Requiring], position: dict[str, int]
 ) -> tuple[list[int], list[int] | None]:
     """Kahn's algorithm over file indexes: the order reached, and a cycle if it got stuck."""
     # Duplicates in a requires list must not count twice, or the plugin would never become ready.

@@ -20,6 +20,7 @@ import pluggy
 
 from .. import hookspecs
 from .._core import runtime as _runtime
+from .._defs import ENTRY_POINT_GROUP
 from .._errors import OrderingError, PluginError
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "run_init",
 ]
 
-ENTRY_POINT_GROUP = "initgraph"
 HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("initgraph_"))
 
 

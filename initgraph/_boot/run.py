@@ -15,6 +15,8 @@
 
 Cookies are given at plan time in dependency order, ties broken by file order, so each domain's
 commit order — and the registry's log — is the same on every run, whatever finished first.
+What to launch, commit or cancel next is decided by :class:`~.state.BootState`, which has no
+I/O in it; ``_Run`` here carries its decisions out and feeds it what happened.
 """
 
 from __future__ import annotations
@@ -33,20 +35,20 @@ from typing import Any
 import pluggy
 
 from .._core.scheduler import Reservation, Scheduler, as_hook_error, default_start_method
+from .._defs import ENTRY_POINT_GROUP
 from .._errors import (
     BootError,
     HookError,
-    HookTimeout,
     InitgraphError,
     PluginError,
     RegistryConflict,
-    WorkerCrashed,
 )
 from . import plugins as _plugins
 from .config import Config, PluginConfig, load_config
 from .debuglog import debug_lines
 from .graph import plan_order
 from .plugins import CommitContext, InitResult, InitSpec, PluginSource
+from .state import BootState, Failure, Record, Wait, describe_error
 
 __all__ = [
     "Boot",
@@ -107,9 +109,7 @@ def _with_entry_points(config: Config) -> Config:
     targets = {p.entry_point for p in config.plugins if p.entry_point}
     extra = [
         PluginConfig(name=ep.name, entry_point=ep.name)
-        for ep in sorted(
-            metadata.entry_points(group=_plugins.ENTRY_POINT_GROUP), key=lambda e: e.name
-        )
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
         if ep.name not in named and ep.name not in targets
     ]
     return replace(config, plugins=config.plugins + tuple(extra))
@@ -211,17 +211,6 @@ class Registry(Mapping[str, Any]):
 
 
 @dataclass(frozen=True)
-class Wait:
-    """A wait inside a plugin's init, in seconds since the boot started."""
-
-    what: str  # "cookie" (ctx.synchronize / synchronize_cookie), "full" or "after"
-    domain: str | None
-    cookie: int  # the cookie waited below; 0 for a full synchronize
-    started: float
-    ended: float
-
-
-@dataclass(frozen=True)
 class Timing:
     """When things happened to one plugin, in seconds since the boot started."""
 
@@ -254,17 +243,6 @@ class Timing:
         if self.ready is None or self.started is None:
             return None
         return max(0.0, self.started - self.ready)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a plugin did not commit."""
-
-    plugin: str
-    kind: str  # "error" | "timeout" | "crash" | "skipped" | "cancelled"
-    message: str
-    error: BaseException | None = None
-    root: str | None = None  # the plugin whose failure this one follows from (skipped)
 
 
 _STATUS = {
@@ -423,12 +401,17 @@ def _call_each(pm: pluggy.PluginManager, the_plan: Plan, hook: str, **kwargs: An
         try:
             _plugins.call_one(pm, hook, p.name, **kwargs)
         except Exception as exc:
-            msg = f"plugin {p.name!r}: {hook} raised {_describe(exc)}"
+            msg = f"plugin {p.name!r}: {hook} raised {describe_error(exc)}"
             raise PluginError(msg, plugin=p.name) from exc
 
 
 class _Run:
-    """The state of one boot while it runs; used once."""
+    """One boot while it runs, used once: the I/O around its :class:`BootState`.
+
+    The state decides what to launch, what to commit and what to cancel; this class carries it
+    out (the scheduler, a thread per ``where = "main"`` init, the hooks, the watcher) and feeds
+    back what happened. Only the thread running :meth:`run` touches the state.
+    """
 
     def __init__(
         self,
@@ -448,26 +431,12 @@ class _Run:
         self.boot_id = uuid.uuid4().hex
         self.boot = Boot(the_plan, Registry())
         self.by_cookie = {p.cookie: p for p in the_plan.plugins}
-        self.dependents: dict[str, list[str]] = {p.name: [] for p in the_plan.plugins}
-        for p in the_plan.plugins:
-            for r in p.requires:
-                self.dependents[r].append(p.name)
-        self.committed: set[str] = set()
-        self.finished: set[str] = set()  # init outcome known (or never to run)
-        self.launched: set[str] = set()
-        self.handed: set[str] = set()  # given (or being given) to the pool or a parent thread
+        self.by_name = {p.name: p for p in the_plan.plugins}
+        self.state = BootState(the_plan.plugins, on_error=the_plan.on_error)
         self.stopped_at: float | None = None  # when an interrupt stopped the loop
-        self.outcomes: dict[str, InitResult] = {}
-        self.queues = {
-            d: [p for p in the_plan.plugins if p.domain == d]
-            for d in dict.fromkeys(p.domain for p in the_plan.plugins)
-        }
-        self.aborting = False
         self.reservations: dict[str, Reservation] = {}
         self.threads: list[threading.Thread] = []  # where = "main" inits
         self.t0 = 0.0
-        self.times: dict[str, dict[str, float | int | None]] = {}
-        self.waits: dict[str, tuple[Wait, ...]] = {}
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -488,7 +457,7 @@ class _Run:
                     reservation = sched.reserve(domain=p.domain, name=p.name, timeout=p.timeout)
                     assert reservation.cookie == p.cookie, (reservation, p)
                     self.reservations[p.name] = reservation
-                    self.times[p.name] = {"scheduled": self.now()}
+                    self.state.scheduled(p.name, self.now())
                 try:
                     self.loop(events)
                 except KeyboardInterrupt:
@@ -500,16 +469,15 @@ class _Run:
         finally:
             _plugins.forget(self.boot_id)
             self.boot.wall = time.monotonic() - self.t0
+            self.boot.failures = self.state.failures()
             self.boot.timings = {
-                p.name: self.timing(p.name) for p in self.plan.plugins if p.name in self.times
+                r.name: _timing(r) for r in self.state.records() if r.scheduled is not None
             }
         return self.boot
 
     def loop(self, events: queue.SimpleQueue[int]) -> None:
-        for p in self.plan.plugins:
-            if not p.requires:
-                self.launch(p)
-        while len(self.finished) < len(self.plan.plugins):
+        self.launch_ready()
+        while not self.state.done:
             got: int | None
             if self.watch is None:
                 got = events.get()
@@ -524,81 +492,41 @@ class _Run:
             planned = self.by_cookie.get(got) if got is not None else None
             if planned is not None:
                 self.on_outcome(planned)
-            self.unstick()
+            self.cancel(self.state.skip_stuck())
         for thread in self.threads:
             thread.join()
 
     def interrupted(self, exc: BaseException) -> None:
-        """Record where the boot stood and attach it to ``exc``, the interrupt that stopped it.
-
-        Only this loop's thread changes the sets read here, and a commit is complete or absent
-        (see :meth:`commit`), so this is the boot's real state.
-        """
-        groups: dict[str, list[str]] = {
-            "committed": [],
-            "uncommitted": [],
-            "running": [],
-            "failed": [],
-            "not_started": [],
-        }
-        why = {
-            "uncommitted": "finished but not committed: the boot was interrupted",
-            "running": "cancelled while running: the boot was interrupted",
-            "not_started": "cancelled: the boot was interrupted before it started",
-        }
-        for p in self.plan.plugins:
-            if p.name in self.committed:
-                group = "committed"
-            elif p.name in self.boot.failures:
-                group = "failed"
-            elif p.name in self.finished:
-                group = "uncommitted"
-            elif p.name in self.handed:
-                group = "running"
-            else:
-                group = "not_started"
-            groups[group].append(p.name)
-            if group in why:
-                self.boot.failures[p.name] = Failure(p.name, "cancelled", why[group])
+        """Record where the boot stood and attach it to ``exc``, the interrupt that stopped it."""
+        groups = self.state.interrupt()
+        self.boot.failures = self.state.failures()
         after = self.stopped_at if self.stopped_at is not None else self.now()
-        found = Interruption(self.boot, after, **{k: tuple(v) for k, v in groups.items()})
+        found = Interruption(
+            self.boot,
+            after,
+            committed=groups.committed,
+            uncommitted=groups.uncommitted,
+            running=groups.running,
+            failed=groups.failed,
+            not_started=groups.not_started,
+        )
         setattr(exc, _INTERRUPTION, found)
 
     def report(self) -> None:
         """Tell the watcher what runs and what waits on what."""
         assert self.watch is not None
-        running = {
-            name: self.t0 + float(self.times[name].get("ready") or 0.0)
-            for name in self.launched - self.finished
-        }
-        waiting = {
-            p.name: next(r for r in p.requires if r not in self.committed)
-            for p in self.plan.plugins
-            if p.name not in self.launched and any(r not in self.committed for r in p.requires)
-        }
-        self.watch(running, waiting)
+        running = {name: self.t0 + ready for name, ready in self.state.running().items()}
+        self.watch(running, self.state.waiting())
 
-    def timing(self, name: str) -> Timing:
-        t = self.times[name]
-        pid = t.get("pid")
-        return Timing(
-            waits=self.waits.get(name, ()),
-            scheduled=float(t["scheduled"] or 0.0),
-            ready=_f(t.get("ready")),
-            started=_f(t.get("started")),
-            ended=_f(t.get("ended")),
-            commit_started=_f(t.get("commit_started")),
-            commit_ended=_f(t.get("commit_ended")),
-            pid=int(pid) if pid is not None else None,
-        )
+    # -- launching and cancelling ----------------------------------------------------------------
+    def launch_ready(self) -> None:
+        for name in self.state.ready():
+            self.launch(self.by_name[name])
 
-    # -- launching -------------------------------------------------------------------------------
     def launch(self, p: PlannedPlugin) -> None:
-        self.launched.add(p.name)
         # Before the handover, not after: a worker may start it before provide() returns, and an
         # interrupt then must not report as never started a plugin that ran.
-        self.handed.add(p.name)
-        self.times[p.name]["ready"] = self.now()
+        self.state.launched(p.name, self.now())
         spec = InitSpec(
             boot_id=self.boot_id,
             plugin=p.name,
@@ -626,97 +554,46 @@ class _Run:
             except InitgraphError as exc:
                 err = HookError(str(exc), cookie=p.cookie, name=p.name)
                 err.__cause__ = exc
-                self.handed.discard(p.name)
+                self.state.refused(p.name)
                 self.reservations[p.name].cancel(err)
 
-    def unstick(self) -> None:
-        """End plugins that can no longer start: nothing runs that could let them."""
-        if self.launched - self.finished:
-            return
-        for p in self.plan.plugins:
-            if p.name not in self.launched:
-                missing = [r for r in p.requires if r not in self.committed]
-                reason = (
-                    f"skipped: it requires {', '.join(map(repr, missing))}, which did not commit"
-                )
-                self.cancel(p, "skipped", reason)
-
-    def cancel(self, p: PlannedPlugin, kind: str, message: str, root: str | None = None) -> None:
-        """End a plugin that never ran: skipped (a requirement failed) or cancelled (abort)."""
-        if p.name in self.launched:
-            return
-        self.launched.add(p.name)
-        self.boot.failures[p.name] = Failure(p.name, kind, message, None, root)
-        err = HookError(message, cookie=p.cookie, name=p.name)
-        self.reservations[p.name].cancel(err)
-        if kind == "skipped":
-            self.skip_dependents(p, root)
+    def cancel(self, names: tuple[str, ...]) -> None:
+        """Cancel the reservations of plugins the state ended without running them."""
+        for name in names:
+            failure = self.state.record(name).failure
+            assert failure is not None
+            err = HookError(failure.message, cookie=self.by_name[name].cookie, name=name)
+            self.reservations[name].cancel(err)
 
     # -- outcomes and commits --------------------------------------------------------------------
     def on_outcome(self, p: PlannedPlugin) -> None:
         outcome = self.sched.outcome(p.cookie)
         assert outcome is not None
-        t = self.times[p.name]
-        if outcome.started:
-            t["started"] = outcome.started - self.t0
-            t["ended"] = outcome.ended - self.t0
-            t["pid"] = outcome.pid or None
-            self.waits[p.name] = tuple(
+        error = None if outcome.ok else as_hook_error(p.cookie, outcome)
+        ran = bool(outcome.started)
+        ended = self.state.outcome(
+            p.name,
+            value=outcome.value,
+            error=error,
+            started=outcome.started - self.t0 if ran else None,
+            ended=outcome.ended - self.t0 if ran else None,
+            pid=outcome.pid or None,
+            waits=tuple(
                 Wait(w.what, w.domain, w.cookie, w.started - self.t0, w.ended - self.t0)
                 for w in outcome.waits
-            )
-        if p.name in self.boot.failures:
-            pass  # skipped or cancelled: recorded when it was ended
-        elif outcome.ok:
-            self.outcomes[p.name] = outcome.value
-        else:
-            self.fail(p, as_hook_error(p.cookie, outcome))
-        # Last: an interrupt before this line finds it running (or failed), never "finished but
-        # not committed" with its failure unrecorded (interrupted() reads these sets).
-        self.finished.add(p.name)
+            ),
+        )
+        self.cancel(ended)
         self.commit_ready()
 
-    def fail(self, p: PlannedPlugin, error: BaseException) -> None:
-        if isinstance(error, HookTimeout):
-            kind = "timeout"
-        elif isinstance(error, WorkerCrashed):
-            kind = "crash"
-        else:
-            kind = "error"
-        message = str(error) if isinstance(error, HookError) else _describe(error)
-        self.boot.failures[p.name] = Failure(p.name, kind, message, error)
-        if not p.optional and self.plan.on_error == "abort" and not self.aborting:
-            self.aborting = True
-            for other in self.plan.plugins:
-                self.cancel(other, "cancelled", f"cancelled: plugin {p.name!r} failed")
-        self.skip_dependents(p)
-
-    def skip_dependents(self, p: PlannedPlugin, root: str | None = None) -> None:
-        for name in self.dependents[p.name]:
-            dep = self.plan.plugin(name)
-            message = f"skipped: it requires {p.name!r}, which did not commit"
-            self.cancel(dep, "skipped", message, root or p.name)
-
     def commit_ready(self) -> None:
-        progress = True
-        while progress:
-            progress = False
-            for line in self.queues.values():
-                while line and line[0].name in self.finished:
-                    p = line.pop(0)
-                    progress = True
-                    if p.name not in self.outcomes:
-                        continue
-                    if self.aborting:
-                        message = "finished but not committed: the boot was aborting"
-                        self.boot.failures[p.name] = Failure(p.name, "cancelled", message)
-                    else:
-                        self.commit(p)
+        while (name := self.state.next_commit()) is not None:
+            self.commit(self.by_name[name])
 
     def commit(self, p: PlannedPlugin) -> None:
-        init = self.outcomes[p.name]
-        t = self.times[p.name]
-        t["commit_started"] = self.now()
+        init = self.state.record(p.name).result
+        assert isinstance(init, InitResult), init
+        self.state.commit_started(p.name, self.now())
         config = self.configs[p.name].config
         registry = self.boot.registry
         staged: dict[str, Publication] = {}
@@ -742,18 +619,14 @@ class _Run:
                 config=config,
                 results={r: self.boot.results[r] for r in p.requires},
             )
-            outcome = _plugins.call_one(
-                self.pm, "initgraph_commit", p.name, ctx=ctx, result=init.value
-            )
-            del outcome
+            _plugins.call_one(self.pm, "initgraph_commit", p.name, ctx=ctx, result=init.value)
         except Exception as exc:
-            t["commit_ended"] = self.now()
             err = exc
             if not isinstance(exc, InitgraphError):
-                msg = f"initgraph_commit of plugin {p.name!r} raised {_describe(exc)}"
+                msg = f"initgraph_commit of plugin {p.name!r} raised {describe_error(exc)}"
                 err = HookError(msg, cookie=p.cookie, name=p.name)
                 err.__cause__ = exc
-            self.fail(p, err)
+            self.cancel(self.state.commit_failed(p.name, err, self.now()))
             return
         # Publishing and recording the commit are one step. An interrupt is raised between any
         # two bytecodes of this thread; one that lands inside the step does not cut it short:
@@ -762,33 +635,38 @@ class _Run:
         # or none, and it is committed exactly when they are.
         pubs = tuple(staged.values())
         mark = len(registry._log)
+        at = self.now()
         try:
-            self.settle(p, init, pubs, mark)
+            self.settle(p, init, pubs, mark, at)
         except BaseException:
-            self.settle(p, init, pubs, mark)
+            self.settle(p, init, pubs, mark, at)
             raise
-        for name in self.dependents[p.name]:
-            dep = self.plan.plugin(name)
-            ready = all(r in self.committed for r in dep.requires)
-            if ready and dep.name not in self.launched and not self.aborting:
-                self.launch(dep)
+        self.launch_ready()
 
     def settle(
-        self, p: PlannedPlugin, init: InitResult, pubs: tuple[Publication, ...], mark: int
+        self,
+        p: PlannedPlugin,
+        init: InitResult,
+        pubs: tuple[Publication, ...],
+        mark: int,
+        at: float,
     ) -> None:
         """Publish ``pubs`` and record ``p`` as committed; a second call completes the first."""
         self.boot.registry._apply(pubs, mark)
-        t = self.times[p.name]
-        if t.get("commit_ended") is None:
-            t["commit_ended"] = self.now()
         self.boot.results[p.name] = init.value
-        self.committed.add(p.name)
+        self.state.committed(p.name, at)
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _f(value: float | int | None) -> float | None:
-    return None if value is None else float(value)
+def _timing(record: Record) -> Timing:
+    """The public view of a plugin's times."""
+    assert record.scheduled is not None
+    return Timing(
+        scheduled=record.scheduled,
+        ready=record.ready,
+        started=record.started,
+        ended=record.ended,
+        commit_started=record.commit_started,
+        commit_ended=record.commit_ended,
+        pid=record.pid,
+        waits=record.waits,
+    )

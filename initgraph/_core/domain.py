@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .._defs import DEFAULT_DOMAIN
 from .._errors import ConfigError
 
 __all__ = ["DEFAULT_DOMAIN", "Domain", "domain_name"]
-
-DEFAULT_DOMAIN = "default"
 
 
 @dataclass(frozen=True)

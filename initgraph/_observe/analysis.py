@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from .._core.dispatch import GROW_AFTER
 from .._errors import ConfigError
-from .trace import TraceData, TracedPlugin, TracedWait
+from .trace import TraceData, TracedPlugin, TracedWait, ms_text
 
 if TYPE_CHECKING:
     from .._boot.run import Plan
@@ -286,11 +286,13 @@ def format_critical_chain(chain: Sequence[ChainLink], *, wall: float | None = No
     """
     lines = []
     if wall is not None:
-        lines.append(f"boot took {wall * 1000:.1f}ms")
+        lines.append(f"boot took {ms_text(wall, 'ms')}")
     above = ""
     for depth, link in enumerate(reversed(chain)):
         prefix = "" if depth == 0 else "  " * (depth - 1) + "└─"
-        text = f"{prefix}{link.label} @{link.started * 1000:.1f}ms +{link.duration * 1000:.1f}ms"
+        text = (
+            f"{prefix}{link.label} @{ms_text(link.started, 'ms')} +{ms_text(link.duration, 'ms')}"
+        )
         why = _VIA_TEXT.get(link.via)
         if why:
             text += f" ({why.format(above)})"

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 
 from .analysis import ChainLink, critical_chain
-from .trace import TraceData, TracedPlugin
+from .trace import TraceData, TracedPlugin, ms_text
 
 __all__ = ["plot_svg"]
 
@@ -84,7 +84,7 @@ def plot_svg(
     ET.SubElement(svg, "title").text = "initgraph boot"
     heading = (
         f"initgraph boot: {len(trace.plugins)} plugins ({ran} ran), {trace.workers} workers, "
-        f"{trace.wall * 1000:.1f} ms"
+        f"{ms_text(trace.wall, ' ms')}"
     )
     _text(svg, 10, 18, heading, weight="bold", size=_FONT + 2)
     _axis(svg, span, x, _TOP - 8, y - _GAP)
@@ -115,10 +115,6 @@ def plot_svg(
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(svg, encoding="unicode") + "\n"
 
 
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
-
-
 def _bar(
     row: ET.Element,
     p: TracedPlugin,
@@ -134,9 +130,9 @@ def _bar(
     bar = ET.SubElement(row, "g", {"class": "initcall", "data-plugin": p.name})
     tip = (
         f"{p.cookie} {p.name} ({p.domain}, {p.status})\n"
-        f"init @{_ms(p.started)} +{_ms(p.init_time)}: running {_ms(p.running)}, "
-        f"waiting {_ms(p.waiting)}\n"
-        f"ready @{_ms(p.ready)}, committed @{_ms(p.commit_ended)}"
+        f"init @{ms_text(p.started, ' ms')} +{ms_text(p.init_time, ' ms')}: "
+        f"running {ms_text(p.running, ' ms')}, waiting {ms_text(p.waiting, ' ms')}\n"
+        f"ready @{ms_text(p.ready, ' ms')}, committed @{ms_text(p.commit_ended, ' ms')}"
     )
     if p.requires:
         tip += f"\nrequires {', '.join(p.requires)}"
@@ -153,7 +149,7 @@ def _bar(
         if chained_wait and wait.duration > 0.001:
             shade.update({"stroke": _CHAIN, "stroke-width": "1.5"})
         el = _rect(bar, wl, top + 14, max(wr - wl, 0.5), _ROW - 28, shade)
-        ET.SubElement(el, "title").text = f"{p.name} {wait.label} +{_ms(wait.duration)}"
+        ET.SubElement(el, "title").text = f"{p.name} {wait.label} +{ms_text(wait.duration, ' ms')}"
     _label(bar, p.name, left, w, top)
 
 
@@ -178,7 +174,7 @@ def _commit(row: ET.Element, p: TracedPlugin, x: Scale, lane: float, chained: bo
     mark = ET.SubElement(row, "g", {"class": "commit", "data-plugin": p.name})
     ET.SubElement(
         mark, "title"
-    ).text = f"commit {p.name} @{_ms(p.commit_started)} +{_ms(p.commit_time)}"
+    ).text = f"commit {p.name} @{ms_text(p.commit_started, ' ms')} +{ms_text(p.commit_time, ' ms')}"
     stroke = _CHAIN if chained else "#333333"
     _rect(mark, left, lane + 2, max(right - left, 1.5), _COMMIT_LANE - 4, {"fill": stroke})
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._boot.debuglog import debug_lines as _debug_lines
+from .._boot.state import Wait
 from .._errors import ConfigError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ __all__ = [
     "TracedWait",
     "debug_lines",
     "load_trace",
+    "ms_text",
     "parse_trace",
     "to_chrome_trace",
     "trace_of",
@@ -67,28 +69,8 @@ class TraceError(ConfigError):
 
 
 # -- what a trace holds --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TracedWait:
-    """A wait inside an init, in seconds since the boot started."""
-
-    what: str  # "cookie" (synchronize), "full" (synchronize_full) or "after"
-    domain: str | None
-    cookie: int
-    started: float
-    ended: float
-
-    @property
-    def label(self) -> str:
-        """How traces and plots name it: ``synchronize(4)``, ``synchronize_full()``, ..."""
-        if self.what == "cookie":
-            return f"synchronize({self.cookie})"
-        if self.what == "after":
-            return f"after({self.cookie})"
-        return f"synchronize_full({self.domain})" if self.domain else "synchronize_full()"
-
-    @property
-    def duration(self) -> float:
-        return self.ended - self.started
+# A wait inside an init, in seconds since the boot started: what the boot recorded.
+TracedWait = Wait
 
 
 @dataclass(frozen=True)
@@ -179,6 +161,11 @@ class TraceData:
 
 
 # -- building the events -------------------------------------------------------------------------
+def ms_text(seconds: float | None, unit: str = "") -> str:
+    """A time in milliseconds with one decimal and ``unit`` (``"12.3 ms"``); ``"-"`` for None."""
+    return "-" if seconds is None else f"{seconds * 1000:.1f}{unit}"
+
+
 def _us(seconds: float) -> int:
     return round(seconds * _US)
 
@@ -285,18 +272,17 @@ def _span(
     return {**span, "args": dict(args)}
 
 
-def _init_children(pid: int, start: int, end: int, waits: Iterable[Any]) -> list[dict[str, Any]]:
+def _init_children(pid: int, start: int, end: int, waits: Iterable[Wait]) -> list[dict[str, Any]]:
     """The init's ``running`` and wait spans, back to back, clamped inside ``[start, end]``."""
     spans: list[dict[str, Any]] = []
     at = start
     for w in sorted(waits, key=lambda w: w.started):
-        traced = TracedWait(w.what, w.domain, w.cookie, w.started, w.ended)
         w_start = min(max(_us(w.started), at), end)
         w_end = min(max(_us(w.ended), w_start), end)
         if w_start > at:
             spans.append(_span(pid, "running", "running", at, w_start - at, {}))
         args = {"what": w.what, "domain": w.domain, "cookie": w.cookie}
-        spans.append(_span(pid, traced.label, "wait", w_start, w_end - w_start, args))
+        spans.append(_span(pid, w.label, "wait", w_start, w_end - w_start, args))
         at = w_end
     if end > at or not spans:
         spans.append(_span(pid, "running", "running", at, end - at, {}))

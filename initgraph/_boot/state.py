@@ -1,0 +1,522 @@
+"""Where each plugin of a boot stands, and what the boot must do next: a pure state machine.
+
+Events go in: a plugin was scheduled, launched, refused by the pool; its outcome arrived; its
+commit started, ended or failed; the boot was interrupted. Decisions come out: which plugins to
+launch, which commit may run now, which reservations to cancel (the transitions that end plugins
+without running them return their names), what is stuck, and where every plugin stood when an
+interrupt stopped the boot. No processes, clocks, threads or files: times are passed in, in
+seconds since the boot started. :class:`~initgraph._boot.run._Run` does the I/O around it.
+
+One plugin's stages::
+
+    WAITING ──launched──► RUNNING ──outcome, ok──► FINISHED ──commit_started──► COMMITTING
+     │  │                  │   │                      │                          │       │
+     │  │            refused   outcome, failed        aborting, and its turn     committed │
+     │  │                  ▼   ▼                      ▼                          ▼       │
+     │  │            REFUSED ──► FAILED ◄──┐        CANCELLED                COMMITTED   │
+     │  │           (outcome)              └────────────commit_failed────────────────────┘
+     │  └── the boot aborts ──► CANCELLED
+     └── a plugin it requires did not commit ──► SKIPPED
+
+An interrupt moves every plugin that has not reached a final stage to CANCELLED. SKIPPED and
+CANCELLED plugins that never ran still have a reservation: the boot cancels it, and the scheduler
+reports that outcome too (``reported``). A domain commits in cookie order, so a plugin waits at
+FINISHED until every lower cookie of its domain is over.
+
+The whole state is one immutable value: a transition builds the next one aside and stores it with a
+single assignment. An interrupt (``KeyboardInterrupt`` lands between any two bytecodes) therefore
+finds the state before the event or after it, never a mix: a plugin cannot be found finished with
+its failure not yet recorded.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from .._errors import HookError, HookTimeout, WorkerCrashed
+
+__all__ = [
+    "BootState",
+    "Failure",
+    "Groups",
+    "Planned",
+    "Record",
+    "Stage",
+    "Wait",
+    "describe_error",
+]
+
+
+class Stage(enum.Enum):
+    """Where a plugin stands in a boot."""
+
+    WAITING = "waiting"  # not launched: a plugin it requires has not committed yet
+    RUNNING = "running"  # handed to a worker (or a thread of the parent); no outcome yet
+    REFUSED = "refused"  # the pool refused it (say, data that cannot be pickled); outcome to come
+    FINISHED = "finished"  # its init succeeded; it waits for its turn to commit
+    COMMITTING = "committing"  # its initgraph_commit runs
+    COMMITTED = "committed"  # everything it published is visible
+    FAILED = "failed"  # its init or its commit failed
+    SKIPPED = "skipped"  # a plugin it requires did not commit
+    CANCELLED = "cancelled"  # the boot aborted or was interrupted before it committed
+
+
+FINAL = frozenset({Stage.COMMITTED, Stage.FAILED, Stage.SKIPPED, Stage.CANCELLED})
+_LAUNCHED = frozenset({Stage.RUNNING, Stage.REFUSED})
+_UNCOMMITTED = frozenset({Stage.FINISHED, Stage.COMMITTING})
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A wait inside a plugin's init, in seconds since the boot started.
+
+    The boot records them and traces read them back: one shape for both. (The core's own record
+    of a wait holds ``time.monotonic()`` readings instead.)
+    """
+
+    what: str  # "cookie" (ctx.synchronize / synchronize_cookie), "full" or "after"
+    domain: str | None
+    cookie: int  # the cookie waited below; 0 for a full synchronize
+    started: float
+    ended: float
+
+    @property
+    def label(self) -> str:
+        """How traces and plots name it: ``synchronize(4)``, ``synchronize_full()``, ..."""
+        if self.what == "cookie":
+            return f"synchronize({self.cookie})"
+        if self.what == "after":
+            return f"after({self.cookie})"
+        return f"synchronize_full({self.domain})" if self.domain else "synchronize_full()"
+
+    @property
+    def duration(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a plugin did not commit."""
+
+    plugin: str
+    kind: str  # "error" | "timeout" | "crash" | "skipped" | "cancelled"
+    message: str
+    error: BaseException | None = None
+    root: str | None = None  # the plugin whose failure this one follows from (skipped)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One plugin's stage, why it failed, and when things happened to it.
+
+    Times are seconds since the boot started; ``None`` until they happen. ``result`` is the init's
+    result from its outcome until the boot is over (the state machine never looks inside it).
+    """
+
+    name: str
+    stage: Stage = Stage.WAITING
+    reported: bool = False  # the scheduler recorded its outcome
+    failure: Failure | None = None
+    result: object = None
+    scheduled: float | None = None  # its cookie was reserved
+    ready: float | None = None  # launched: everything it requires had committed
+    started: float | None = None  # its init started (in a worker or a thread of the parent)
+    ended: float | None = None
+    commit_started: float | None = None
+    commit_ended: float | None = None
+    pid: int | None = None  # the process its init ran in
+    waits: tuple[Wait, ...] = ()
+
+    @property
+    def over(self) -> bool:
+        """In a final stage, and nothing more will be heard of it."""
+        return self.stage in FINAL and self.reported
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Every plugin of a boot in exactly one group, each in cookie order."""
+
+    committed: tuple[str, ...]  # init finished, commit done: everything it published is visible
+    uncommitted: tuple[str, ...]  # init finished, not committed: it published nothing
+    running: tuple[str, ...]  # handed to a worker (or a thread of the parent), not finished
+    failed: tuple[str, ...]  # did not commit for another reason
+    not_started: tuple[str, ...]  # never handed over
+
+
+class Planned(Protocol):
+    """What the state machine needs of a planned plugin."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def domain(self) -> str: ...
+    @property
+    def requires(self) -> tuple[str, ...]: ...
+    @property
+    def optional(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _Now:
+    records: Mapping[str, Record]
+    aborting: bool  # a plugin that is not optional failed and on_error is "abort"
+
+
+class _Draft:
+    """The next state, built aside by one transition."""
+
+    def __init__(self, now: _Now) -> None:
+        self.records = dict(now.records)
+        self.aborting = now.aborting
+        self.ended: list[str] = []  # ended without running: their reservations must be cancelled
+
+
+_INTERRUPTED = {
+    "uncommitted": "finished but not committed: the boot was interrupted",
+    "running": "cancelled while running: the boot was interrupted",
+    "not_started": "cancelled: the boot was interrupted before it started",
+}
+
+
+class BootState:
+    """The stage of every plugin of a boot, moved by events; see the module docstring.
+
+    ``plugins`` are in cookie order; ``on_error`` is ``"abort"`` (the first failure of a plugin
+    that is not optional cancels everything not yet launched) or ``"continue"``. Each transition
+    raises ``ValueError`` for an event that cannot happen in the plugin's stage: that is a bug of
+    the caller, not of a plugin.
+    """
+
+    def __init__(self, plugins: Iterable[Planned], *, on_error: str) -> None:
+        self._plugins = {p.name: p for p in plugins}
+        self._abort = on_error == "abort"
+        self._dependents: dict[str, list[str]] = {name: [] for name in self._plugins}
+        domains: dict[str, list[str]] = {}
+        for p in self._plugins.values():
+            for required in p.requires:
+                self._dependents[required].append(p.name)
+            domains.setdefault(p.domain, []).append(p.name)
+        self._domains = {domain: tuple(names) for domain, names in domains.items()}
+        self._now = _Now({name: Record(name) for name in self._plugins}, aborting=False)
+
+    # -- queries -----------------------------------------------------------------------------------
+    def record(self, name: str) -> Record:
+        return self._now.records[name]
+
+    def records(self) -> tuple[Record, ...]:
+        """Every plugin's record, in cookie order."""
+        return tuple(self._now.records.values())
+
+    @property
+    def aborting(self) -> bool:
+        return self._now.aborting
+
+    @property
+    def done(self) -> bool:
+        """Every plugin is over: the boot has nothing left to wait for."""
+        return all(record.over for record in self._now.records.values())
+
+    def ready(self) -> tuple[str, ...]:
+        """The plugins to launch now, in cookie order: everything they require has committed."""
+        if self._now.aborting:
+            return ()
+        records = self._now.records
+        return tuple(
+            name
+            for name, record in records.items()
+            if record.stage is Stage.WAITING
+            and all(records[r].stage is Stage.COMMITTED for r in self._plugins[name].requires)
+        )
+
+    def next_commit(self) -> str | None:
+        """The plugin whose commit may run now, if any.
+
+        It is the first plugin of its domain not yet over, so every lower cookie of its domain
+        committed or failed, and (being launched after them) every plugin it requires committed.
+        Domains are taken in the order they first appear in the plan.
+        """
+        for names in self._domains.values():
+            head = self._head(self._now.records, names)
+            if head is not None and head.stage is Stage.FINISHED:
+                return head.name
+        return None
+
+    def running(self) -> dict[str, float]:
+        """Each plugin handed over and not finished, with when it was launched."""
+        return {
+            name: record.ready
+            for name, record in self._now.records.items()
+            if record.stage in _LAUNCHED and record.ready is not None
+        }
+
+    def waiting(self) -> dict[str, str]:
+        """Each plugin not launched yet, with the first plugin it requires not yet committed."""
+        records = self._now.records
+        waiting: dict[str, str] = {}
+        for name, record in records.items():
+            if record.stage is not Stage.WAITING:
+                continue
+            missing = self._missing(records, name)
+            if missing:
+                waiting[name] = missing[0]
+        return waiting
+
+    def failures(self) -> dict[str, Failure]:
+        """Why each plugin that did not commit did not, in cookie order."""
+        return {
+            name: record.failure
+            for name, record in self._now.records.items()
+            if record.failure is not None
+        }
+
+    def groups(self) -> Groups:
+        """Where each plugin stands, as an interrupt reports it."""
+        found: dict[str, list[str]] = {
+            "committed": [],
+            "uncommitted": [],
+            "running": [],
+            "failed": [],
+            "not_started": [],
+        }
+        for name, record in self._now.records.items():
+            found[_group(record)].append(name)
+        return Groups(**{group: tuple(names) for group, names in found.items()})
+
+    # -- transitions -------------------------------------------------------------------------------
+    def scheduled(self, name: str, at: float) -> None:
+        """Its cookie was reserved at ``at``."""
+        record = self._expect(name, "scheduled", Stage.WAITING)
+        draft = _Draft(self._now)
+        draft.records[name] = replace(record, scheduled=at)
+        self._publish(draft)
+
+    def launched(self, name: str, at: float) -> None:
+        """It is being handed to a worker or a thread of the parent, from ``at`` on."""
+        record = self._expect(name, "launched", Stage.WAITING)
+        draft = _Draft(self._now)
+        draft.records[name] = replace(record, stage=Stage.RUNNING, ready=at)
+        self._publish(draft)
+
+    def refused(self, name: str) -> None:
+        """The pool refused it: it never starts, and the refusal comes back as its outcome."""
+        record = self._expect(name, "refused", Stage.RUNNING)
+        draft = _Draft(self._now)
+        draft.records[name] = replace(record, stage=Stage.REFUSED)
+        self._publish(draft)
+
+    def outcome(
+        self,
+        name: str,
+        *,
+        value: object = None,
+        error: BaseException | None = None,
+        started: float | None = None,
+        ended: float | None = None,
+        pid: int | None = None,
+        waits: tuple[Wait, ...] = (),
+    ) -> tuple[str, ...]:
+        """The scheduler recorded its outcome: ``value``, or ``error`` if it failed.
+
+        ``started`` is ``None`` for a plugin that never ran (then the other times are ignored).
+        Returns the plugins this ended without running (skipped, or cancelled by an abort), whose
+        reservations must be cancelled.
+        """
+        record = self._now.records[name]
+        if record.reported or record.stage not in (*_LAUNCHED, Stage.WAITING, *FINAL):
+            msg = f"an outcome of plugin {name!r} came while it was {record.stage.value}"
+            raise ValueError(msg)
+        if started is not None:
+            record = replace(record, started=started, ended=ended, pid=pid, waits=waits)
+        record = replace(record, reported=True)
+        draft = _Draft(self._now)
+        draft.records[name] = record
+        if record.stage in FINAL:
+            pass  # skipped or cancelled before it ran: this is its cancellation coming back
+        elif error is None:
+            draft.records[name] = replace(record, stage=Stage.FINISHED, result=value)
+        else:
+            self._fail(draft, name, error)
+        return self._publish(draft)
+
+    def commit_started(self, name: str, at: float) -> None:
+        """Its commit starts at ``at``: it finished, first of its domain not yet over."""
+        names = self._domains[self._plugins[name].domain]
+        head = self._head(self._now.records, names)
+        if head is None or head.name != name or head.stage is not Stage.FINISHED:
+            stage = self._now.records[name].stage.value
+            msg = f"plugin {name!r} may not commit now: it is {stage} or not first in its domain"
+            raise ValueError(msg)
+        draft = _Draft(self._now)
+        record = draft.records[name]
+        draft.records[name] = replace(record, stage=Stage.COMMITTING, commit_started=at)
+        self._publish(draft)
+
+    def committed(self, name: str, at: float) -> None:
+        """Its commit ended at ``at`` and everything it published is visible.
+
+        Calling it again changes nothing, so a caller interrupted around it may repeat it.
+        """
+        record = self._now.records[name]
+        if record.stage is Stage.COMMITTED:
+            return
+        self._expect(name, "committed", Stage.COMMITTING)
+        draft = _Draft(self._now)
+        draft.records[name] = replace(record, stage=Stage.COMMITTED, commit_ended=at)
+        self._publish(draft)
+
+    def commit_failed(self, name: str, error: BaseException, at: float) -> tuple[str, ...]:
+        """Its commit raised ``error`` at ``at``; it published nothing.
+
+        Returns the plugins this ended without running, as :meth:`outcome` does.
+        """
+        record = self._expect(name, "commit_failed", Stage.COMMITTING)
+        draft = _Draft(self._now)
+        draft.records[name] = replace(record, commit_ended=at)
+        self._fail(draft, name, error)
+        return self._publish(draft)
+
+    def skip_stuck(self) -> tuple[str, ...]:
+        """Skip every plugin that can no longer start, because nothing in flight could let it.
+
+        Returns the plugins skipped (their reservations must be cancelled); none while a plugin
+        runs or a cancellation has not come back.
+        """
+        records = self._now.records
+        if any(
+            r.stage in _LAUNCHED or (r.stage in FINAL and not r.reported) for r in records.values()
+        ):
+            return ()
+        draft = _Draft(self._now)
+        for name in self._plugins:
+            if draft.records[name].stage is Stage.WAITING:
+                missing = ", ".join(map(repr, self._missing(draft.records, name)))
+                reason = f"skipped: it requires {missing}, which did not commit"
+                self._end(draft, name, Stage.SKIPPED, reason, root=None)
+        return self._publish(draft)
+
+    def interrupt(self) -> Groups:
+        """An interrupt stopped the boot: where each plugin stood.
+
+        Every plugin that had not reached a final stage is cancelled, with a message saying where
+        the interrupt found it.
+        """
+        groups = self.groups()
+        draft = _Draft(self._now)
+        for group, message in _INTERRUPTED.items():
+            for name in getattr(groups, group):
+                failure = Failure(name, "cancelled", message)
+                draft.records[name] = replace(
+                    draft.records[name], stage=Stage.CANCELLED, failure=failure
+                )
+        self._publish(draft)
+        return groups
+
+    # -- the steps transitions are made of ---------------------------------------------------------
+    def _expect(self, name: str, event: str, stage: Stage) -> Record:
+        record = self._now.records[name]
+        if record.stage is not stage:
+            msg = f"{event}({name!r}) needs it {stage.value}, but it is {record.stage.value}"
+            raise ValueError(msg)
+        return record
+
+    def _publish(self, draft: _Draft) -> tuple[str, ...]:
+        """Finish ``draft`` and make it the state, in one assignment."""
+        if draft.aborting:
+            self._discard_uncommitted(draft)
+        self._now = _Now(draft.records, draft.aborting)
+        return tuple(draft.ended)
+
+    def _fail(self, draft: _Draft, name: str, error: BaseException) -> None:
+        failure = failure_of(name, error)
+        draft.records[name] = replace(
+            draft.records[name], stage=Stage.FAILED, failure=failure, reported=True
+        )
+        if self._abort and not self._plugins[name].optional and not draft.aborting:
+            draft.aborting = True
+            for other in self._plugins:
+                self._end(draft, other, Stage.CANCELLED, f"cancelled: plugin {name!r} failed")
+        self._skip_dependents(draft, name, root=name)
+
+    def _end(
+        self, draft: _Draft, name: str, stage: Stage, message: str, root: str | None = None
+    ) -> None:
+        """End a plugin that was never launched: skipped, or cancelled by an abort."""
+        record = draft.records[name]
+        if record.stage is not Stage.WAITING:
+            return
+        failure = Failure(name, stage.value, message, None, root)
+        draft.records[name] = replace(record, stage=stage, failure=failure)
+        draft.ended.append(name)
+        if stage is Stage.SKIPPED:
+            self._skip_dependents(draft, name, root=root or name)
+
+    def _skip_dependents(self, draft: _Draft, name: str, *, root: str) -> None:
+        """Skip what requires ``name``, and what requires those, depth first in plan order."""
+        # An explicit stack, not recursion: a long chain of requirements must not overflow.
+        stack = [(dependent, name) for dependent in reversed(self._dependents[name])]
+        while stack:
+            dependent, required = stack.pop()
+            record = draft.records[dependent]
+            if record.stage is not Stage.WAITING:
+                continue
+            message = f"skipped: it requires {required!r}, which did not commit"
+            failure = Failure(dependent, "skipped", message, None, root)
+            draft.records[dependent] = replace(record, stage=Stage.SKIPPED, failure=failure)
+            draft.ended.append(dependent)
+            stack.extend((d, dependent) for d in reversed(self._dependents[dependent]))
+
+    def _discard_uncommitted(self, draft: _Draft) -> None:
+        """While aborting, a finished plugin whose turn to commit came is cancelled instead."""
+        message = "finished but not committed: the boot was aborting"
+        for names in self._domains.values():
+            while (head := self._head(draft.records, names)) is not None:
+                if head.stage is not Stage.FINISHED:
+                    break
+                failure = Failure(head.name, "cancelled", message)
+                draft.records[head.name] = replace(head, stage=Stage.CANCELLED, failure=failure)
+
+    def _head(self, records: Mapping[str, Record], names: tuple[str, ...]) -> Record | None:
+        """The first plugin of a domain that is not over."""
+        for name in names:
+            record = records[name]
+            if not record.over:
+                return record
+        return None
+
+    def _missing(self, records: Mapping[str, Record], name: str) -> list[str]:
+        requires = self._plugins[name].requires
+        return [r for r in requires if records[r].stage is not Stage.COMMITTED]
+
+
+def _group(record: Record) -> str:
+    if record.stage is Stage.COMMITTED:
+        return "committed"
+    if record.failure is not None:
+        return "failed"
+    if record.stage in _UNCOMMITTED:
+        return "uncommitted"
+    if record.stage is Stage.RUNNING:
+        return "running"
+    return "not_started"  # waiting, or refused by the pool
+
+
+def failure_of(plugin: str, error: BaseException) -> Failure:
+    """The failure of a plugin whose init or commit raised ``error``."""
+    if isinstance(error, HookTimeout):
+        kind = "timeout"
+    elif isinstance(error, WorkerCrashed):
+        kind = "crash"
+    else:
+        kind = "error"
+    message = str(error) if isinstance(error, HookError) else describe_error(error)
+    return Failure(plugin, kind, message, error)
+
+
+def describe_error(error: BaseException) -> str:
+    """``"ValueError: text"``, or the type's name alone when the text is empty."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

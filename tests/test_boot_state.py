@@ -1,0 +1,461 @@
+"""The boot's pure state machine, step by step and in random event orders, without processes."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from initgraph import HookError, HookTimeout, WorkerCrashed
+from initgraph._boot.state import FINAL, BootState, Failure, Groups, Stage, Wait
+
+
+@dataclass(frozen=True)
+class P:
+    name: str
+    domain: str = "default"
+    requires: tuple[str, ...] = ()
+    optional: bool = False
+
+
+def make(*plugins: P, on_error: str = "continue") -> BootState:
+    state = BootState(plugins, on_error=on_error)
+    for p in plugins:
+        state.scheduled(p.name, 0.0)
+    return state
+
+
+def run(state: BootState, name: str, at: float = 1.0, error: BaseException | None = None) -> None:
+    """Launch ``name`` and give it its outcome: ``"value of name"``, or ``error``."""
+    state.launched(name, at)
+    ended = state.outcome(name, value=f"value of {name}", error=error, started=at, ended=at + 1)
+    assert ended == ()
+
+
+def commit(state: BootState, name: str, at: float = 5.0) -> None:
+    assert state.next_commit() == name
+    state.commit_started(name, at)
+    state.committed(name, at + 0.5)
+
+
+def stages(state: BootState) -> dict[str, Stage]:
+    return {r.name: r.stage for r in state.records()}
+
+
+BOOM = HookError("initcall 1 'a' raised ValueError: boom", cookie=1, name="a")
+
+
+# -- launching -----------------------------------------------------------------------------------
+def test_plugins_that_require_nothing_are_ready_first_in_cookie_order() -> None:
+    state = make(P("a"), P("b", requires=("a",)), P("c"))
+    assert state.ready() == ("a", "c")
+    assert state.waiting() == {"b": "a"}
+    assert stages(state) == dict.fromkeys("abc", Stage.WAITING)
+    assert not state.done
+
+
+def test_scheduled_and_launched_record_their_times() -> None:
+    state = BootState([P("a")], on_error="continue")
+    assert state.record("a").scheduled is None
+    state.scheduled("a", 0.25)
+    state.launched("a", 0.5)
+    record = state.record("a")
+    assert (record.stage, record.scheduled, record.ready) == (Stage.RUNNING, 0.25, 0.5)
+    assert state.ready() == ()
+    assert state.running() == {"a": 0.5}
+
+
+def test_an_outcome_records_the_init_times_and_its_value() -> None:
+    state = make(P("a"))
+    state.launched("a", 0.5)
+    wait = Wait("cookie", "default", 0, 0.75, 1.0)
+    state.outcome("a", value="v", started=0.6, ended=1.5, pid=42, waits=(wait,))
+    record = state.record("a")
+    assert record.stage is Stage.FINISHED
+    assert (record.started, record.ended, record.pid, record.waits) == (0.6, 1.5, 42, (wait,))
+    assert record.result == "v"
+    assert record.reported
+    assert state.running() == {}
+
+
+def test_a_commit_makes_its_dependents_ready() -> None:
+    state = make(P("a"), P("b", requires=("a",)), P("c", requires=("a", "b")))
+    run(state, "a")
+    assert state.ready() == ()  # finished is not enough: it must commit
+    state.commit_started("a", 3.0)
+    assert state.record("a").stage is Stage.COMMITTING
+    assert state.next_commit() is None
+    state.committed("a", 3.5)
+    record = state.record("a")
+    assert (record.stage, record.commit_started, record.commit_ended) == (Stage.COMMITTED, 3.0, 3.5)
+    assert state.ready() == ("b",)
+    assert state.waiting() == {"c": "b"}
+
+
+def test_committed_again_changes_nothing() -> None:
+    state = make(P("a"))
+    run(state, "a")
+    commit(state, "a", at=5.0)
+    state.committed("a", 9.0)
+    assert state.record("a").commit_ended == 5.5
+    assert state.done
+
+
+def test_a_refused_plugin_counts_as_not_started_and_fails_by_its_outcome() -> None:
+    state = make(P("a"))
+    state.launched("a", 1.0)
+    state.refused("a")
+    assert state.record("a").stage is Stage.REFUSED
+    assert state.groups().not_started == ("a",)
+    refusal = HookError("cannot pickle", cookie=1, name="a")
+    assert state.outcome("a", error=refusal) == ()
+    record = state.record("a")
+    assert record.stage is Stage.FAILED
+    assert record.failure == Failure("a", "error", "cannot pickle", refusal)
+    assert record.started is None
+    assert state.done
+
+
+# -- commit order --------------------------------------------------------------------------------
+def test_a_domain_commits_in_cookie_order_whatever_finished_first() -> None:
+    state = make(P("a"), P("b"), P("c", domain="net"))
+    run(state, "b")
+    assert state.next_commit() is None  # a, a lower cookie of its domain, is not over
+    run(state, "c")
+    assert state.next_commit() == "c"  # another domain goes on
+    commit(state, "c")
+    run(state, "a")
+    commit(state, "a")
+    commit(state, "b")
+    assert state.next_commit() is None
+    assert state.done
+
+
+def test_commit_started_out_of_turn_is_refused() -> None:
+    state = make(P("a"), P("b"))
+    run(state, "b")
+    with pytest.raises(ValueError, match=r"^plugin 'b' may not commit now: it is finished or not"):
+        state.commit_started("b", 2.0)
+    with pytest.raises(ValueError, match=r"^plugin 'a' may not commit now: it is waiting"):
+        state.commit_started("a", 2.0)
+
+
+def test_a_skipped_plugin_holds_its_domain_until_its_cancellation_comes_back() -> None:
+    state = make(P("a"), P("b", requires=("a",)), P("c"))
+    state.launched("a", 1.0)
+    run(state, "c")
+    assert state.outcome("a", error=BOOM, started=1.0, ended=2.0) == ("b",)
+    assert state.next_commit() is None  # b is skipped, but the scheduler has not said so yet
+    assert not state.done
+    assert state.outcome("b", error=HookError("skipped", cookie=2, name="b")) == ()
+    assert state.record("b").reported
+    commit(state, "c")
+    assert state.done
+
+
+# -- failures ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("error", "kind", "message"),
+    [
+        (BOOM, "error", "initcall 1 'a' raised ValueError: boom"),
+        (HookTimeout("initcall 1 'a' timed out", cookie=1, name="a", timeout=1.0), "timeout", None),
+        (WorkerCrashed("worker crashed", cookie=1, name="a", exitcode=-11), "crash", None),
+        (ValueError("plain"), "error", "ValueError: plain"),
+        (ValueError(), "error", "ValueError"),
+    ],
+)
+def test_a_failure_is_classified_by_its_error(
+    error: BaseException, kind: str, message: str | None
+) -> None:
+    state = make(P("a"))
+    run(state, "a", error=error)
+    failure = state.record("a").failure
+    assert failure == Failure("a", kind, message or str(error), error)
+    assert state.record("a").stage is Stage.FAILED
+
+
+def test_a_failed_requirement_skips_its_dependents_transitively_depth_first() -> None:
+    state = make(
+        P("a"),
+        P("b", requires=("a",)),
+        P("c", requires=("a", "b")),
+        P("d", requires=("c",)),
+        P("e"),
+    )
+    state.launched("a", 1.0)
+    assert state.outcome("a", error=BOOM, started=1.0, ended=2.0) == ("b", "c", "d")
+    failures = state.failures()
+    assert failures["b"] == Failure(
+        "b", "skipped", "skipped: it requires 'a', which did not commit", None, "a"
+    )
+    assert failures["c"].message == "skipped: it requires 'b', which did not commit"
+    assert failures["d"].message == "skipped: it requires 'c', which did not commit"
+    assert {failures[n].root for n in "bcd"} == {"a"}
+    assert state.ready() == ("e",)  # on_error = "continue": the rest goes on
+    assert list(failures) == ["a", "b", "c", "d"]
+
+
+def test_a_failed_commit_publishes_nothing_and_skips_its_dependents() -> None:
+    state = make(P("a"), P("b", requires=("a",)))
+    run(state, "a")
+    state.commit_started("a", 3.0)
+    error = HookError("initgraph_commit of plugin 'a' raised KeyError: 'x'", cookie=1, name="a")
+    assert state.commit_failed("a", error, 4.0) == ("b",)
+    record = state.record("a")
+    assert (record.stage, record.commit_ended, record.failure) == (
+        Stage.FAILED,
+        4.0,
+        Failure("a", "error", str(error), error),
+    )
+    assert state.record("b").stage is Stage.SKIPPED
+
+
+def test_on_error_abort_cancels_what_was_not_launched_and_what_has_yet_to_commit() -> None:
+    state = make(
+        P("a"), P("b"), P("c"), P("d", requires=("a",)), P("e", domain="net"), on_error="abort"
+    )
+    for name in ("a", "c", "e"):
+        state.launched(name, 1.0)
+    state.outcome("c", value=1, started=1.0, ended=2.0)  # finished, behind a
+    state.launched("b", 1.0)
+    ended = state.outcome("b", error=BOOM, started=1.0, ended=2.0)
+    assert ended == ("d",)
+    assert state.aborting
+    assert state.failures()["d"] == Failure("d", "cancelled", "cancelled: plugin 'b' failed")
+    assert state.ready() == ()
+    state.outcome("a", value=0, started=1.0, ended=3.0)  # a ran on and finished: not committed
+    assert state.next_commit() is None
+    aborted = "finished but not committed: the boot was aborting"
+    assert state.failures()["a"] == Failure("a", "cancelled", aborted)
+    assert state.failures()["c"] == Failure("c", "cancelled", aborted)
+    state.outcome("e", value=2, started=1.0, ended=4.0)
+    assert state.record("e").stage is Stage.CANCELLED
+    state.outcome("d", error=HookError("cancelled", cookie=4, name="d"))
+    assert state.done
+
+
+def test_an_optional_failure_does_not_abort() -> None:
+    state = make(P("a", optional=True), P("b"), P("c", requires=("a",)), on_error="abort")
+    state.launched("a", 1.0)
+    assert state.outcome("a", error=BOOM, started=1.0, ended=2.0) == ("c",)
+    assert not state.aborting
+    assert state.ready() == ("b",)
+    assert state.record("c").failure == Failure(
+        "c", "skipped", "skipped: it requires 'a', which did not commit", None, "a"
+    )
+
+
+# -- stuck plugins -------------------------------------------------------------------------------
+def test_nothing_is_stuck_while_something_is_in_flight() -> None:
+    state = make(P("a"), P("b", requires=("a",)))
+    state.launched("a", 1.0)
+    assert state.skip_stuck() == ()
+    assert state.record("b").stage is Stage.WAITING
+
+
+def test_what_can_no_longer_start_is_skipped_naming_what_did_not_commit() -> None:
+    state = make(P("a"), P("x"), P("b", requires=("a", "x")), P("c", requires=("b",)))
+    run(state, "a")
+    run(state, "x")  # finished, never committed: nothing in flight could let b start
+    assert state.skip_stuck() == ("b", "c")
+    assert state.record("b").failure == Failure(
+        "b", "skipped", "skipped: it requires 'a', 'x', which did not commit"
+    )
+    assert state.record("c").failure == Failure(
+        "c", "skipped", "skipped: it requires 'b', which did not commit", None, "b"
+    )
+
+
+# -- interrupts ----------------------------------------------------------------------------------
+def test_an_interrupt_puts_every_plugin_in_one_group_and_cancels_the_unfinished() -> None:
+    state = make(
+        P("done"),
+        P("bad", optional=True),
+        P("finished"),
+        P("running", domain="net"),
+        P("waiting", requires=("finished",)),
+        P("committing", domain="io"),
+    )
+    run(state, "done")
+    commit(state, "done")
+    run(state, "bad", error=BOOM)
+    run(state, "finished")
+    state.launched("running", 1.0)
+    run(state, "committing")
+    state.commit_started("committing", 6.0)
+    groups = state.interrupt()
+    assert groups == Groups(
+        committed=("done",),
+        uncommitted=("finished", "committing"),
+        running=("running",),
+        failed=("bad",),
+        not_started=("waiting",),
+    )
+    failures = state.failures()
+    assert failures["finished"].message == "finished but not committed: the boot was interrupted"
+    assert failures["running"].message == "cancelled while running: the boot was interrupted"
+    assert failures["waiting"].message == "cancelled: the boot was interrupted before it started"
+    assert failures["bad"].kind == "error"  # its own failure stands
+    assert all(r.stage in FINAL for r in state.records())
+
+
+# -- refused events ------------------------------------------------------------------------------
+def test_events_that_cannot_happen_in_a_stage_are_refused() -> None:
+    state = make(P("a"))
+    with pytest.raises(ValueError, match=r"^refused\('a'\) needs it running, but it is waiting$"):
+        state.refused("a")
+    with pytest.raises(ValueError, match=r"^committed\('a'\) needs it committing"):
+        state.committed("a", 1.0)
+    run(state, "a")
+    with pytest.raises(ValueError, match=r"^launched\('a'\) needs it waiting, but it is finished$"):
+        state.launched("a", 1.0)
+    with pytest.raises(ValueError, match=r"^an outcome of plugin 'a' came while it was finished$"):
+        state.outcome("a", value=1)
+
+
+def test_a_transition_that_raises_leaves_the_state_as_it_was() -> None:
+    state = make(P("a"), P("b", requires=("a",)))
+    state.launched("a", 1.0)
+    before = state.records()
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        state.outcome("a", error=Unprintable(), started=1.0, ended=2.0)
+    assert state.records() == before
+    assert state.groups().running == ("a",)
+
+
+# -- random event orders against the rules -------------------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(1, 14),
+    domains=st.lists(st.sampled_from("xyz"), min_size=14, max_size=14),
+    edges=st.lists(st.tuples(st.integers(0, 13), st.integers(0, 13)), max_size=30),
+    optional=st.sets(st.integers(0, 13), max_size=4),
+    on_error=st.sampled_from(["continue", "abort"]),
+    rng=st.randoms(use_true_random=False),
+    interrupt_after=st.one_of(st.none(), st.integers(0, 40)),
+)
+def test_random_event_orders_keep_every_rule(
+    n: int,
+    domains: list[str],
+    edges: list[tuple[int, int]],
+    optional: set[int],
+    on_error: str,
+    rng: random.Random,
+    interrupt_after: int | None,
+) -> None:
+    requires: dict[int, set[int]] = {i: set() for i in range(n)}
+    for a, b in edges:
+        lo, hi = sorted((a, b))
+        if lo != hi and hi < n:
+            requires[hi].add(lo)
+    plan = [
+        P(f"p{i}", domains[i], tuple(f"p{r}" for r in sorted(requires[i])), i in optional)
+        for i in range(n)
+    ]
+    by_name = {p.name: p for p in plan}
+    cookie = {p.name: i for i, p in enumerate(plan)}
+    state = BootState(plan, on_error=on_error)
+    for p in plan:
+        state.scheduled(p.name, 0.0)
+    fate = {p.name: rng.choice(["ok", "ok", "ok", "init", "commit", "refused"]) for p in plan}
+    in_flight: list[str] = []  # launched, or cancelled without running: an outcome will come
+    commits: list[str] = []
+    clock = 0.0
+
+    def tick() -> float:
+        nonlocal clock
+        clock += 1.0
+        return clock
+
+    def ended(names: tuple[str, ...]) -> None:
+        for name in names:
+            assert state.record(name).stage in (Stage.SKIPPED, Stage.CANCELLED)
+            in_flight.append(name)
+
+    def launch_ready() -> None:
+        for name in state.ready():
+            assert not state.aborting
+            assert all(state.record(r).stage is Stage.COMMITTED for r in by_name[name].requires)
+            state.launched(name, tick())
+            if fate[name] == "refused":
+                state.refused(name)
+            in_flight.append(name)
+
+    def commit_ready() -> None:
+        while (name := state.next_commit()) is not None:
+            p = by_name[name]
+            assert all(state.record(r).stage is Stage.COMMITTED for r in p.requires)
+            earlier = [q for q in plan if q.domain == p.domain and cookie[q.name] < cookie[name]]
+            assert all(state.record(q.name).over for q in earlier), "commit out of cookie order"
+            state.commit_started(name, tick())
+            if fate[name] == "commit":
+                ended(state.commit_failed(name, ValueError("commit"), tick()))
+            else:
+                state.committed(name, tick())
+                commits.append(name)
+                launch_ready()
+
+    launch_ready()
+    steps = 0
+    while not state.done:
+        assert in_flight, f"stuck: {[(r.name, r.stage) for r in state.records()]}"
+        if interrupt_after is not None and steps == interrupt_after:
+            check_interruption(state, plan)
+            return
+        steps += 1
+        name = in_flight.pop(rng.randrange(len(in_flight)))
+        record = state.record(name)
+        if record.stage in (Stage.SKIPPED, Stage.CANCELLED):
+            ended(state.outcome(name, error=HookError("cancelled", cookie=1, name=name)))
+        elif fate[name] in ("init", "refused"):
+            ended(state.outcome(name, error=ValueError("init"), started=tick(), ended=tick()))
+        else:
+            ended(state.outcome(name, value=name, started=tick(), ended=tick()))
+        commit_ready()
+        assert state.skip_stuck() == (), "a well-behaved boot never gets stuck"
+    # every plugin ends in exactly one final stage, and the commits kept each domain's order
+    assert all(r.stage in FINAL and r.reported for r in state.records())
+    for domain in "xyz":
+        order = [cookie[c] for c in commits if by_name[c].domain == domain]
+        assert order == sorted(order)
+    failures = state.failures()
+    for p in plan:
+        record = state.record(p.name)
+        assert (record.stage is Stage.COMMITTED) == (p.name not in failures)
+        if any(state.record(r).stage is not Stage.COMMITTED for r in p.requires):
+            # a requirement that did not commit skips its dependents, transitively
+            assert record.stage in (Stage.SKIPPED, Stage.CANCELLED)
+            if not state.aborting:
+                assert record.stage is Stage.SKIPPED
+                root = failures[p.name].root
+                assert root is not None
+                assert state.record(root).stage is Stage.FAILED
+        elif not state.aborting:
+            assert record.stage in (Stage.COMMITTED, Stage.FAILED)
+        if record.stage is Stage.FAILED:
+            assert fate[p.name] in ("init", "commit", "refused")
+
+
+def check_interruption(state: BootState, plan: list[P]) -> None:
+    before = {r.name: r.stage for r in state.records()}
+    groups = state.interrupt()
+    names = [p.name for p in plan]
+    members = [*groups.committed, *groups.uncommitted, *groups.running, *groups.failed]
+    members += groups.not_started
+    assert sorted(members) == sorted(names), "the groups partition the plan"
+    for group in (groups.committed, groups.uncommitted, groups.running, groups.failed):
+        assert list(group) == sorted(group, key=names.index), "each group in cookie order"
+    assert all(before[n] is Stage.COMMITTED for n in groups.committed)
+    assert all(before[n] in (Stage.FINISHED, Stage.COMMITTING) for n in groups.uncommitted)
+    assert all(before[n] is Stage.RUNNING for n in groups.running)
+    assert all(before[n] in (Stage.WAITING, Stage.REFUSED) for n in groups.not_started)
+    assert all(r.stage in FINAL for r in state.records())
+    assert set(state.failures()) == set(names) - set(groups.committed)
