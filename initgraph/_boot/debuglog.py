@@ -1,4 +1,4 @@
-"""A boot as the kernel's async initcall debug lines (logged by ``initgraph.initcall_debug`` at DEBUG).
+"""A boot as the kernel's async initcall debug lines (the ``initgraph.initcall_debug`` logger).
 
 The lines of ``kernel/async.c`` under ``initcall_debug``, after a dmesg timestamp (seconds since
 the boot started)::
