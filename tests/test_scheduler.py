@@ -491,16 +491,33 @@ def test_close_waits_for_exclusive_domains() -> None:
     assert s.outcome(c) is not None
 
 
+def started_then_spin(args: tuple[Any, float], cookie: int) -> None:
+    started, seconds = args
+    started.set()
+    time.sleep(seconds)  # the long work an interrupt must not wait for
+
+
 def test_keyboard_interrupt_stops_everything(gates: Any) -> None:
-    g = gates.new()
+    """An interrupt stops running initcalls instead of waiting for them to finish."""
+    running = [gates.new(), gates.new()]
+    raised: list[float] = []
 
     def interrupted_boot() -> None:
         with Scheduler(2) as s:
-            s.schedule(wait_gate, g)
+            for started in running:
+                s.schedule(started_then_spin, (started, 30))
+            s.schedule(spin, 30)  # and one queued behind them
+            assert all(started.wait(WAIT) for started in running)
+            raised.append(time.monotonic())
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         interrupted_boot()
+    took = time.monotonic() - raised[0]
+    # Stopping is a SIGKILL and a join per process (well under a second, a few seconds on a
+    # loaded machine); a close that waited for the initcalls would take their 30 s. 10 s tells
+    # the two apart with room for load.
+    assert took < 10, f"the interrupt took {took:.1f} s: close() waited for running work"
     # the no_leaked_processes fixture checks that workers and helpers are gone
 
 
