@@ -7,7 +7,6 @@ waiting" is asserted with a short ``timeout=`` whose TimeoutError names what is 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 import re
@@ -29,7 +28,6 @@ from initgraph import (
     HookTimeout,
     InitgraphError,
     Scheduler,
-    WorkerCrashed,
 )
 
 METHODS = ["fork", "forkserver", "spawn"]
@@ -72,18 +70,6 @@ def in_order(args: tuple[str, float], cookie: int) -> int:
 
 def raiser(message: str, cookie: int) -> None:
     raise ValueError(message)
-
-
-def exit_with(code: int, cookie: int) -> None:
-    os._exit(code)
-
-
-def kill_self(sig: int, cookie: int) -> None:
-    os.kill(os.getpid(), sig)
-
-
-def segfault(data: Any, cookie: int) -> None:
-    ctypes.string_at(0)
 
 
 def spin(seconds: float, cookie: int) -> None:
@@ -354,36 +340,7 @@ def test_exception_becomes_hook_error_with_cause() -> None:
         assert s.result(s.schedule(echo, 1), timeout=WAIT)[0] == 1  # the rest carries on
 
 
-CRASHES = [
-    pytest.param(exit_with, 3, "EXIT(3)", 3, id="os._exit(3)"),
-    pytest.param(exit_with, 0, "EXIT(0)", 0, id="os._exit(0)"),
-    pytest.param(kill_self, signal.SIGKILL, "SIGKILL(-9)", -9, id="SIGKILL"),
-    pytest.param(segfault, None, "SIGSEGV(-11)", -11, id="segfault"),
-]
-
-
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize(("func", "arg", "how", "code"), CRASHES)
-def test_worker_crash_is_reported_and_replaced(
-    method: str, func: Any, arg: Any, how: str, code: int, gates: Any
-) -> None:
-    with Scheduler(1, start_method=method) as s:
-        before = s.worker_pids()
-        c = s.schedule(func, arg)
-        s.synchronize_cookie(c + 1, timeout=WAIT)  # the waiter is released
-        with pytest.raises(WorkerCrashed) as info:
-            s.result(c, timeout=WAIT)
-        err = info.value
-        assert str(err) == (
-            f"worker {before[0]} crashed with {how} while running initcall {c} "
-            f"{func.__name__!r}; the worker was replaced"
-        )
-        assert err.exitcode == code
-        assert err.cookie == c
-        assert s.result(s.schedule(echo, "after"), timeout=WAIT)[0] == "after"
-        assert s.worker_pids() != before
-
-
+# Worker crashes (exits, signals, segfaults) are rows of the crash table in test_crashes.py.
 def test_timeout_stops_and_replaces_the_worker() -> None:
     with Scheduler(1) as s:
         before = s.worker_pids()

@@ -20,14 +20,13 @@ import re
 import signal
 import subprocess
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from test_cli import Cli, write_config, write_plugin
+from conftest import Cli, needs_main_thread, write_config, write_plugin
 
 from initgraph._cli import signals as _signals
 from initgraph._cli.signals import Terminated, signals_raise
@@ -52,11 +51,6 @@ SIGNALS = {
 }
 START_METHODS = ["fork", "forkserver", "spawn"]
 TIME = r"\d+\.\d\d"
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
 
 
 @pytest.fixture(autouse=True)
@@ -420,12 +414,6 @@ def test_a_signal_before_the_boot_starts_prints_the_first_line_only(cli: Cli) ->
     out, err = _end(proc, cli)
     assert proc.returncode == 130, err
     assert (out, err) == ("", "initgraph: interrupted\n")
-
-
-needs_main_thread = pytest.mark.skipif(
-    threading.current_thread() is not threading.main_thread(),
-    reason="signal handlers can only be set in the main thread",
-)
 
 
 @needs_main_thread
