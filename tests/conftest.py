@@ -93,6 +93,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_children: the test checks leaks itself")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that runs the command line in a subprocess (``cli``, ``repo_cli``) is slow."""
+    for item in items:
+        if {"cli", "repo_cli"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 needs_main_thread = pytest.mark.skipif(
     threading.current_thread() is not threading.main_thread(),
     reason="signal handlers can only be set in the main thread",

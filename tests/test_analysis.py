@@ -432,6 +432,7 @@ def sleepy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     forget_app(root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 3])
 def test_plan_predicts_a_real_boot(sleepy: dict[str, Any], workers: int) -> None:
     """Predict --workers 1 and 3 from a --workers 2 trace of a real boot; measure those boots.
@@ -457,6 +458,7 @@ def test_plan_predicts_a_real_boot(sleepy: dict[str, Any], workers: int) -> None
     assert abs(recorded.wall / measured - 1) > 0.25  # the worker count matters in this boot
 
 
+@pytest.mark.slow
 def test_plan_command_on_the_example(
     at_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

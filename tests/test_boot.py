@@ -67,6 +67,7 @@ def test_boot_runs_and_commits_in_order(app: Writer) -> None:
     assert boot.timings["b"].waits == ()
 
 
+@pytest.mark.slow
 def test_registry_log_is_identical_on_every_run(app: Writer) -> None:
     """Twenty plugins with random durations and dependencies, booted twenty times."""
     rng = random.Random(7)
@@ -357,6 +358,7 @@ def test_boot_under_every_start_method(app: Writer, method: str) -> None:
     assert keys(boot) == ["init.a", "commit.a", "commit.b"]
 
 
+@pytest.mark.slow
 def test_example_application_boots() -> None:
     root = Path(__file__).resolve().parents[1]
     cwd = os.getcwd()

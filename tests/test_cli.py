@@ -89,6 +89,7 @@ def test_module_and_console_script_agree(cli: Cli) -> None:
     assert (by_script.returncode, by_script.stdout) == (0, "initgraph 0.1.0\n")
 
 
+@pytest.mark.slow
 def test_importing_the_cli_does_not_import_rich() -> None:
     code = "import sys, initgraph._cli.main; print('rich' in sys.modules)"
     done = subprocess.run(
@@ -617,6 +618,7 @@ def test_a_forked_child_gets_the_handlers_back() -> None:
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+@pytest.mark.slow
 def test_a_caught_interrupt_keeps_the_exit_code(tmp_path: Path) -> None:
     # CPython remembers a KeyboardInterrupt that left exec()'d code and, run with -m, exits by
     # SIGINT at the end even though it was caught; forget_interrupt makes it return 130.

@@ -295,7 +295,7 @@ def _wait_in_thread(call: Any, seconds: float) -> tuple[bool, BaseException | No
 @pytest.mark.parametrize("timeout", [math.inf, 1e300, 2**70], ids=["inf", "1e300", "2**70"])
 @pytest.mark.parametrize("call", ["synchronize_cookie", "synchronize_full", "result"])
 def test_infinite_timeout_waits(held: Held, call: str, timeout: float) -> None:
-    """``timeout=math.inf`` reads as "wait for ever": it must wait (or be refused), not crash."""
+    """``timeout=math.inf`` (or beyond FOREVER) reads as "wait for ever": it waits, no crash."""
     waits = {
         "synchronize_cookie": lambda: held.sched.synchronize_cookie(
             held.cookie + 1, domain=held.domain, timeout=timeout
@@ -305,8 +305,9 @@ def test_infinite_timeout_waits(held: Held, call: str, timeout: float) -> None:
         ),
         "result": lambda: held.sched.result(held.cookie, timeout=timeout),
     }
+    # An overflow or a refusal comes at once; 0.5 s gives the thread time to get there.
     waiting, error = _wait_in_thread(waits[call], 0.5)
-    assert waiting or isinstance(error, ConfigError), repr(error)
+    assert (waiting, error) == (True, None)
     # a waiter still asleep when the module's scheduler closes is woken by the close
 
 
@@ -374,4 +375,8 @@ def test_huge_max_pending_is_refused_or_cheap() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", HUGE_RING], capture_output=True, text=True, timeout=60, check=False
     )
-    assert proc.stdout.split()[0] in ("started", "ConfigError"), proc.stdout + proc.stderr
+    # refused since the limit of 2**20 (the name keeps the docs' reference to it)
+    assert proc.stdout == (
+        "ConfigError max_pending must be at most 1,048,576, got 1,000,000,000: each costs 32 "
+        "bytes of shared memory, all allocated at start\n"
+    ), proc.stderr

@@ -569,6 +569,7 @@ def test_full_and_blocked_pool_fails_what_cannot_start_instead_of_hanging(gates:
         assert s.result(waiter, timeout=WAIT) > 0  # released by that failure: its pid
 
 
+@pytest.mark.slow
 def test_full_and_blocked_pool_fails_each_initcall_that_cannot_start(gates: Any) -> None:
     """One after the other: the fallback re-arms after each failure (it once fired only once).
 

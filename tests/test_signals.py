@@ -117,6 +117,23 @@ def _end(proc: subprocess.Popen[str], cli: Cli) -> tuple[str, str]:
     return out, err
 
 
+def _end_within_bound(
+    proc: subprocess.Popen[str],
+    cli: Cli,
+    sent: float,
+    record_property: Callable[[str, object], None],
+) -> tuple[str, str]:
+    """``_end``, checking that the command ended within BOUND of the signal ``sent`` then."""
+    try:
+        proc.wait(timeout=30)
+    finally:
+        took = time.monotonic() - sent
+        out, err = _end(proc, cli)
+    record_property("seconds_to_exit", round(took, 4))
+    assert took < BOUND, f"took {took:.2f} s"
+    return out, err
+
+
 def _blocking_app(folder: Path, *, where: str = "pool", start_method: str | None = None) -> Path:
     """quick commits; blocker (which requires it) blocks; after requires blocker. The marker."""
     write_plugin(folder, "quick", "ok")
@@ -177,14 +194,8 @@ def test_signal_ends_the_boot_with_a_summary(
     _settle(proc)
     sent = time.monotonic()
     proc.send_signal(signum)
-    try:
-        proc.wait(timeout=30)
-    finally:
-        took = time.monotonic() - sent
-        out, err = _end(proc, cli)
-    record_property("seconds_to_exit", round(took, 4))
+    out, err = _end_within_bound(proc, cli, sent, record_property)
     assert proc.returncode == SIGNALS[signum][0], err
-    assert took < BOUND, f"took {took:.2f} s"
     assert out == ""  # the table is for a boot that ended; this one was stopped
     _assert_stopped(err, signum, BLOCKED_SUMMARY)
 
@@ -286,14 +297,8 @@ def test_a_repeated_signal_still_ends_cleanly(
         while proc.poll() is None:
             proc.send_signal(second)
             time.sleep(0.002)
-    try:
-        proc.wait(timeout=30)
-    finally:
-        took = time.monotonic() - sent
-        out, err = _end(proc, cli)
-    record_property("seconds_to_exit", round(took, 4))
+    out, err = _end_within_bound(proc, cli, sent, record_property)
     assert proc.returncode == SIGNALS[first][0], err  # the first signal decides
-    assert took < BOUND, f"took {took:.2f} s"
     assert out == ""
     _assert_stopped(err, first, BLOCKED_SUMMARY)
 
