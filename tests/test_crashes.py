@@ -258,7 +258,8 @@ ROWS = [
         noop,
         ConfigError,
         r"^cannot send data of {name} to a worker: TypeError: cannot pickle 'generator' "
-        r"object; pass something picklable",
+        r"object; pass something picklable \(a module-level function, plain data\), or build it "
+        r"inside the initcall$",
         data_row=True,
     ),
     Crash(
@@ -499,7 +500,9 @@ def test_work_scheduled_before_a_crash_still_runs_once(tmp_path: Path) -> None:
         parent = sched.schedule(schedule_then_die, (runs, 5))
         sched.synchronize_full(timeout=WAIT)
         with pytest.raises(
-            WorkerCrashed, match=r"crashed with EXIT\(7\) while running initcall 1 "
+            WorkerCrashed,
+            match=r"^worker \d+ crashed with EXIT\(7\) while running initcall 1 "
+            r"'schedule_then_die'; the worker was replaced$",
         ):
             sched.result(parent, timeout=WAIT)
         children = list(range(parent + 1, sched._shared.last_cookie + 1))
@@ -516,7 +519,11 @@ def test_death_holding_the_shared_lock_is_recovered() -> None:
         before = sched.worker_pids()
         cookie = sched.schedule(die_holding_the_lock)
         sched.synchronize_cookie(cookie + 1, timeout=WAIT)
-        with pytest.raises(WorkerCrashed, match=r"crashed with EXIT\(5\)"):
+        with pytest.raises(
+            WorkerCrashed,
+            match=r"^worker \d+ crashed with EXIT\(5\) while running initcall 1 "
+            r"'die_holding_the_lock'; the worker was replaced$",
+        ):
             sched.result(cookie, timeout=WAIT)
         later = sched.schedule(in_order, "default")
         assert sched.result(later, timeout=WAIT) == later
@@ -533,7 +540,11 @@ def test_worker_killed_while_blocked_in_a_synchronize(gates: Any) -> None:
             sched.synchronize_cookie(blocked + 1, timeout=0.3)
         victim = next(p for p in sched.worker_pids() if _runs(p, "in_order", sched, blocked))
         os.kill(victim, signal.SIGKILL)
-        with pytest.raises(WorkerCrashed, match=r"crashed with SIGKILL\(-9\) while running"):
+        with pytest.raises(
+            WorkerCrashed,
+            match=rf"^worker {victim} crashed with SIGKILL\(-9\) while running initcall "
+            rf"{blocked} 'in_order'; the worker was replaced$",
+        ):
             sched.result(blocked, timeout=WAIT)
         gate.set()
         assert sched.result(first, timeout=WAIT) == first
@@ -793,4 +804,8 @@ def test_manager_killed_mid_boot_is_a_clear_error(tmp_path: Path) -> None:
     assert not thread.is_alive(), "the boot hung after its manager was killed"
     (error,) = box
     assert isinstance(error, InitgraphError)
-    assert re.search(r"manager process \(pid \d+\) is gone", str(error)), str(error)
+    assert re.fullmatch(
+        r"the scheduler's pool failed: initgraph's manager process \(pid \d+\) is gone "
+        r"\(SIGKILL\(-9\)\); the scheduler lost its shared in-progress lists and stopped",
+        str(error),
+    ), str(error)
