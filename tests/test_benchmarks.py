@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXECUTORS = ["sequential", "ThreadPoolExecutor", "PPE+graphlib", "multiprocess.Pool", "initgraph"]
 POOLS = EXECUTORS[1:]
 
