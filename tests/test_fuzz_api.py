@@ -261,18 +261,21 @@ def _waits_long(timeout: Any) -> bool:
 
 
 # -- bugs the fuzzing found, fixed; the tests that found them --------------------------------------
+NOT_A_NUMBER = r"must be a number of seconds or None, got .+ \(\w+\)$"
+
+
 @pytest.mark.parametrize("timeout", ["1", [1], Opaque()], ids=["str", "list", "object"])
 @pytest.mark.parametrize("call", ["synchronize_cookie", "synchronize_full", "result"])
 def test_timeout_that_is_not_a_number(held: Held, call: str, timeout: Any) -> None:
-    """schedule() refuses it with ConfigError; the waits do not check it."""
-    with pytest.raises(ConfigError, match="timeout"):
+    """schedule() and the waits refuse it with a ConfigError naming the call."""
+    with pytest.raises(ConfigError, match=rf"^timeout of 'noop' {NOT_A_NUMBER}"):
         held.sched.schedule(noop, timeout=timeout)
     waits: dict[str, Callable[[], object]] = {
         "synchronize_cookie": lambda: held.sched.synchronize_cookie(1, timeout=timeout),
         "synchronize_full": lambda: held.sched.synchronize_full(timeout=timeout),
         "result": lambda: held.sched.result(1, timeout=timeout),
     }
-    with pytest.raises(ConfigError, match="timeout"):
+    with pytest.raises(ConfigError, match=rf"^timeout of {call}\(.*\) {NOT_A_NUMBER}"):
         waits[call]()
 
 
