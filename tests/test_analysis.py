@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
-import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT, forget_app, observe_args, write_app
 
 import initgraph
 from initgraph._boot.run import Plan, PlannedPlugin, plan
-from initgraph._cli.observe import add_commands
 from initgraph._cli.progress import Progress, progress
 from initgraph._core.dispatch import GROW_AFTER
 from initgraph._observe.analysis import (
@@ -27,22 +24,6 @@ from initgraph._observe.analysis import (
     plan_from,
 )
 from initgraph._observe.trace import TraceData, TracedPlugin, TracedWait, trace_of, write_trace
-
-ROOT = Path(__file__).resolve().parents[1]
-
-PLUGIN = """
-import time
-from initgraph import hookimpl
-
-@hookimpl
-def initgraph_init(ctx):
-    time.sleep(ctx.config.get("duration", 0))  # the plugin's work
-    if ctx.config.get("synchronize"):
-        ctx.synchronize()
-    time.sleep(ctx.config.get("then", 0))  # more work, after synchronizing
-    return ctx.name
-"""
-
 
 # -- synthetic traces: each gate of the chain by construction --------------------------------------
 PARENT = 1
@@ -183,18 +164,6 @@ def test_blame_columns() -> None:
 
 
 # -- a boot whose critical chain is known by construction --------------------------------------
-def write_app(root: Path, plugins: dict[str, dict[str, Any]], **settings: Any) -> dict[str, Any]:
-    """A config dict for ``plugins``, each with its own module in a fresh package under root."""
-    pkg = "analysis_app_" + root.name.replace("-", "_")
-    (root / pkg).mkdir()
-    (root / pkg / "__init__.py").write_text("")
-    table = {}
-    for name, spec in plugins.items():
-        (root / pkg / f"{name}.py").write_text(textwrap.dedent(PLUGIN))
-        table[name] = {"module": f"{pkg}.{name}", **spec}
-    return {"initgraph": {"paths": [str(root)], **settings}, "plugins": table}
-
-
 @pytest.fixture(scope="module")
 def chained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot]:
     """a -> b -> c, 0.15 s each, beside short plugins; waiter synchronizes on a slower one."""
@@ -216,8 +185,7 @@ def chained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot
     )
     config["domains"] = {"sync": {}, "side": {}}
     yield initgraph.boot(config)
-    for mod in [m for m in sys.modules if m.startswith("analysis_app_")]:
-        del sys.modules[mod]
+    forget_app(root)
 
 
 def test_critical_chain_of_a_known_boot(chained: initgraph.Boot) -> None:
@@ -461,10 +429,10 @@ def sleepy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     )
     initgraph.boot(config)  # warm: the first boot in a process also imports the plugins
     yield config
-    for mod in [m for m in sys.modules if m.startswith("analysis_app_")]:
-        del sys.modules[mod]
+    forget_app(root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 3])
 def test_plan_predicts_a_real_boot(sleepy: dict[str, Any], workers: int) -> None:
     """Predict --workers 1 and 3 from a --workers 2 trace of a real boot; measure those boots.
@@ -490,13 +458,14 @@ def test_plan_predicts_a_real_boot(sleepy: dict[str, Any], workers: int) -> None
     assert abs(recorded.wall / measured - 1) > 0.25  # the worker count matters in this boot
 
 
+@pytest.mark.slow
 def test_plan_command_on_the_example(
     at_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "boot.json"
     write_trace(initgraph.boot(at_root, workers=2), path)
     argv = ["plan", "init.toml", "--from", str(path), "--workers", "1"]
-    args = parse([*argv, "--faster", "search_index=2"])
+    args = observe_args([*argv, "--faster", "search_index=2"])
     assert args.command(args) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("predicted boot: ")
@@ -506,7 +475,7 @@ def test_plan_command_on_the_example(
     chain = out[out.index("predicted critical chain:") + 1 :]
     assert len(chain) >= 2
     assert all(line.startswith("  ") for line in chain)
-    args = parse([*argv, "--faster", "nope=2"])
+    args = observe_args([*argv, "--faster", "nope=2"])
     assert args.command(args) == 2
     assert capsys.readouterr().err == (
         "initgraph: error: faster names 'nope', which is not a plugin of the trace\n"
@@ -514,18 +483,12 @@ def test_plan_command_on_the_example(
 
 
 # -- the commands ----------------------------------------------------------------------------------
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="initgraph")
-    add_commands(parser.add_subparsers())
-    return parser.parse_args(argv)
-
-
 def test_blame_command(
     chained: initgraph.Boot, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "t.json"
     write_trace(chained, path)
-    args = parse(["blame", str(path)])
+    args = observe_args(["blame", str(path)])
     assert args.command(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
@@ -543,10 +506,10 @@ def test_blame_command(
     plugins = [line.split()[1] for line in lines[1:-1]]
     assert sorted(plugins) == sorted(p.name for p in chained.plan)
     assert lines[-1].startswith("times in ms; total = requires + queued + running + waiting")
-    args = parse(["blame", str(path), "--sort", "waiting"])
+    args = observe_args(["blame", str(path), "--sort", "waiting"])
     assert args.command(args) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[1] == "waiter"
-    args = parse(["blame", str(path), "--sort", "in-order"])
+    args = observe_args(["blame", str(path), "--sort", "in-order"])
     assert args.command(args) == 0
 
 
@@ -555,7 +518,7 @@ def test_critical_chain_command(
 ) -> None:
     path = tmp_path / "t.json"
     write_trace(chained, path)
-    args = parse(["critical-chain", str(path)])
+    args = observe_args(["critical-chain", str(path)])
     assert args.command(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == 'The time when a step started is after "@", how long it took is after "+".'
@@ -570,7 +533,7 @@ def test_critical_chain_command(
 )
 def test_plan_command_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        parse(argv)
+        observe_args(argv)
     assert info.value.code == 2
     capsys.readouterr()
 

@@ -13,11 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+import pytest
+from conftest import ROOT
+
 EXECUTORS = ["sequential", "ThreadPoolExecutor", "PPE+graphlib", "multiprocess.Pool", "initgraph"]
 POOLS = EXECUTORS[1:]
 
 
+@pytest.mark.slow
 def test_smoke_run_reports_every_row(tmp_path: Path) -> None:
     # One test, not several sharing a fixture: under pytest-xdist each worker would run it again.
     out = tmp_path / "smoke.json"

@@ -8,12 +8,13 @@ import random
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from conftest import SLEEPER
+from conftest import AppWriter as Writer
 
 import initgraph
 from initgraph import (
@@ -26,50 +27,6 @@ from initgraph import (
 )
 from initgraph._boot import run as _boot
 from initgraph._boot.run import plan
-
-Writer = Callable[..., dict[str, Any]]
-
-SLEEPER = """
-import time
-from initgraph import hookimpl
-
-@hookimpl
-def initgraph_init(ctx):
-    time.sleep(ctx.config.get("duration", 0))  # the plugin's work
-    if ctx.config.get("kernel"):
-        ctx.synchronize()
-        ctx.publish("init." + ctx.name, ctx.cookie)
-    return ctx.name
-
-@hookimpl
-def initgraph_commit(ctx, result):
-    ctx.publish("commit." + ctx.name, sorted(ctx.results))
-"""
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Writer:
-    """Write plugin modules into a fresh package and return a config dict builder."""
-    pkg = "app_" + tmp_path.name.replace("-", "_")
-    root = tmp_path / pkg
-    root.mkdir()
-    (root / "__init__.py").write_text("")
-
-    def write(plugins: dict[str, dict[str, Any]], **settings: Any) -> dict[str, Any]:
-        table: dict[str, Any] = {}
-        for name, spec in plugins.items():
-            spec = dict(spec)
-            source = textwrap.dedent(spec.pop("source", SLEEPER))
-            (root / f"{name}.py").write_text(source)
-            table[name] = {"module": f"{pkg}.{name}", **spec}
-        return {
-            "initgraph": {"paths": [str(tmp_path)], "workers": 2, **settings},
-            "plugins": table,
-        }
-
-    yield write
-    for mod in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
-        del sys.modules[mod]
 
 
 def keys(boot: initgraph.Boot) -> list[str]:
@@ -93,7 +50,7 @@ def test_plan_gives_cookies_in_dependency_then_file_order(app: Writer) -> None:
 
 
 def test_boot_runs_and_commits_in_order(app: Writer) -> None:
-    boot = initgraph.boot(app({"a": {"config": {"kernel": True}}, "b": {"requires": ["a"]}}))
+    boot = initgraph.boot(app({"a": {"config": {"synchronize": True}}, "b": {"requires": ["a"]}}))
     assert boot.ok
     assert keys(boot) == ["init.a", "commit.a", "commit.b"]
     assert boot.registry["commit.b"] == ["a"]
@@ -110,6 +67,7 @@ def test_boot_runs_and_commits_in_order(app: Writer) -> None:
     assert boot.timings["b"].waits == ()
 
 
+@pytest.mark.slow
 def test_registry_log_is_identical_on_every_run(app: Writer) -> None:
     """Twenty plugins with random durations and dependencies, booted twenty times."""
     rng = random.Random(7)
@@ -118,7 +76,7 @@ def test_registry_log_is_identical_on_every_run(app: Writer) -> None:
         name = f"p{i:02d}"
         earlier = list(plugins)
         requires = rng.sample(earlier, k=min(len(earlier), rng.choice([0, 0, 1, 2])))
-        plugins[name] = {"requires": requires, "config": {"kernel": i % 3 == 0}}
+        plugins[name] = {"requires": requires, "config": {"synchronize": i % 3 == 0}}
     expected: list[tuple[int, str, str]] | None = None
     for run in range(20):
         durations = random.Random(run)
@@ -136,7 +94,7 @@ def test_registry_log_is_identical_on_every_run(app: Writer) -> None:
 
 def test_each_domain_commits_in_cookie_order(app: Writer) -> None:
     plugins = {
-        f"{d}{i}": {"domain": d, "config": {"duration": 0.02 * ((i * 7) % 3), "kernel": True}}
+        f"{d}{i}": {"domain": d, "config": {"duration": 0.02 * ((i * 7) % 3), "synchronize": True}}
         for i in range(4)
         for d in ("x", "y")
     }
@@ -377,7 +335,7 @@ def test_embedded_in_a_host_with_threads_and_a_pool(app: Writer) -> None:
     try:
         host = {p.pid for p in psutil.Process().children(recursive=True)}
         assert pool.map(_square, range(4)) == [0, 1, 4, 9]
-        config = app({"a": {"config": {"kernel": True}}, "b": {"requires": ["a"]}})
+        config = app({"a": {"config": {"synchronize": True}}, "b": {"requires": ["a"]}})
         first = initgraph.boot(config)
         second = initgraph.boot(config)
         assert keys(first) == keys(second) == ["init.a", "commit.a", "commit.b"]
@@ -395,11 +353,12 @@ def test_embedded_in_a_host_with_threads_and_a_pool(app: Writer) -> None:
 
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_boot_under_every_start_method(app: Writer, method: str) -> None:
-    config = app({"a": {"config": {"kernel": True}}, "b": {"requires": ["a"]}})
+    config = app({"a": {"config": {"synchronize": True}}, "b": {"requires": ["a"]}})
     boot = initgraph.boot(config, start_method=method)
     assert keys(boot) == ["init.a", "commit.a", "commit.b"]
 
 
+@pytest.mark.slow
 def test_example_application_boots() -> None:
     root = Path(__file__).resolve().parents[1]
     cwd = os.getcwd()

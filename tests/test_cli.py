@@ -8,7 +8,6 @@ the boot outlived the command, whatever became of its parent.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -17,126 +16,19 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-import uuid
 import warnings
 from pathlib import Path
 
-import psutil
 import pytest
+from conftest import ROOT, Cli, needs_main_thread, write_config, write_plugin
 
 from initgraph._boot import run as _boot
 from initgraph._cli.main import main
 from initgraph._cli.signals import Raise, Terminated, forks, signals_raise
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "init.toml"
 ERROR_LINE = re.compile(r"^initgraph: error: \S.*$")
-
-PLUGIN = """\
-import os
-import pathlib
-
-from initgraph import hookimpl
-
-
-@hookimpl
-def initgraph_init(ctx):
-{body}
-"""
-
-# Bodies of initgraph_init, by what the plugin does.
-BEHAVIOURS = {
-    "ok": "return ctx.name",
-    "raise": 'raise ValueError("boom")',
-    "crash": "os._exit(3)",
-    # One write, so that the lines of two processes sharing stderr cannot interleave.
-    "print": 'import sys\nsys.stdout.write(f"noise from {ctx.name}\\n")\nsys.stdout.flush()',
-    # Say it started, then wait for a writer that never comes.
-    "block": (
-        'pathlib.Path(ctx.config["marker"]).write_text(str(os.getpid()))\n'
-        'with open(ctx.config["fifo"]) as fifo:\n'
-        "    fifo.read()"
-    ),
-}
-
-
-def write_plugin(folder: Path, name: str, behaviour: str) -> None:
-    body = textwrap.indent(BEHAVIOURS[behaviour], "    ")
-    (folder / f"{name}.py").write_text(PLUGIN.format(body=body))
-
-
-def write_config(folder: Path, text: str) -> Path:
-    path = folder / "init.toml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def boot_processes(tag: str) -> list[str]:
-    """Live processes whose environment carries ``tag``: what is left of a boot."""
-    left = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get("INITGRAPH_TEST_MARKER") == tag:
-                left.append(f"{proc.pid} {' '.join(proc.cmdline())[:100]}")
-        except psutil.Error:
-            continue
-    return left
-
-
-class Cli:
-    """Runs ``python -m initgraph`` in a folder, marking every process it starts."""
-
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.tag = uuid.uuid4().hex
-        self.env = {**os.environ, "INITGRAPH_TEST_MARKER": self.tag}
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "initgraph", *args]
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run the command to its end; fail (and clean up) if it takes more than a minute."""
-        proc = self.start(*args)
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.terminate()  # SIGTERM: the CLI's own clean way out
-            try:
-                out, err = proc.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                out, err = proc.communicate()
-            self.kill_leftovers()
-            pytest.fail(f"initgraph {' '.join(args)} hung; stdout:\n{out}\nstderr:\n{err}")
-        left = self.kill_leftovers()
-        assert left == [], "processes of the boot outlived initgraph"
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-    def kill_leftovers(self) -> list[str]:
-        left = boot_processes(self.tag)
-        for line in left:
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(int(line.split()[0])).kill()
-        return left
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            self.argv(*args),
-            cwd=self.cwd,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
 
 
 @pytest.fixture
@@ -197,6 +89,7 @@ def test_module_and_console_script_agree(cli: Cli) -> None:
     assert (by_script.returncode, by_script.stdout) == (0, "initgraph 0.1.0\n")
 
 
+@pytest.mark.slow
 def test_importing_the_cli_does_not_import_rich() -> None:
     code = "import sys, initgraph._cli.main; print('rich' in sys.modules)"
     done = subprocess.run(
@@ -679,11 +572,6 @@ def test_rich_table_on_a_terminal() -> None:
 
 # -- signal handling in-process -------------------------------------------------------------------
 
-needs_main_thread = pytest.mark.skipif(
-    threading.current_thread() is not threading.main_thread(),
-    reason="signal handlers can only be set in the main thread",
-)
-
 
 @needs_main_thread
 def test_a_signal_during_a_fork_is_delivered_after_it() -> None:
@@ -730,6 +618,7 @@ def test_a_forked_child_gets_the_handlers_back() -> None:
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+@pytest.mark.slow
 def test_a_caught_interrupt_keeps_the_exit_code(tmp_path: Path) -> None:
     # CPython remembers a KeyboardInterrupt that left exec()'d code and, run with -m, exits by
     # SIGINT at the end even though it was caught; forget_interrupt makes it return 130.

@@ -1038,6 +1038,7 @@ def check_loaded(config: Config) -> None:
     pickle.loads(pickle.dumps(config))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents(st.sampled_from(["json", "a.b", "x"]), loose=True), overrides)
 def test_any_mapping_gives_config_or_config_error(document: Any, extra: dict[str, Any]) -> None:

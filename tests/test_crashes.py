@@ -1,7 +1,8 @@
 """The crash table: every way an initcall can fail, at both levels, under every start method.
 
 One table (``CRASHES``, after loky's) drives two tests: the ``Scheduler`` (schedule + result) and
-a whole boot (``initgraph.boot``, plugin modules written to ``tmp_path``). For each row they pin:
+a whole boot (``initgraph.boot``, plugin modules written to ``tmp_path``), each under ``fork``,
+``forkserver`` and ``spawn``. For each row they pin:
 
 - the exact error the user gets: its type and its message;
 - that waiters are released: ``synchronize_cookie(c + 1)`` returns (boot: a later plugin's
@@ -12,8 +13,9 @@ a whole boot (``initgraph.boot``, plugin modules written to ``tmp_path``). For e
 - whether the worker was replaced: exactly when its process died;
 - that nothing is left running (the autouse ``no_leaked_processes`` fixture).
 
-What the table pins is what initgraph does today. Where that is wrong against DESIGN.md, the
-test below the table is a strict xfail naming the bug. Timeouts are 0.3 s to keep it fast.
+What the table pins is what initgraph does today; where that is a bug, a strict xfail below
+the table names it (``pid_lost``: ``test_failed_load_keeps_the_pid``). Timeouts are 0.3 s to
+keep it fast; the rows under fork are the fast part (``-m 'not slow'``).
 """
 
 from __future__ import annotations
@@ -26,16 +28,16 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from conftest import PID, AppWriter, write_package
 from multiprocess.synchronize import sem_unlink
 
 import initgraph
@@ -50,6 +52,12 @@ from initgraph import (
 )
 
 METHODS = ("fork", "forkserver", "spawn")
+# The table under fork is the fast part; the other start methods start slower workers.
+TABLE_METHODS = [
+    "fork",
+    pytest.param("forkserver", marks=pytest.mark.slow),
+    pytest.param("spawn", marks=pytest.mark.slow),
+]
 WAIT = 30  # bound on what must happen, so a bug fails the test instead of hanging it
 TIMEOUT = 0.3
 KILL_GRACE = 1.0  # initgraph's SIGTERM-to-SIGKILL delay for a timed-out initcall
@@ -68,6 +76,10 @@ def exits_at_once(data: Any, cookie: int) -> None:
     os._exit(0)
 
 
+def exits_at_once_with_3(data: Any, cookie: int) -> None:
+    os._exit(3)
+
+
 def kills_itself(data: Any, cookie: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -83,6 +95,21 @@ def runs_out_of_memory(data: Any, cookie: int) -> None:
 
 def returns_a_generator(data: Any, cookie: int) -> Any:
     return (i for i in range(3))  # neither pickle nor dill can send it back
+
+
+def _refuse_to_load(reason: str) -> None:
+    raise ValueError(reason)
+
+
+class LoadsOnlyInTheWorker:
+    """Pickles fine in the worker; loading it in the parent raises (as an unimportable module)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_refuse_to_load, ("this result cannot be loaded here",))
+
+
+def returns_what_the_parent_cannot_load(data: Any, cookie: int) -> Any:
+    return LoadsOnlyInTheWorker()
 
 
 def hangs(data: Any, cookie: int) -> None:
@@ -111,138 +138,170 @@ def append_line(path: str, cookie: int) -> int:
 # -- the table -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Crash:
-    """One row: a way to fail, and what initgraph does about it.
+    """One row: a way to fail, and what initgraph does about it, under every start method.
 
-    ``message`` is a regular expression for ``str(error)``; ``{cookie}`` and ``{name}`` are
-    filled in (escaped) before matching. ``died``: the worker process ends, so it is replaced.
+    ``message`` is a regular expression for ``str(error)``; ``{cookie}``, ``{name}`` and
+    ``{worker}`` (the failed worker's pid; any pid at boot level) are filled in before matching.
+    ``cause``: the type of ``error.__cause__``; ``remote_traceback``: whether that cause carries
+    the worker's traceback. ``died``: the worker process ends, so it is replaced.
     """
 
+    id: str
     func: Callable[[Any, int], Any]
     error: type[BaseException]
     message: str
     cause: type[BaseException] | None = None
+    remote_traceback: bool = True
     died: bool = False
     exitcode: int | None = None
     timeout: float | None = None
     kind: str = "error"  # the boot's Failure.kind
     data_row: bool = False  # the data cannot be sent: refused in schedule()
+    pid_lost: bool = False  # the boot's Timing of it has no pid (test_failed_load_keeps_the_pid)
 
-    def pattern(self, cookie: int, name: str) -> str:
-        return self.message.format(cookie=cookie, name=re.escape(repr(name)))
+    def pattern(self, cookie: int, name: str, worker: int | None = None) -> str:
+        pid = r"\d+" if worker is None else str(worker)
+        return self.message.format(cookie=cookie, name=re.escape(repr(name)), worker=pid)
 
 
-REPLACED = r"; the worker was replaced$"
-CRASHED = r"^worker \d+ crashed with {how} while running initcall {{cookie}} {{name}}" + REPLACED
+def crashed(how: str) -> str:
+    return (
+        rf"^worker {{worker}} crashed with {how} while running initcall {{cookie}} {{name}}; "
+        r"the worker was replaced$"
+    )
+
+
 TIMED_OUT = (
     r"^initcall {cookie} {name} ran past its timeout of 0\.3 s and was stopped; "
     r"its worker was replaced$"
 )
 
-CRASHES = [
-    pytest.param(
-        Crash(
-            raises,
-            HookError,
-            r"^initcall {cookie} {name} raised ValueError: disk on fire$",
-            ValueError,
-        ),
-        id="raise",
+ROWS = [
+    Crash(
+        "raise",
+        raises,
+        HookError,
+        r"^initcall {cookie} {name} raised ValueError: disk on fire$",
+        cause=ValueError,
     ),
-    pytest.param(
-        Crash(exits, HookError, r"^initcall {cookie} {name} raised SystemExit: 3$", SystemExit),
-        id="sys.exit(3)",
+    Crash(
+        "sys.exit(3)",
+        exits,
+        HookError,
+        r"^initcall {cookie} {name} raised SystemExit: 3$",
+        cause=SystemExit,
     ),
-    pytest.param(
-        Crash(
-            exits_at_once,
-            WorkerCrashed,
-            CRASHED.format(how=r"EXIT\(0\)"),
-            None,
-            True,
-            0,
-            kind="crash",
-        ),
-        id="os._exit(0)",
+    Crash(
+        "os._exit(0)",
+        exits_at_once,
+        WorkerCrashed,
+        crashed(r"EXIT\(0\)"),
+        died=True,
+        exitcode=0,
+        kind="crash",
     ),
-    pytest.param(
-        Crash(
-            kills_itself,
-            WorkerCrashed,
-            CRASHED.format(how=r"SIGKILL\(-9\)"),
-            None,
-            True,
-            -9,
-            kind="crash",
-        ),
-        id="SIGKILL",
+    Crash(
+        "os._exit(3)",
+        exits_at_once_with_3,
+        WorkerCrashed,
+        crashed(r"EXIT\(3\)"),
+        died=True,
+        exitcode=3,
+        kind="crash",
     ),
-    pytest.param(
-        Crash(
-            segfaults,
-            WorkerCrashed,
-            CRASHED.format(how=r"SIGSEGV\(-11\)"),
-            None,
-            True,
-            -11,
-            kind="crash",
-        ),
-        id="segfault",
+    Crash(
+        "SIGKILL",
+        kills_itself,
+        WorkerCrashed,
+        crashed(r"SIGKILL\(-9\)"),
+        died=True,
+        exitcode=-9,
+        kind="crash",
     ),
-    pytest.param(
-        # the empty message leaves a dangling ": " (test_empty_message_has_no_dangling_colon)
-        Crash(
-            runs_out_of_memory,
-            HookError,
-            r"^initcall {cookie} {name} raised MemoryError$",
-            MemoryError,
-        ),
-        id="MemoryError",
+    Crash(
+        "segfault",
+        segfaults,
+        WorkerCrashed,
+        crashed(r"SIGSEGV\(-11\)"),
+        died=True,
+        exitcode=-11,
+        kind="crash",
     ),
-    pytest.param(
-        Crash(
-            returns_a_generator,
-            HookError,
-            r"^initcall {cookie} {name} raised TypeError: the result of initcall {cookie} "
-            r"{name} cannot be sent to the parent: TypeError: cannot pickle 'generator' object; "
-            r"return picklable data$",
-            TypeError,
-        ),
-        id="unpicklable-result",
+    Crash(
+        # the empty message leaves no dangling ": " (test_empty_message_has_no_dangling_colon)
+        "MemoryError",
+        runs_out_of_memory,
+        HookError,
+        r"^initcall {cookie} {name} raised MemoryError$",
+        cause=MemoryError,
     ),
-    pytest.param(
-        Crash(
-            noop,
-            ConfigError,
-            r"^cannot send data of {name} to a worker: TypeError: cannot pickle 'generator' "
-            r"object; pass something picklable",
-            data_row=True,
-        ),
-        id="unpicklable-data",
+    Crash(
+        "unpicklable-result",
+        returns_a_generator,
+        HookError,
+        r"^initcall {cookie} {name} raised TypeError: the result of initcall {cookie} "
+        r"{name} cannot be sent to the parent: TypeError: cannot pickle 'generator' object; "
+        r"return picklable data$",
+        cause=TypeError,
     ),
-    pytest.param(
-        Crash(hangs, HookTimeout, TIMED_OUT, None, True, timeout=TIMEOUT, kind="timeout"),
-        id="timeout",
+    Crash(
+        # the worker sends it; the parent fails to load it: no worker traceback to attach
+        "result-fails-to-load",
+        returns_what_the_parent_cannot_load,
+        HookError,
+        r"^initcall {cookie} {name} raised TypeError: the result of initcall {cookie} cannot "
+        r"be loaded: this result cannot be loaded here$",
+        cause=TypeError,
+        remote_traceback=False,
+        pid_lost=True,
     ),
-    pytest.param(
-        Crash(ignores_sigterm, HookTimeout, TIMED_OUT, None, True, timeout=TIMEOUT, kind="timeout"),
-        id="timeout-ignoring-SIGTERM",
+    Crash(
+        "unpicklable-data",
+        noop,
+        ConfigError,
+        r"^cannot send data of {name} to a worker: TypeError: cannot pickle 'generator' "
+        r"object; pass something picklable \(a module-level function, plain data\), or build it "
+        r"inside the initcall$",
+        data_row=True,
     ),
-    pytest.param(
+    Crash(
+        "timeout",
+        hangs,
+        HookTimeout,
+        TIMED_OUT,
+        died=True,
+        timeout=TIMEOUT,
+        kind="timeout",
+    ),
+    Crash(
+        "timeout-ignoring-SIGTERM",
+        ignores_sigterm,
+        HookTimeout,
+        TIMED_OUT,
+        died=True,
+        timeout=TIMEOUT,
+        kind="timeout",
+    ),
+    Crash(
         # caught in the worker like any exception: the worker lives on (the parent's own
         # KeyboardInterrupt is what stops a scheduler)
-        Crash(
-            interrupted,
-            HookError,
-            r"^initcall {cookie} {name} raised KeyboardInterrupt$",
-            KeyboardInterrupt,
-        ),
-        id="KeyboardInterrupt",
+        "KeyboardInterrupt",
+        interrupted,
+        HookError,
+        r"^initcall {cookie} {name} raised KeyboardInterrupt$",
+        cause=KeyboardInterrupt,
     ),
+]
+# SIGKILL comes a second after the ignored SIGTERM: that row is slow under every start method.
+SLOW_ROWS = {"timeout-ignoring-SIGTERM"}
+CRASHES = [
+    pytest.param(row, id=row.id, marks=[pytest.mark.slow] if row.id in SLOW_ROWS else [])
+    for row in ROWS
 ]
 
 
 # -- the scheduler level -------------------------------------------------------------------------
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", TABLE_METHODS)
 @pytest.mark.parametrize("crash", CRASHES)
 def test_scheduler(crash: Crash, method: str, tmp_path: Path) -> None:
     runs = str(tmp_path / "runs.txt")
@@ -273,16 +332,19 @@ def test_scheduler(crash: Crash, method: str, tmp_path: Path) -> None:
         pid_after = sched.result(later, timeout=WAIT)  # the rest carries on
         after = sched.worker_pids()
     assert type(err) is crash.error
-    assert re.match(crash.pattern(cookie, crash.func.__name__), str(err)), str(err)
+    assert re.match(crash.pattern(cookie, crash.func.__name__, before[0]), str(err)), str(err)
     assert (err.cookie, err.name) == (cookie, crash.func.__name__)
     if crash.cause is None:
         assert err.__cause__ is None
     else:
         assert type(err.__cause__) is crash.cause
-        assert "Traceback" in str(err.__cause__.__cause__)  # the worker's traceback, as text
+        remote = err.__cause__.__cause__  # the worker's traceback, as text
+        assert ("Traceback" in str(remote)) if crash.remote_traceback else remote is None
     if isinstance(err, WorkerCrashed):
         assert err.exitcode == crash.exitcode
-        assert err.signal == (signal.Signals(-crash.exitcode).name if crash.exitcode else None)
+        assert crash.exitcode is not None
+        signalled = crash.exitcode < 0
+        assert err.signal == (signal.Signals(-crash.exitcode).name if signalled else None)
     if isinstance(err, HookTimeout):
         assert err.timeout == TIMEOUT
         # released once the worker is gone: SIGTERM at once, SIGKILL a second later if ignored
@@ -321,65 +383,32 @@ def initgraph_init(ctx):
     return os.getpid()
 """
 
-PLAIN = """
-import os
-from initgraph import hookimpl
 
-@hookimpl
-def initgraph_init(ctx):
-    return os.getpid()
-"""
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Callable[[Crash, str, str], dict[str, Any]]]:
-    """A config builder: plugins bad (fails as the row says), waiter, dep (requires bad), ok."""
-    pkg = "crashapp_" + tmp_path.name.replace("-", "_")
-    root = tmp_path / pkg
-    root.mkdir()
-    (root / "__init__.py").write_text("")
-
-    def write(crash: Crash, method: str, on_error: str) -> dict[str, Any]:
-        bad_source = (
-            MAIN_GENERATOR
-            if crash.data_row
-            else BAD.format(module=crash.func.__module__, func=crash.func.__name__)
-        )
-        sources = {"bad": bad_source, "waiter": WAITER, "dep": PLAIN, "ok": PLAIN}
-        for name, source in sources.items():
-            (root / f"{name}.py").write_text(textwrap.dedent(source))
-        bad: dict[str, Any] = {"module": f"{pkg}.bad"}
-        if crash.timeout is not None:
-            bad["timeout"] = crash.timeout
-        if crash.data_row:
-            bad["where"] = "main"
-        settings = {
-            "paths": [str(tmp_path)],
-            "workers": 1,  # so a later plugin's pid tells whether the worker was replaced
-            "start_method": method,
-            "on_error": on_error,
-        }
-        plugins = {
-            "bad": bad,
-            "waiter": {"module": f"{pkg}.waiter"},
-            "dep": {"module": f"{pkg}.dep", "requires": ["bad"]},
-            "ok": {"module": f"{pkg}.ok"},
-        }
-        return {"initgraph": settings, "plugins": plugins}
-
-    yield write
-    for mod in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
-        del sys.modules[mod]
+def crash_app(app: AppWriter, crash: Crash, method: str, on_error: str) -> dict[str, Any]:
+    """Plugins bad (fails as the row says), waiter, dep (requires bad) and ok, on one worker."""
+    bad: dict[str, Any] = {
+        "source": BAD.format(module=crash.func.__module__, func=crash.func.__name__)
+    }
+    if crash.timeout is not None:
+        bad["timeout"] = crash.timeout
+    if crash.data_row:
+        bad = {"source": MAIN_GENERATOR, "where": "main"}
+    plugins = {
+        "bad": bad,
+        "waiter": {"source": WAITER},
+        "dep": {"source": PID, "requires": ["bad"]},
+        "ok": {"source": PID},
+    }
+    # one worker: a later plugin's pid tells whether the worker was replaced
+    return app(plugins, workers=1, start_method=method, on_error=on_error)
 
 
 @pytest.mark.parametrize("on_error", ["continue", "abort"])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", TABLE_METHODS)
 @pytest.mark.parametrize("crash", CRASHES)
-def test_boot(
-    crash: Crash, method: str, on_error: str, app: Callable[[Crash, str, str], dict[str, Any]]
-) -> None:
+def test_boot(crash: Crash, method: str, on_error: str, app: AppWriter) -> None:
     with pytest.raises(BootError) as info:
-        initgraph.boot(app(crash, method, on_error))
+        initgraph.boot(crash_app(app, crash, method, on_error))
     boot = info.value.boot
     failed = "dep" if crash.data_row else "bad"  # the data row: bad commits, dep cannot start
     failure = boot.failures[failed]
@@ -407,7 +436,9 @@ def test_boot(
 
     waiter, bad = boot.timings["waiter"], boot.timings["bad"]
     assert waiter.ended is not None  # its ctx.synchronize() returned
-    if not crash.data_row:  # one worker: a new pid for the waiter means a new worker
+    if crash.pid_lost:
+        assert bad.pid is None
+    elif not crash.data_row:  # one worker: a new pid for the waiter means a new worker
         assert (waiter.pid != bad.pid) == crash.died, (bad.pid, waiter.pid)
     statuses = {p.name: boot.status(p.name) for p in boot.plan}
     if on_error == "continue":
@@ -471,7 +502,9 @@ def test_work_scheduled_before_a_crash_still_runs_once(tmp_path: Path) -> None:
         parent = sched.schedule(schedule_then_die, (runs, 5))
         sched.synchronize_full(timeout=WAIT)
         with pytest.raises(
-            WorkerCrashed, match=r"crashed with EXIT\(7\) while running initcall 1 "
+            WorkerCrashed,
+            match=r"^worker \d+ crashed with EXIT\(7\) while running initcall 1 "
+            r"'schedule_then_die'; the worker was replaced$",
         ):
             sched.result(parent, timeout=WAIT)
         children = list(range(parent + 1, sched._shared.last_cookie + 1))
@@ -481,13 +514,18 @@ def test_work_scheduled_before_a_crash_still_runs_once(tmp_path: Path) -> None:
     assert all(isinstance(pid, int) for pid in pids)
 
 
+@pytest.mark.slow  # the lock's holder is found dead after a 2 s wait
 def test_death_holding_the_shared_lock_is_recovered() -> None:
     """The next process to wait 2 s for the lock finds its holder dead and takes it over."""
     with Scheduler(2) as sched:
         before = sched.worker_pids()
         cookie = sched.schedule(die_holding_the_lock)
         sched.synchronize_cookie(cookie + 1, timeout=WAIT)
-        with pytest.raises(WorkerCrashed, match=r"crashed with EXIT\(5\)"):
+        with pytest.raises(
+            WorkerCrashed,
+            match=r"^worker \d+ crashed with EXIT\(5\) while running initcall 1 "
+            r"'die_holding_the_lock'; the worker was replaced$",
+        ):
             sched.result(cookie, timeout=WAIT)
         later = sched.schedule(in_order, "default")
         assert sched.result(later, timeout=WAIT) == later
@@ -504,7 +542,11 @@ def test_worker_killed_while_blocked_in_a_synchronize(gates: Any) -> None:
             sched.synchronize_cookie(blocked + 1, timeout=0.3)
         victim = next(p for p in sched.worker_pids() if _runs(p, "in_order", sched, blocked))
         os.kill(victim, signal.SIGKILL)
-        with pytest.raises(WorkerCrashed, match=r"crashed with SIGKILL\(-9\) while running"):
+        with pytest.raises(
+            WorkerCrashed,
+            match=rf"^worker {victim} crashed with SIGKILL\(-9\) while running initcall "
+            rf"{blocked} 'in_order'; the worker was replaced$",
+        ):
             sched.result(blocked, timeout=WAIT)
         gate.set()
         assert sched.result(first, timeout=WAIT) == first
@@ -554,8 +596,11 @@ class SlowToLoad:
         return (_slow_restore, (self.seconds,))
 
 
+@pytest.mark.slow
 def test_timeout_counts_the_run_not_the_worker_start() -> None:
-    """DESIGN: ``timeout`` is the seconds it may *run*. This one returns at once.
+    """``timeout`` is the seconds an initcall may *run*, not counting its worker's start.
+
+    This one returns at once.
 
     A spawned worker starts, then spends 1.5 s loading the data, before it runs for ~0 s under a
     1 s timeout: counted from the send, it would time out.
@@ -571,6 +616,20 @@ def test_empty_message_has_no_dangling_colon() -> None:
         with pytest.raises(HookError) as info:
             sched.result(cookie, timeout=WAIT)
     assert str(info.value) == "initcall 1 'interrupted' raised KeyboardInterrupt"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a result that fails to load becomes an Outcome without the worker's pid and waits",
+)
+def test_failed_load_keeps_the_pid() -> None:
+    with Scheduler(1) as sched:
+        cookie = sched.schedule(returns_what_the_parent_cannot_load)
+        with pytest.raises(HookError):
+            sched.result(cookie, timeout=WAIT)
+        outcome = sched.outcome(cookie)
+        assert outcome is not None
+        assert outcome.pid in sched.worker_pids()
 
 
 PARENT_KILLED = """
@@ -603,6 +662,7 @@ def _alive(pids: list[int]) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_parent_killed_leaves_no_process(method: str, tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
@@ -666,16 +726,12 @@ except BaseException as exc:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("raised", ["KeyboardInterrupt", "SystemExit(4)"])
 def test_main_plugin_raising_base_exception_does_not_hang(raised: str, tmp_path: Path) -> None:
-    pkg = tmp_path / "mainapp"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "bad.py").write_text(
-        f"from initgraph import hookimpl\n\n@hookimpl\ndef initgraph_init(ctx):\n"
-        f"    raise {raised}\n"
-    )
-    (pkg / "ok.py").write_text(textwrap.dedent(PLAIN))
+    raises = "from initgraph import hookimpl\n\n@hookimpl\ndef initgraph_init(ctx):\n"
+    raises += f"    raise {raised}\n"
+    write_package(tmp_path, "mainapp", {"bad": raises, "ok": PID})
     script = tmp_path / "boot.py"
     script.write_text(MAIN_RAISES.format())
     proc = subprocess.Popen(
@@ -693,7 +749,7 @@ def test_main_plugin_raising_base_exception_does_not_hang(raised: str, tmp_path:
                 child.kill()
             proc.kill()
             proc.communicate()
-    assert out.split()[0] in ("KeyboardInterrupt", "SystemExit", "BootError")
+    assert out == "BootError\n"  # a failure of that plugin, as in a worker
 
 
 KILLS_THE_MANAGER = """
@@ -720,17 +776,14 @@ def initgraph_init(ctx):
 """
 
 
+@pytest.mark.slow
 def test_manager_killed_mid_boot_is_a_clear_error(tmp_path: Path) -> None:
     """The boot fails with InitgraphError naming the manager, stops every process, no hang.
 
     'held' keeps a worker busy, so the boot is still waiting when the manager dies (it hung
     on its outcome queue for ever before).
     """
-    pkg = tmp_path / "mgrapp"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "killer.py").write_text(KILLS_THE_MANAGER)
-    (pkg / "held.py").write_text(BLOCKS)
+    write_package(tmp_path, "mgrapp", {"killer": KILLS_THE_MANAGER, "held": BLOCKS})
     os.mkfifo(tmp_path / "fifo")
     config = {
         "initgraph": {"paths": [str(tmp_path)], "workers": 1},
@@ -753,4 +806,8 @@ def test_manager_killed_mid_boot_is_a_clear_error(tmp_path: Path) -> None:
     assert not thread.is_alive(), "the boot hung after its manager was killed"
     (error,) = box
     assert isinstance(error, InitgraphError)
-    assert re.search(r"manager process \(pid \d+\) is gone", str(error)), str(error)
+    assert re.fullmatch(
+        r"the scheduler's pool failed: initgraph's manager process \(pid \d+\) is gone "
+        r"\(SIGKILL\(-9\)\); the scheduler lost its shared in-progress lists and stopped",
+        str(error),
+    ), str(error)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pluggy
 import pytest
+from conftest import ROOT, write_files
 
 import initgraph.hookspecs
 from plugins import (
@@ -46,8 +47,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -198,15 +197,8 @@ def test_settings_hooks_publish_from_the_commit() -> None:
 # ---- corpus ---------------------------------------------------------------------------------
 
 
-def write(root: Path, files: Mapping[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-
-
 def test_read_corpus_reads_markdown_sorted_by_path(tmp_path: Path) -> None:
-    write(
+    write_files(
         tmp_path,
         {
             "b.md": "# Bee\ntext b",
@@ -233,7 +225,7 @@ def test_read_corpus_refuses_a_missing_root(tmp_path: Path) -> None:
 def test_corpus_hook_reads_relative_to_cwd_and_publishes_after_synchronizing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(tmp_path / "pages", {"one.md": "# One", "two.md": "# Two"})
+    write_files(tmp_path / "pages", {"one.md": "# One", "two.md": "# Two"})
     monkeypatch.chdir(tmp_path)
     ctx = FakeContext("corpus", config={"root": "pages"})
     found = corpus.initgraph_init(ctx)
@@ -243,7 +235,7 @@ def test_corpus_hook_reads_relative_to_cwd_and_publishes_after_synchronizing(
 
 
 def test_corpus_hook_takes_an_absolute_root(tmp_path: Path) -> None:
-    write(tmp_path, {"one.md": "# One"})
+    write_files(tmp_path, {"one.md": "# One"})
     ctx = FakeContext("corpus", config={"root": str(tmp_path)})
     assert [d.path for d in corpus.initgraph_init(ctx)] == ["one.md"]
 
@@ -704,7 +696,7 @@ def boot_serially(app: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[st
 
 @pytest.fixture
 def small_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write(
+    write_files(
         tmp_path / "docs",
         {"alpha.md": ALPHA.text, "beta.md": BETA.text, "sub/gamma.md": "# Gamma\n" + SHARED},
     )

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
-import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import forget_app, observe_args, write_app
 
 import initgraph
-from initgraph._cli.observe import add_commands
 from initgraph._observe.analysis import critical_chain
 from initgraph._observe.plot import plot_svg
 from initgraph._observe.trace import TraceData, TracedPlugin, TracedWait, trace_of, write_trace
@@ -21,25 +18,10 @@ from initgraph._observe.trace import TraceData, TracedPlugin, TracedWait, trace_
 NS = {"svg": "http://www.w3.org/2000/svg"}
 CHAIN_RED = "#d00000"
 
-PLUGIN = """
-import time
-from initgraph import hookimpl
-
-@hookimpl
-def initgraph_init(ctx):
-    time.sleep(ctx.config.get("duration", 0))  # the plugin's work
-    if ctx.config.get("synchronize"):
-        ctx.synchronize()
-    return ctx.name
-"""
-
 
 @pytest.fixture(scope="module")
 def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot]:
     root = tmp_path_factory.mktemp("plot")
-    pkg = "plot_app_" + root.name.replace("-", "_")
-    (root / pkg).mkdir()
-    (root / pkg / "__init__.py").write_text("")
     plugins: dict[str, dict[str, Any]] = {
         "slow": {"config": {"duration": 0.08}},
         "waiter": {"config": {"synchronize": True}},
@@ -47,18 +29,10 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot]
         "local": {"requires": ["slow"], "where": "main", "config": {"duration": 0.01}},
         "quick": {"domain": "other", "config": {"duration": 0.005}},
     }
-    table = {}
-    for name, spec in plugins.items():
-        (root / pkg / f"{name}.py").write_text(textwrap.dedent(PLUGIN))
-        table[name] = {"module": f"{pkg}.{name}", **spec}
-    config = {
-        "initgraph": {"paths": [str(root)], "workers": 3},
-        "domains": {"other": {}},
-        "plugins": table,
-    }
+    config = write_app(root, plugins, workers=3)
+    config["domains"] = {"other": {}}
     yield initgraph.boot(config)
-    for mod in [m for m in sys.modules if m.startswith("plot_app_")]:
-        del sys.modules[mod]
+    forget_app(root)
 
 
 def parse(svg: str) -> ET.Element:
@@ -236,15 +210,13 @@ def test_plot_command(
 ) -> None:
     path = tmp_path / "boot.json"
     write_trace(booted, path)
-    parser = argparse.ArgumentParser(prog="initgraph")
-    add_commands(parser.add_subparsers())
-    args = parser.parse_args(["plot", str(path)])
+    args = observe_args(["plot", str(path)])
     assert args.command(args) == 0
     written = tmp_path / "boot.svg"
     rows = len(trace_of(booted).pids)
     assert capsys.readouterr().out == f"wrote {written}: {rows} rows (processes), 5 initcalls\n"
     parse(written.read_text())
-    args = parser.parse_args(["plot", str(path), "-o", str(tmp_path / "missing" / "x.svg")])
+    args = observe_args(["plot", str(path), "-o", str(tmp_path / "missing" / "x.svg")])
     assert args.command(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"initgraph: error: cannot write '{tmp_path / 'missing' / 'x.svg'}'")

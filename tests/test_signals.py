@@ -20,14 +20,13 @@ import re
 import signal
 import subprocess
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from test_cli import Cli, write_config, write_plugin
+from conftest import Cli, needs_main_thread, write_config, write_plugin
 
 from initgraph._cli import signals as _signals
 from initgraph._cli.signals import Terminated, signals_raise
@@ -52,11 +51,6 @@ SIGNALS = {
 }
 START_METHODS = ["fork", "forkserver", "spawn"]
 TIME = r"\d+\.\d\d"
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Cli:
-    return Cli(tmp_path)
 
 
 @pytest.fixture(autouse=True)
@@ -123,6 +117,23 @@ def _end(proc: subprocess.Popen[str], cli: Cli) -> tuple[str, str]:
     return out, err
 
 
+def _end_within_bound(
+    proc: subprocess.Popen[str],
+    cli: Cli,
+    sent: float,
+    record_property: Callable[[str, object], None],
+) -> tuple[str, str]:
+    """``_end``, checking that the command ended within BOUND of the signal ``sent`` then."""
+    try:
+        proc.wait(timeout=30)
+    finally:
+        took = time.monotonic() - sent
+        out, err = _end(proc, cli)
+    record_property("seconds_to_exit", round(took, 4))
+    assert took < BOUND, f"took {took:.2f} s"
+    return out, err
+
+
 def _blocking_app(folder: Path, *, where: str = "pool", start_method: str | None = None) -> Path:
     """quick commits; blocker (which requires it) blocks; after requires blocker. The marker."""
     write_plugin(folder, "quick", "ok")
@@ -183,14 +194,8 @@ def test_signal_ends_the_boot_with_a_summary(
     _settle(proc)
     sent = time.monotonic()
     proc.send_signal(signum)
-    try:
-        proc.wait(timeout=30)
-    finally:
-        took = time.monotonic() - sent
-        out, err = _end(proc, cli)
-    record_property("seconds_to_exit", round(took, 4))
+    out, err = _end_within_bound(proc, cli, sent, record_property)
     assert proc.returncode == SIGNALS[signum][0], err
-    assert took < BOUND, f"took {took:.2f} s"
     assert out == ""  # the table is for a boot that ended; this one was stopped
     _assert_stopped(err, signum, BLOCKED_SUMMARY)
 
@@ -292,14 +297,8 @@ def test_a_repeated_signal_still_ends_cleanly(
         while proc.poll() is None:
             proc.send_signal(second)
             time.sleep(0.002)
-    try:
-        proc.wait(timeout=30)
-    finally:
-        took = time.monotonic() - sent
-        out, err = _end(proc, cli)
-    record_property("seconds_to_exit", round(took, 4))
+    out, err = _end_within_bound(proc, cli, sent, record_property)
     assert proc.returncode == SIGNALS[first][0], err  # the first signal decides
-    assert took < BOUND, f"took {took:.2f} s"
     assert out == ""
     _assert_stopped(err, first, BLOCKED_SUMMARY)
 
@@ -420,12 +419,6 @@ def test_a_signal_before_the_boot_starts_prints_the_first_line_only(cli: Cli) ->
     out, err = _end(proc, cli)
     assert proc.returncode == 130, err
     assert (out, err) == ("", "initgraph: interrupted\n")
-
-
-needs_main_thread = pytest.mark.skipif(
-    threading.current_thread() is not threading.main_thread(),
-    reason="signal handlers can only be set in the main thread",
-)
 
 
 @needs_main_thread

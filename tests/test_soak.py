@@ -12,19 +12,19 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import sys
-import textwrap
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from conftest import AppWriter
 
 import initgraph
 from initgraph import Scheduler
+
+pytestmark = pytest.mark.slow  # hundreds of boots and scheduler cycles
 
 BOOTS = 200
 WARMUP = 20
@@ -34,22 +34,6 @@ WARMUP = 20
 # (a kept Boot of this config holds ~32 KiB: 6.4 MiB over 200 boots).
 RSS_BOUND = 4 << 20
 SHM = Path("/dev/shm")
-
-PLUGIN = """
-import os
-from initgraph import hookimpl
-
-@hookimpl
-def initgraph_init(ctx):
-    if ctx.config.get("kernel"):
-        ctx.synchronize()
-        ctx.publish("init." + ctx.name, ctx.cookie)
-    return {"pid": os.getpid(), "requires": sorted(ctx.results)}
-
-@hookimpl
-def initgraph_commit(ctx, result):
-    ctx.publish("commit." + ctx.name, result["requires"])
-"""
 
 
 @dataclass(frozen=True)
@@ -103,26 +87,18 @@ def _check(base: Snapshot, end: Snapshot) -> None:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def config(app: AppWriter) -> dict[str, Any]:
     """Four plugins: a; b requires a; c in domain net, kernel style; d requires b and c."""
-    pkg = "soakapp_" + tmp_path.name.replace("-", "_")
-    root = tmp_path / pkg
-    root.mkdir()
-    (root / "__init__.py").write_text("")
-    for name in "abcd":
-        (root / f"{name}.py").write_text(textwrap.dedent(PLUGIN))
-    yield {
-        "initgraph": {"paths": [str(tmp_path)], "workers": 2},
-        "domains": {"net": {}},
-        "plugins": {
-            "a": {"module": f"{pkg}.a", "config": {"kernel": True}},
-            "b": {"module": f"{pkg}.b", "requires": ["a"]},
-            "c": {"module": f"{pkg}.c", "domain": "net", "config": {"kernel": True}},
-            "d": {"module": f"{pkg}.d", "requires": ["b", "c"]},
-        },
-    }
-    for mod in [m for m in sys.modules if m == pkg or m.startswith(pkg + ".")]:
-        del sys.modules[mod]
+    config = app(
+        {
+            "a": {"config": {"synchronize": True}},
+            "b": {"requires": ["a"]},
+            "c": {"domain": "net", "config": {"synchronize": True}},
+            "d": {"requires": ["b", "c"]},
+        }
+    )
+    config["domains"] = {"net": {}}
+    return config
 
 
 EXPECTED_LOG = ["init.a", "commit.a", "commit.b", "init.c", "commit.c", "commit.d"]

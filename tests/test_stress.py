@@ -335,6 +335,7 @@ def check(tmp_path: Path, result: Run) -> None:
         raise Starved(msg)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2, 16])
 def test_ten_thousand_initcalls(tmp_path: Path, workers: int) -> None:
     result = run(tmp_path, workers, SEED + workers)

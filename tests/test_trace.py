@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
 import re
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import forget_app, observe_args, write_app
 
 import initgraph
-from initgraph._cli.observe import add_commands
 from initgraph._observe.trace import (
     TraceData,
     TracedPlugin,
@@ -28,36 +25,6 @@ from initgraph._observe.trace import (
     trace_of,
     write_trace,
 )
-
-PLUGIN = """
-import time
-from initgraph import hookimpl
-
-@hookimpl
-def initgraph_init(ctx):
-    time.sleep(ctx.config.get("duration", 0))  # the plugin's work
-    if ctx.config.get("synchronize"):
-        ctx.synchronize()
-    if ctx.config.get("fail"):
-        raise RuntimeError("broken on purpose")
-    return ctx.name
-
-@hookimpl
-def initgraph_commit(ctx, result):
-    ctx.publish("commit." + ctx.name, result)
-"""
-
-
-def write_app(root: Path, plugins: dict[str, dict[str, Any]], **settings: Any) -> dict[str, Any]:
-    """A config dict for ``plugins``, each with its own module in a fresh package under root."""
-    pkg = "trace_app_" + root.name.replace("-", "_")
-    (root / pkg).mkdir()
-    (root / pkg / "__init__.py").write_text("")
-    table = {}
-    for name, spec in plugins.items():
-        (root / pkg / f"{name}.py").write_text(textwrap.dedent(PLUGIN))
-        table[name] = {"module": f"{pkg}.{name}", **spec}
-    return {"initgraph": {"paths": [str(root)], "workers": 3, **settings}, "plugins": table}
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +41,10 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot]
             "broken": {"optional": True, "config": {"fail": True}},
             "after_broken": {"requires": ["broken"]},
         },
+        workers=3,
     )
     yield initgraph.boot(config)
-    for mod in [m for m in sys.modules if m.startswith("trace_app_")]:
-        del sys.modules[mod]
+    forget_app(root)
 
 
 @pytest.fixture(scope="module")
@@ -306,19 +273,13 @@ def test_a_missing_trace_file(tmp_path: Path) -> None:
     assert info.value.path == str(path)
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="initgraph")
-    add_commands(parser.add_subparsers())
-    return parser.parse_args(argv)
-
-
 @pytest.mark.parametrize("command", ["blame", "critical-chain", "plot", "plan"])
 def test_commands_report_a_bad_trace_in_one_line(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = str(tmp_path / "gone.json")
     argv = [command, missing] if command != "plan" else ["plan", "init.toml", "--from", missing]
-    args = parse(argv)
+    args = observe_args(argv)
     assert args.command(args) == 2
     out, err = capsys.readouterr()
     assert out == ""
@@ -327,7 +288,7 @@ def test_commands_report_a_bad_trace_in_one_line(
         f"--trace {missing}')\n"
     )
     bad = _write(tmp_path, "{}")
-    args = parse([*argv[:-1], str(bad)])
+    args = observe_args([*argv[:-1], str(bad)])
     assert args.command(args) == 2
     assert capsys.readouterr().err.startswith(f"initgraph: error: trace '{bad}': not a Chrome")
 
