@@ -729,7 +729,11 @@ def report(res: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     if "transfer" in res:
         tr = res["transfer"]
-        lines += ["", "7. transfer: a result to the parent, and parent -> one dependent (ms)"]
+        lines += [
+            "",
+            "7. transfer: a result to the parent, and parent -> one dependent (ms; "
+            f"{tr['data_plan']['repeats']} repeats, executors interleaved)",
+        ]
         rows = []
         for c in tr["cases"]:
             base = c["to_parent"][LOCAL]["median"]
@@ -764,7 +768,8 @@ def report(res: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"8. data boot: 1 producer of a {mib(db['nbytes'])} float64 array -> 3 pool plugins "
-            f"+ 1 where=main plugin reading every page, {db['workers']} workers, cold (ms)",
+            f"+ 1 where=main plugin reading every page, {db['workers']} workers, cold (ms; "
+            f"{db['data_plan']['repeats']} repeats)",
         ]
         lines += _boot_table(db["wall"])
         lines.append(f"   every executor's results agree: {db['results_agree']}")
@@ -774,7 +779,8 @@ def report(res: dict[str, Any]) -> list[str]:
         rb = res["realboot"]
         lines += [
             "",
-            f"9. realistic boot: {rb['plugins']} plugins, {rb['workers']} workers, cold (ms); "
+            f"9. realistic boot: {rb['plugins']} plugins, {rb['workers']} workers, cold (ms; "
+            f"{rb['data_plan']['repeats']} repeats); "
             f"work {fmt(rb['total_work_ms'])} ms, critical path {fmt(rb['critical_path_ms'])} "
             f"ms ({' -> '.join(rb['critical_path'])}), ideal {fmt(rb['ideal_ms'])} ms",
         ]
@@ -789,7 +795,8 @@ def report(res: dict[str, Any]) -> list[str]:
         lines.append(
             "   peak PSS of the process tree (psutil, every 20 ms; one run each): "
             + ", ".join(
-                f"{k} {fmt(v['peak_mib'])} MiB (before {fmt(v['before_mib'])})"
+                f"{k} {fmt(v['peak_mib'])} MiB (before {fmt(v['before_mib'])}, "
+                f"+{fmt(v['peak_mib'] - v['before_mib'])})"
                 for k, v in pss.items()
             )
         )
