@@ -13,6 +13,11 @@ turns inside every repeat (the order rotates) so that a slow stretch of the mach
 5. the example application: ``initgraph.boot(init.toml)`` against the same boot with one
    worker (what ``initgraph run --compare`` does).
 6. ``import initgraph`` in fresh interpreters, and what it imports.
+7-9. data at memory speed (``_data.py``): moving large results (transfer), a boot around one
+   200 MiB array (data boot), and a realistic numpy/scikit-learn boot with its peak PSS.
+
+``--only SECTION`` (repeatable, or comma-separated) runs a subset: sleep, cpu, dag, scaling,
+example, import, transfer, databoot, realboot.
 
 The executors: sequential in this process, ``ThreadPoolExecutor``, ``ProcessPoolExecutor`` driven
 by ``graphlib.TopologicalSorter`` (submit the ready nodes; on each completion mark it done and
@@ -711,21 +716,33 @@ def boot_rows(res: dict[str, Any]) -> list[list[str]]:
                 ]
             )
 
-    sl, cpu, dag, ex = res["sleep"], res["cpu"], res["dag"], res["example"]
     p = res["plan"]
-    sleep_what = f"{p['sleep_tasks']}x{p['sleep_s'] * 1e3:g}ms sleep, {p['sleep_workers']}w"
-    cpu_what = f"{p['cpu_tasks']}x{p['cpu_s'] * 1e3:g}ms CPU, {p['cpu_workers']}w"
-    add(f"1. sleep boot cold ({sleep_what})", sl["cold"], sl["ideal_ms"], IG)
-    add("   sleep boot warm", sl["warm"], sl["ideal_ms"], IG)
-    add(f"2. CPU boot cold ({cpu_what})", cpu["cold"], cpu["ideal_ms"], IG)
-    add("   CPU boot warm", cpu["warm"], cpu["ideal_ms"], IG)
-    add(
-        f"3. dependency boot ({dag['nodes']} nodes, {dag['edges']} edges, {dag['workers']}w)",
-        dag["warm"],
-        dag["ideal_ms"],
-        IG,
-    )
-    add(f"5. example boot (init.toml, {ex['workers']}w)", ex["wall"], ex["ideal_ms"], "initgraph")
+    if "sleep" in res:
+        sl = res["sleep"]
+        sleep_what = f"{p['sleep_tasks']}x{p['sleep_s'] * 1e3:g}ms sleep, {p['sleep_workers']}w"
+        add(f"1. sleep boot cold ({sleep_what})", sl["cold"], sl["ideal_ms"], IG)
+        add("   sleep boot warm", sl["warm"], sl["ideal_ms"], IG)
+    if "cpu" in res:
+        cpu = res["cpu"]
+        cpu_what = f"{p['cpu_tasks']}x{p['cpu_s'] * 1e3:g}ms CPU, {p['cpu_workers']}w"
+        add(f"2. CPU boot cold ({cpu_what})", cpu["cold"], cpu["ideal_ms"], IG)
+        add("   CPU boot warm", cpu["warm"], cpu["ideal_ms"], IG)
+    if "dag" in res:
+        dag = res["dag"]
+        add(
+            f"3. dependency boot ({dag['nodes']} nodes, {dag['edges']} edges, {dag['workers']}w)",
+            dag["warm"],
+            dag["ideal_ms"],
+            IG,
+        )
+    if "example" in res:
+        ex = res["example"]
+        add(
+            f"5. example boot (init.toml, {ex['workers']}w)",
+            ex["wall"],
+            ex["ideal_ms"],
+            "initgraph",
+        )
     return lines
 
 
@@ -749,48 +766,88 @@ def scaling_rows(res: dict[str, Any]) -> list[list[str]]:
 
 
 def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target on the medians of this run, and (for information) on the best repeats."""
-    sl, cpu, dag, sc, imp = res["sleep"], res["cpu"], res["dag"], res["scaling"], res["import"]
-    sizes = list(sc["sizes"])
-    small, large = sc["sizes"][sizes[0]][IG], sc["sizes"][sizes[-1]][IG]
-    ppe, ig_dag = dag["warm"][PPE], dag["warm"][IG]
-    ig_import = imp["cached"][IG_IMPORT]
+    """Each target on the medians of this run, and (for information) on the best repeats.
+
+    Only the targets of the sections that ran (``--only``). ``op`` says how value and limit
+    compare for a PASS: "<=", "<" or ">=".
+    """
 
     def on(stat: str) -> list[tuple[str, float, float]]:
-        return [
-            ("warm sleep boot <= 1.08x ideal", sl["warm"][IG][stat] / sl["ideal_ms"], WARM_MAX),
-            ("warm CPU boot <= 1.08x ideal", cpu["warm"][IG][stat] / cpu["ideal_ms"], WARM_MAX),
-            (
-                "cold sleep boot <= 1.25x ideal",
-                sl["cold"][IG][stat] / sl["ideal_ms"],
-                COLD_SLEEP_MAX,
-            ),
-            ("cold CPU boot <= 1.12x ideal", cpu["cold"][IG][stat] / cpu["ideal_ms"], COLD_CPU_MAX),
-            ("dependency boot <= 1.15x ideal", ig_dag[stat] / dag["ideal_ms"], DAG_MAX),
-            (
-                "dependency boot faster than PPE+graphlib (ig/PPE < 1)",
-                ig_dag[stat] / ppe[stat],
-                1.0,
-            ),
-            (
-                f"per-initcall cost at {int(sizes[-1]):,} <= 1.5x at {int(sizes[0]):,}",
-                large[stat] / small[stat],
-                SCALING_MAX,
-            ),
-            ("import initgraph <= 50 ms (bytecode cached)", ig_import[stat], IMPORT_MS),
-        ]
+        out: list[tuple[str, float, float]] = []
+        if "sleep" in res:
+            sl = res["sleep"]
+            out.append(
+                ("warm sleep boot <= 1.08x ideal", sl["warm"][IG][stat] / sl["ideal_ms"], WARM_MAX)
+            )
+        if "cpu" in res:
+            cpu = res["cpu"]
+            out.append(
+                ("warm CPU boot <= 1.08x ideal", cpu["warm"][IG][stat] / cpu["ideal_ms"], WARM_MAX)
+            )
+        if "sleep" in res:
+            sl = res["sleep"]
+            out.append(
+                (
+                    "cold sleep boot <= 1.25x ideal",
+                    sl["cold"][IG][stat] / sl["ideal_ms"],
+                    COLD_SLEEP_MAX,
+                )
+            )
+        if "cpu" in res:
+            cpu = res["cpu"]
+            out.append(
+                (
+                    "cold CPU boot <= 1.12x ideal",
+                    cpu["cold"][IG][stat] / cpu["ideal_ms"],
+                    COLD_CPU_MAX,
+                )
+            )
+        if "dag" in res:
+            dag = res["dag"]
+            ppe, ig_dag = dag["warm"][PPE], dag["warm"][IG]
+            out.append(("dependency boot <= 1.15x ideal", ig_dag[stat] / dag["ideal_ms"], DAG_MAX))
+            out.append(
+                (
+                    "dependency boot faster than PPE+graphlib (ig/PPE < 1)",
+                    ig_dag[stat] / ppe[stat],
+                    1.0,
+                )
+            )
+        if "scaling" in res:
+            sc = res["scaling"]
+            sizes = list(sc["sizes"])
+            small, large = sc["sizes"][sizes[0]][IG], sc["sizes"][sizes[-1]][IG]
+            out.append(
+                (
+                    f"per-initcall cost at {int(sizes[-1]):,} <= 1.5x at {int(sizes[0]):,}",
+                    large[stat] / small[stat],
+                    SCALING_MAX,
+                )
+            )
+        if "import" in res:
+            ig_import = res["import"]["cached"][IG_IMPORT]
+            out.append(("import initgraph <= 50 ms (bytecode cached)", ig_import[stat], IMPORT_MS))
+        return out
 
     out = []
     for (what, value, limit), (_, best, _) in zip(on("median"), on("min"), strict=True):
-        strict = "faster" in what
-        ok = value < limit if strict else value <= limit
-        out.append({"target": what, "value": value, "best": best, "limit": limit, "pass": ok})
+        op = "<" if "faster" in what else "<="
+        out.append(judged(what, value, best, limit, op))
+    if any(k in res for k in DATA_SECTIONS):
+        import _data
+
+        for what, value, best, limit, op in _data.targets(res):
+            out.append(judged(what, value, best, limit, op))
     return out
+
+
+def judged(what: str, value: float, best: float, limit: float, op: str) -> dict[str, Any]:
+    ok = value < limit if op == "<" else value >= limit if op == ">=" else value <= limit
+    return {"target": what, "value": value, "best": best, "limit": limit, "op": op, "pass": ok}
 
 
 def report(res: dict[str, Any]) -> str:
     m, p = res["machine"], res["plan"]
-    cal, per_task = res["calibration"], res["cpu"]["per_task_ms"]
     lines = [
         f"initgraph comparison suite ({p['name']}) — {m['python']}, {m['cpus']} CPUs, "
         f"start method {m['start_method']!r} for every process pool (initgraph's default here)",
@@ -801,53 +858,97 @@ def report(res: dict[str, Any]) -> str:
             if m["sources_after"] != m["sources"]
             else []
         ),
+        *([f"sections: {', '.join(res['sections'])} (--only)"] if res.get("only") else []),
         f"load average before: {m['loadavg']}, after: {res['loadavg_after']}; {share(res)}",
-        f"CPU calibration: {cal['iterations']:,} iterations of _tasks.burn for "
-        f"{cal['target_ms']:g} ms; 5 runs in-process: fastest {fmt(cal['best_ms'])} ms (the "
-        f"ideals use it), median {fmt(cal['measured_ms']['median'])}, slowest "
-        f"{fmt(cal['measured_ms']['max'])}",
-        f"   info: the same loop in the sequential CPU boot, fastest per task: "
-        f"{fmt(per_task['sequential'])} ms (CPU boot ideal from it: "
-        f"{fmt(res['cpu']['ideal_from_sequential_ms'])} ms; initgraph warm would be "
-        f"{ratio(res['cpu']['warm'][IG]['median'], res['cpu']['ideal_from_sequential_ms'])} x)",
-        "",
     ]
-    head = [
-        "workload (ms)",
-        *("executor", "median", "min", "max", "ideal", "x ideal", "/ initgraph", "parent CPU"),
-    ]
-    lines += table(head, boot_rows(res))
+    if "calibration" in res:
+        cal = res["calibration"]
+        lines.append(
+            f"CPU calibration: {cal['iterations']:,} iterations of _tasks.burn for "
+            f"{cal['target_ms']:g} ms; 5 runs in-process: fastest {fmt(cal['best_ms'])} ms (the "
+            f"ideals use it), median {fmt(cal['measured_ms']['median'])}, slowest "
+            f"{fmt(cal['measured_ms']['max'])}"
+        )
+    if "cpu" in res:
+        per_task = res["cpu"]["per_task_ms"]
+        lines.append(
+            f"   info: the same loop in the sequential CPU boot, fastest per task: "
+            f"{fmt(per_task['sequential'])} ms (CPU boot ideal from it: "
+            f"{fmt(res['cpu']['ideal_from_sequential_ms'])} ms; initgraph warm would be "
+            f"{ratio(res['cpu']['warm'][IG]['median'], res['cpu']['ideal_from_sequential_ms'])} x)"
+        )
+    lines.append("")
+    rows = boot_rows(res)
+    if rows:
+        head = [
+            "workload (ms)",
+            *("executor", "median", "min", "max", "ideal", "x ideal", "/ initgraph", "parent CPU"),
+        ]
+        lines += table(head, rows)
     busy = ", ".join(
         f"{k} {res[k]['cpu_share']['others_pct']:.0f}%"
-        for k in ("sleep", "cpu", "dag", "scaling", "example", "import")
-        if res[k].get("cpu_share")
+        for k in (*BASE_SECTIONS, *DATA_SECTIONS)
+        if k in res and res[k].get("cpu_share")
     )
     lines.append(f"CPU taken by other processes during each workload: {busy}")
-    dag, ex = res["dag"], res["example"]
-    bw = ex["boot_wall"]
-    lines += [
-        "",
-        f"3: ideal = max(critical path {fmt(dag['critical_path_ms'])} ms, total work "
-        f"{fmt(dag['total_work_ms'])} ms / {dag['workers']} workers); {dag['cpu_nodes']} nodes "
-        f"burn CPU ({fmt(dag['cpu_work_ms'])} ms), the rest sleep; seed {dag['seed']}.",
-        f"5: ideal = max(critical path {fmt(ex['critical_path_ms'])} ms, work "
-        f"{fmt(ex['total_work_ms'])} ms / {ex['cores']} cores), per-plugin work from the "
-        f"workers=1 boots; boot.wall median: initgraph {fmt(bw['initgraph']['median'])} ms, "
-        f"workers=1 {fmt(bw['workers=1']['median'])} ms.",
-        "",
-    ]
-    head = ["workload", "executor", "median", "min", "max", "/ initgraph"]
-    lines += table(head, scaling_rows(res))
-    sizes = list(res["scaling"]["sizes"])
-    small = res["scaling"]["sizes"][sizes[0]]
-    large = res["scaling"]["sizes"][sizes[-1]]
-    for name in SCALED:
-        r = ratio(large[name]["median"], small[name]["median"])
-        lines.append(
-            f"   {name}: per-initcall cost at {int(sizes[-1]):,} / at {int(sizes[0]):,} = {r}"
+    notes = []
+    if "dag" in res:
+        dag = res["dag"]
+        notes.append(
+            f"3: ideal = max(critical path {fmt(dag['critical_path_ms'])} ms, total work "
+            f"{fmt(dag['total_work_ms'])} ms / {dag['workers']} workers); {dag['cpu_nodes']} "
+            f"nodes burn CPU ({fmt(dag['cpu_work_ms'])} ms), the rest sleep; seed {dag['seed']}."
         )
-    imp = res["import"]
-    lines += ["", "6. import in a fresh interpreter (ms)"]
+    if "example" in res:
+        ex = res["example"]
+        bw = ex["boot_wall"]
+        notes.append(
+            f"5: ideal = max(critical path {fmt(ex['critical_path_ms'])} ms, work "
+            f"{fmt(ex['total_work_ms'])} ms / {ex['cores']} cores), per-plugin work from the "
+            f"workers=1 boots; boot.wall median: initgraph {fmt(bw['initgraph']['median'])} ms, "
+            f"workers=1 {fmt(bw['workers=1']['median'])} ms."
+        )
+    if notes:
+        lines += ["", *notes]
+    if "scaling" in res:
+        lines.append("")
+        head = ["workload", "executor", "median", "min", "max", "/ initgraph"]
+        lines += table(head, scaling_rows(res))
+        sizes = list(res["scaling"]["sizes"])
+        small = res["scaling"]["sizes"][sizes[0]]
+        large = res["scaling"]["sizes"][sizes[-1]]
+        for name in SCALED:
+            r = ratio(large[name]["median"], small[name]["median"])
+            lines.append(
+                f"   {name}: per-initcall cost at {int(sizes[-1]):,} / at {int(sizes[0]):,} = {r}"
+            )
+    if "import" in res:
+        lines += import_lines(res["import"])
+    if any(k in res for k in DATA_SECTIONS):
+        import _data
+
+        lines += _data.report(res)
+    lines += ["", "targets (judged on the medians of this run; best repeats for information):"]
+    for t in res["targets"]:
+        verdict = "PASS" if t["pass"] else "MISS"
+        margin = t["value"] - t["limit"] if t["op"] == ">=" else t["limit"] - t["value"]
+        pct = abs(margin) / t["limit"] * 100
+        side = (
+            ("above" if margin >= 0 else "below")
+            if t["op"] == ">="
+            else ("under" if margin >= 0 else "over")
+        )
+        value, best = (f"{t[k]:.3f}" if t["limit"] < 10 else fmt(t[k]) for k in ("value", "best"))
+        lines.append(
+            f"  {verdict}  {t['target']}: {value} (limit {fmt(t['limit'])}; "
+            f"{pct:.1f}% {side}; best repeats: {best})"
+        )
+    lines.append(f"\nwall time of the whole run: {res['elapsed_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def import_lines(imp: dict[str, Any]) -> list[str]:
+    lines = ["", "6. import in a fresh interpreter (ms)"]
     rows = []
     for variant in ("cached", "no_bytecode_cache"):
         if variant not in imp:
@@ -867,19 +968,7 @@ def report(res: dict[str, Any]) -> str:
             f"{', '.join(x for x in HEAVY if x not in loaded) or '-'}",
             f"      own import time by package (ms): {top}",
         ]
-    lines += ["", "targets (judged on the medians of this run; best repeats for information):"]
-    for t in res["targets"]:
-        verdict = "PASS" if t["pass"] else "MISS"
-        margin = t["limit"] - t["value"]
-        pct = abs(margin) / t["limit"] * 100
-        side = "under" if margin >= 0 else "over"
-        value, best = (f"{t[k]:.3f}" if t["limit"] < 10 else fmt(t[k]) for k in ("value", "best"))
-        lines.append(
-            f"  {verdict}  {t['target']}: {value} (limit {fmt(t['limit'])}; "
-            f"{pct:.1f}% {side}; best repeats: {best})"
-        )
-    lines.append(f"\nwall time of the whole run: {res['elapsed_s']:.1f} s")
-    return "\n".join(lines)
+    return lines
 
 
 def share(res: dict[str, Any]) -> str:
@@ -903,7 +992,24 @@ def start_method() -> str:
         return sched.start_method
 
 
-def run(plan: Plan) -> dict[str, Any]:
+BASE_SECTIONS = ("sleep", "cpu", "dag", "scaling", "example", "import")
+DATA_SECTIONS = ("transfer", "databoot", "realboot")
+SECTIONS = (*BASE_SECTIONS, *DATA_SECTIONS)
+
+
+def data_step(key: str, plan_name: str, method: str) -> dict[str, Any]:
+    """Sections 7-9, imported only when run: numpy and scikit-learn load here, after 1-6."""
+    import _data
+
+    dp = {"full": _data.DATA_FULL, "quick": _data.DATA_QUICK}.get(plan_name, _data.DATA_SMOKE)
+    res: dict[str, Any] = {"transfer": _data.bench_transfer, "databoot": _data.bench_databoot}.get(
+        key, _data.bench_realboot
+    )(dp, method)
+    res["data_plan"] = asdict(dp)
+    return res
+
+
+def run(plan: Plan, only: Sequence[str] = ()) -> dict[str, Any]:
     started = time.perf_counter()
     before = cpu_seconds()
     loadavg = machine_loadavg()
@@ -921,9 +1027,13 @@ def run(plan: Plan) -> dict[str, Any]:
             "loadavg": loadavg,
         },
     }
-    log("calibrating the CPU work")
-    cal = calibrate(plan.cpu_s)
-    res["calibration"] = cal
+    sections = [k for k in SECTIONS if not only or k in only]
+    res["sections"], res["only"] = sections, bool(only)
+    cal: dict[str, Any] = {"iterations": 0, "iterations_per_s": 1.0, "best_ms": 0.0}
+    if "cpu" in sections or "dag" in sections:
+        log("calibrating the CPU work")
+        cal = calibrate(plan.cpu_s)
+        res["calibration"] = cal
     rate = cal["iterations_per_s"]
     per_task = cal["best_ms"] / 1e3
 
@@ -958,7 +1068,11 @@ def run(plan: Plan) -> dict[str, Any]:
         ("scaling", "scaling", lambda: bench_scaling(plan, method)),
         ("example", "example application", lambda: bench_example(plan)),
         ("import", "import initgraph", lambda: bench_import(plan)),
+        ("transfer", "transfer of large results", lambda: data_step("transfer", plan.name, method)),
+        ("databoot", "data boot", lambda: data_step("databoot", plan.name, method)),
+        ("realboot", "realistic data boot", lambda: data_step("realboot", plan.name, method)),
     ]
+    steps = [s for s in steps if s[0] in sections]
     for k, (key, what, step) in enumerate(steps, start=1):
         log(f"{k}/{len(steps)} {what}")
         t0, cpu0 = time.perf_counter(), cpu_seconds()
@@ -986,9 +1100,20 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--quick", action="store_true", help="few repeats, small sizes (seconds)")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat (the tests)")
     parser.add_argument("--json", metavar="FILE", type=Path, help="write every number to FILE")
+    parser.add_argument(
+        "--only",
+        metavar="SECTION",
+        action="append",
+        default=[],
+        help=f"run only these sections (repeat, or comma-separate): {', '.join(SECTIONS)}",
+    )
     args = parser.parse_args(argv)
+    only = [x.strip() for arg in args.only for x in arg.split(",") if x.strip()]
+    unknown = [x for x in only if x not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
-    res = run(plan)
+    res = run(plan, only)
     print(report(res), flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")

@@ -18,6 +18,8 @@ from conftest import ROOT
 
 EXECUTORS = ["sequential", "ThreadPoolExecutor", "PPE+graphlib", "multiprocess.Pool", "initgraph"]
 POOLS = EXECUTORS[1:]
+BASE_TARGETS = 8
+DATA_TARGETS = 10  # 1 to the parent + 3 to a dependent + bytes; data boot 2; realistic boot 3
 
 
 @pytest.mark.slow
@@ -36,7 +38,45 @@ def test_smoke_run_reports_every_row(tmp_path: Path) -> None:
     res, text = json.loads(out.read_text()), proc.stdout
     check_boots(res)
     check_scaling_example_and_import(res)
+    check_data_sections(res, text)
     check_report(res, text)
+
+
+def _run(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
+    out = tmp_path / "run.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--json", str(out), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_only_runs_the_named_sections(tmp_path: Path) -> None:
+    res, text = _run(tmp_path, "--only", "databoot")
+    assert res["sections"] == ["databoot"]
+    for key in ("sleep", "cpu", "dag", "scaling", "example", "import", "transfer", "realboot"):
+        assert key not in res
+    assert "8. data boot" in text
+    assert "1. sleep boot" not in text
+    assert [t["target"].startswith("data boot") for t in res["targets"]] == [True, True]
+
+
+def test_only_refuses_an_unknown_section() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "unknown section 'nope'" in proc.stderr
 
 
 def _complete(s: dict[str, Any]) -> bool:
@@ -90,7 +130,45 @@ def check_report(res: dict[str, Any], text: str) -> None:
         assert label in text
     for name in EXECUTORS:
         assert name in text
-    assert len(res["targets"]) == 8
+    assert len(res["targets"]) == BASE_TARGETS + DATA_TARGETS
     for t in res["targets"]:
         verdict = "PASS" if t["pass"] else "MISS"
         assert f"{verdict}  {t['target']}" in text
+
+
+DATA_EXECUTORS = [*EXECUTORS, "ray"]
+
+
+def check_data_sections(res: dict[str, Any], text: str) -> None:
+    """7-9 ran end to end: every row there, every ratio computed (never judged on speed)."""
+    tr = res["transfer"]
+    kinds = [c["kind"] for c in tr["cases"]]
+    assert kinds == ["array", "array", "array", "bytes", "dict"]
+    with_ray = tr["ray"] is None
+    for c in tr["cases"]:
+        names = ["local + copy", "PPE+graphlib", "initgraph"] + (["ray"] if with_ray else [])
+        assert sorted(c["to_parent"]) == sorted(names)
+        assert sorted(c["to_dependent"]) == sorted(names[1:])
+        assert all(_complete(s) for s in c["to_parent"].values())
+        assert all(_complete(s) for s in c["to_dependent"].values())
+    if not with_ray:
+        assert "Ray is not installed" in text
+    for key in ("databoot", "realboot"):
+        sec = res[key]
+        expected = DATA_EXECUTORS if sec["ray"] is None else EXECUTORS
+        assert sorted(sec["wall"]) == sorted(expected)
+        assert all(_complete(s) for s in sec["wall"].values())
+        assert sec["results_agree"]
+    rb = res["realboot"]
+    assert rb["plugins"] == len(rb["graph"]) >= 12
+    assert {g["where"] for g in rb["graph"]} == {"pool", "main", "commit"}
+    assert rb["ideal_ms"] >= rb["critical_path_ms"] > 0
+    assert rb["critical_path"][0] == "settings"
+    assert _complete(rb["initgraph_threads_unlimited"])
+    for name in ("sequential", "PPE+graphlib", "initgraph"):
+        assert rb["pss"][name]["peak_mib"] >= rb["pss"][name]["before_mib"] > 0
+    for label in ("7. transfer", "8. data boot", "9. realistic boot", "peak PSS", "limited to 1"):
+        assert label in text
+    data = [t for t in res["targets"] if t["target"].startswith(("data boot", "realistic"))]
+    assert len(data) == 5
+    assert all(t["value"] > 0 for t in res["targets"])
