@@ -99,14 +99,18 @@ def print_summary(out: IO[str], boot: Boot, sequential: Boot | None) -> None:
 
 
 def chain_text(boot: Boot) -> str:
-    """The critical chain's length and its initcalls: what set the boot's wall time."""
-    from .._observe.analysis import critical_chain
+    """The critical chain's length, its steps, and how much of it lies between steps.
+
+    The chain spans the boot from its start to its end, across domains, so its length is the
+    wall time; what it names are the inits and commits that set it.
+    """
+    from .._observe.analysis import chain_between, chain_length, chain_steps, critical_chain
     from .._observe.trace import trace_of
 
     chain = critical_chain(trace_of(boot))
-    inits = [link.plugin for link in chain if link.kind == "init"]
-    length = sum(link.duration for link in chain)
-    return f"critical chain {ms_text(length)} ms: {' -> '.join(inits) or '-'}"
+    steps = " -> ".join(chain_steps(chain)) or "-"
+    between = ms_text(chain_between(chain))
+    return f"critical chain {ms_text(chain_length(chain))} ms: {steps} ({between} ms between steps)"
 
 
 def failure_text(boot: Boot, name: str) -> str:
