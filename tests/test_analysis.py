@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import re
 import sys
 import textwrap
 import threading
@@ -18,6 +19,7 @@ import initgraph
 from initgraph._boot.run import Plan, PlannedPlugin, plan
 from initgraph._cli.observe import add_commands
 from initgraph._cli.progress import Progress, progress
+from initgraph._cli.render import chain_text
 from initgraph._core.dispatch import GROW_AFTER
 from initgraph._observe.analysis import (
     ChainLink,
@@ -44,6 +46,10 @@ def initgraph_init(ctx):
         ctx.synchronize()
     time.sleep(ctx.config.get("then", 0))  # more work, after synchronizing
     return ctx.name
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    time.sleep(ctx.config.get("commit", 0))  # a commit that loads data
 """
 
 
@@ -194,6 +200,78 @@ def test_chain_follows_the_busy_parent() -> None:
     ]
 
 
+def test_chain_crosses_domains_through_the_busy_parent() -> None:
+    """The report that hid the truth: a short plugin of another domain commits last.
+
+    api_routes ran for 0.6 ms and finished early, but its commit waited while the parent
+    committed long; the chain used to stop at api_routes' own init.
+    """
+    t = trace(
+        traced("long", 1, 0.010, 0.300, commit=(0.301, 0.800)),
+        traced("api_routes", 2, 0.010, 0.0106, pid=11, domain="http", commit=(0.801, 0.8015)),
+    )
+    chain = critical_chain(t)
+    assert steps(chain) == [
+        ("init", "long", "own"),
+        ("commit", "long", "parent"),
+        ("commit", "api_routes", ""),
+    ]
+    assert chain_steps(chain) == ["long", "api_routes commit"]
+    assert chain_length(chain) == pytest.approx(t.wall)
+    assert format_critical_chain(chain)[1:3] == [
+        "└─api_routes commit @801.0ms +0.5ms",
+        "  └─long commit @301.0ms +499.0ms (api_routes waited for the parent)",
+    ]
+
+
+def test_chain_follows_the_requirement_init_that_made_it_ready() -> None:
+    """When a plugin becomes ready as its requirement's init ends, the commit is not the step."""
+    t = trace(
+        traced("a", 1, 0.010, 0.100, commit=(0.150, 0.151)),
+        traced("b", 2, 0.101, 0.300, pid=11, ready=0.1005, requires=("a",)),
+    )
+    assert steps(critical_chain(t)) == [
+        ("init", "a", "requires"),
+        ("init", "b", "own"),
+        ("commit", "b", ""),
+    ]
+
+
+def test_chain_fills_the_time_between_steps() -> None:
+    t = trace(
+        traced("a", 1, 0.010, 0.110),
+        traced("b", 2, 0.120, 0.300, ready=0.112, requires=("a",)),
+        wall=0.350,
+    )
+    chain = critical_chain(t)
+    gaps = [
+        (link.label, round(link.started * 1000, 3), round(link.duration * 1000, 3))
+        for link in chain
+        if link.kind == "gap"
+    ]
+    assert gaps == [
+        ("[boot start]", 0.0, 10.0),
+        ("[a's result to the parent]", 110.0, 1.0),
+        ("[handing b to a worker]", 112.0, 8.0),
+        ("[b's result to the parent]", 300.0, 1.0),
+        ("[boot stop]", 302.0, 48.0),
+    ]
+    assert chain_between(chain) == pytest.approx(0.068)
+    assert chain_length(chain) == pytest.approx(t.wall)
+    lines = format_critical_chain(chain, wall=t.wall)
+    assert lines[0] == "boot took 350.0ms; the chain covers 350.0ms, 68.0ms of it between steps"
+    # gaps under 1% of the chain are left out of the lines, not out of the totals
+    assert [line.lstrip(" └─").split(" @")[0] for line in lines[1:]] == [
+        "[boot stop]",
+        "b commit",
+        "b",
+        "[handing b to a worker]",
+        "a commit",
+        "a",
+        "[boot start]",
+    ]
+
+
 def test_no_chain_for_an_empty_trace() -> None:
     empty = TraceData(plugins=(), wall=0.0, parent_pid=1, workers=1, start_method="fork")
     assert critical_chain(empty) == []
@@ -273,6 +351,44 @@ def chained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot
     yield initgraph.boot(config)
     for mod in [m for m in sys.modules if m.startswith("analysis_app_")]:
         del sys.modules[mod]
+
+
+def test_chain_of_a_multi_domain_boot_accounts_for_its_wall_time(tmp_path: Path) -> None:
+    """A long plugin in one domain; a short one in another, whose commit ends the boot.
+
+    api_routes' init ends while the parent commits long (0.1 s into long's 0.8 s commit, with
+    0.6 s to spare for a slow worker start), so its commit waits for the parent and ends last.
+    """
+    config = write_app(
+        tmp_path,
+        {
+            "long": {"config": {"duration": 0.1, "commit": 0.8}},
+            "api_routes": {"domain": "http", "config": {"duration": 0.3}},
+        },
+        workers=2,
+    )
+    config["domains"] = {"http": {}}
+    booted = initgraph.boot(config)
+    t = trace_of(booted)
+    long, api = t.plugin("long"), t.plugin("api_routes")
+    assert long.commit_started is not None and long.commit_ended is not None
+    assert api.ended is not None and api.commit_started is not None
+    assert long.commit_started < api.ended < long.commit_ended <= api.commit_started
+    chain = critical_chain(t)
+    assert chain_steps(chain) == ["long", "api_routes commit"]
+    # its steps are exactly the work that set the time: long's init and commit, then api_routes'
+    steps_time = chain_length(chain) - chain_between(chain)
+    work = long.init_time + long.commit_time + api.commit_time
+    assert steps_time == pytest.approx(work, abs=1e-5)
+    # and with the time between steps it accounts for the wall time (10%: the contract's bound)
+    assert chain_length(chain) == pytest.approx(booted.wall, rel=0.1)
+    line = chain_text(booted)
+    assert re.fullmatch(
+        r"critical chain (\d+\.\d) ms: long -> api_routes commit \(\d+\.\d ms between steps\)",
+        line,
+    ), line
+    shown = float(line.split()[2]) / 1000
+    assert shown == pytest.approx(booted.wall, rel=0.1)
 
 
 def test_critical_chain_of_a_known_boot(chained: initgraph.Boot) -> None:
@@ -402,10 +518,11 @@ def test_plan_waits_again_where_the_trace_waited() -> None:
     assert waiter.ended == pytest.approx(0.010 + 0.145 + 0.010, abs=1e-6)
     (moved,) = waiter.waits
     assert (moved.started, moved.ended) == pytest.approx((0.020, 0.155), abs=1e-6)
-    assert steps(list(quick.chain))[-3:] == [
+    assert steps(list(quick.chain))[-4:] == [
         ("init", "slow", "synchronize"),
         ("wait", "waiter", "inside"),
-        ("init", "waiter", ""),
+        ("init", "waiter", "own"),
+        ("commit", "waiter", ""),
     ]
 
 
