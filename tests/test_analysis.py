@@ -371,8 +371,10 @@ def test_chain_of_a_multi_domain_boot_accounts_for_its_wall_time(tmp_path: Path)
     booted = initgraph.boot(config)
     t = trace_of(booted)
     long, api = t.plugin("long"), t.plugin("api_routes")
-    assert long.commit_started is not None and long.commit_ended is not None
-    assert api.ended is not None and api.commit_started is not None
+    assert long.commit_started is not None
+    assert long.commit_ended is not None
+    assert api.ended is not None
+    assert api.commit_started is not None
     assert long.commit_started < api.ended < long.commit_ended <= api.commit_started
     chain = critical_chain(t)
     assert chain_steps(chain) == ["long", "api_routes commit"]
