@@ -433,12 +433,13 @@ def _bytes_text(size: int) -> str:
 
 
 def _latest(candidates: Iterable[Candidate]) -> tuple[tuple[str, TracedPlugin] | None, str]:
-    """The candidate that ended last; within ``_SLACK`` of it, the one of first rank."""
+    """The candidate that ended last; within ``_SLACK`` of it, the one of first rank (of those,
+    the last to end)."""
     found = list(candidates)
     if not found:
         return None, ""
     latest = max(c[0] for c in found)
-    best = min((c for c in found if c[0] >= latest - _SLACK), key=lambda c: c[1])
+    best = min((c for c in found if c[0] >= latest - _SLACK), key=lambda c: (c[1], -c[0]))
     return best[2], best[3]
 
 
@@ -482,13 +483,19 @@ def format_critical_chain(chain: Sequence[ChainLink], *, wall: float | None = No
 
 
 def chain_steps(chain: Sequence[ChainLink]) -> list[str]:
-    """The chain's inits and commits by name, first first; a commit right after its own init
-    goes under the plugin's name."""
+    """The chain's inits and commits by name, first first, for a one-line summary.
+
+    A commit right after its own init goes under the plugin's name; one shorter than a
+    millisecond is left out unless it ends the chain (it set nothing but its place).
+    """
+    steps = [link for link in chain if link.kind in ("init", "commit")]
     names: list[str] = []
-    for link in chain:
+    for i, link in enumerate(steps):
         if link.kind == "init":
             names.append(link.plugin)
-        elif link.kind == "commit" and not (names and names[-1] == link.plugin):
+        elif not (names and names[-1] == link.plugin) and (
+            link.duration >= _SLACK or i == len(steps) - 1
+        ):
             names.append(link.label)
     return names
 
