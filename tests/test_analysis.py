@@ -812,3 +812,14 @@ def test_progress_draws_on_a_terminal_without_a_thread(monkeypatch: pytest.Monke
         shown.update({"corpus": shown.clock() - 3.2}, {})
         assert threading.active_count() == threads  # a thread would change the start method
     assert "corpus running 3.2 s" in stream.getvalue()
+
+
+def test_chain_of_two_commits_at_the_same_moment_reaches_an_init() -> None:
+    """Commits closer than the slack must not be each other's reason: the walk goes on."""
+    t = trace(
+        traced("a", 1, 0.010, 0.100, commit=(0.1000, 0.1001)),
+        traced("b", 2, 0.010, 0.050, pid=11, domain="net", commit=(0.1001, 0.1002)),
+    )
+    chain = critical_chain(t)
+    assert [link.kind for link in chain if link.kind != "gap"][0] == "init"
+    assert chain_length(chain) == pytest.approx(t.wall)

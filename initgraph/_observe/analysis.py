@@ -286,22 +286,27 @@ class _Walk:
         candidates: list[Candidate] = []
         if p.ended is not None:
             candidates.append((p.ended, 0, ("init", p), "own"))
-        earlier = [
+        # Only commits the parent ran before this one: two within _SLACK must not point at
+        # each other.
+        mine = (p.commit_started, p.commit_ended, p.cookie)
+        before = [
             q
             for q in self.trace.plugins
-            if q.domain == p.domain and q.cookie < p.cookie and q.commit_ended is not None
+            if q.commit_started is not None
+            and q.commit_ended is not None
+            and (q.commit_started, q.commit_ended, q.cookie) < mine
         ]
+        earlier = [q for q in before if q.domain == p.domain and q.cookie < p.cookie]
         if earlier:
             q = max(earlier, key=lambda q: q.cookie)
             assert q.commit_ended is not None
             candidates.append((q.commit_ended, 1, ("commit", q), "in order"))
-        for r in self.required(p):
-            if r.commit_ended is not None:
-                candidates.append((r.commit_ended, 1, ("commit", r), "requires"))
-        # The parent commits one plugin at a time: any other commit delays this one.
-        for q in self.trace.plugins:
-            if q is not p and q.commit_ended is not None and q.commit_ended <= at:
-                candidates.append((q.commit_ended, 2, ("commit", q), "parent"))
+        for q in before:
+            assert q.commit_ended is not None
+            if q.name in p.requires:
+                candidates.append((q.commit_ended, 1, ("commit", q), "requires"))
+            # The parent commits one plugin at a time: any other commit delays this one.
+            candidates.append((q.commit_ended, 2, ("commit", q), "parent"))
         for q in self.ran:
             if q.where == "main" and q is not p and q.ended is not None:
                 candidates.append((q.ended, 2, ("init", q), "parent"))
