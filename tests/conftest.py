@@ -109,7 +109,8 @@ needs_main_thread = pytest.mark.skipif(
 # -- apps as a config dict: a package of plugin modules under a tmp dir ----------------------------
 # The plugin most tests boot: it works for config "duration" seconds; with "synchronize" it waits
 # for every lower cookie (kernel style) and publishes "init.<name>", then works "then" seconds
-# more; with "fail" it raises. Its commit publishes "commit.<name>": the names of its results.
+# more; with "fail" it raises. Its commit works "commit" seconds, then publishes "commit.<name>":
+# the names of its results.
 SLEEPER = """
 import time
 from initgraph import hookimpl
@@ -127,6 +128,7 @@ def initgraph_init(ctx):
 
 @hookimpl
 def initgraph_commit(ctx, result):
+    time.sleep(ctx.config.get("commit", 0))  # a commit that loads data
     ctx.publish("commit." + ctx.name, sorted(ctx.results))
 """
 

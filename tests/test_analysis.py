@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +16,14 @@ from conftest import ROOT, forget_app, observe_args, write_app
 import initgraph
 from initgraph._boot.run import Plan, PlannedPlugin, plan
 from initgraph._cli.progress import Progress, progress
+from initgraph._cli.render import chain_text
 from initgraph._core.dispatch import GROW_AFTER
 from initgraph._observe.analysis import (
     ChainLink,
     blame,
+    chain_between,
+    chain_length,
+    chain_steps,
     critical_chain,
     format_critical_chain,
     plan_from,
@@ -74,7 +79,8 @@ def trace(*plugins: TracedPlugin, wall: float | None = None, workers: int = 2) -
 
 
 def steps(chain: list[ChainLink]) -> list[tuple[str, str, str]]:
-    return [(link.kind, link.plugin, link.via) for link in chain]
+    """The chain's steps, without the gaps between them."""
+    return [(link.kind, link.plugin, link.via) for link in chain if link.kind != "gap"]
 
 
 def test_chain_follows_requirements() -> None:
@@ -84,11 +90,21 @@ def test_chain_follows_requirements() -> None:
         traced("b", 3, 0.113, 0.300, ready=0.112, requires=("a",)),
     )
     chain = critical_chain(t)
-    assert steps(chain) == [("init", "a", "requires"), ("init", "b", "")]
+    # b became ready when a's commit ended, after a's init: the commit is the step it waited for
+    assert steps(chain) == [
+        ("init", "a", "own"),
+        ("commit", "a", "requires"),
+        ("init", "b", "own"),
+        ("commit", "b", ""),
+    ]
     assert format_critical_chain(chain, wall=t.wall) == [
-        "boot took 312.0ms",
-        "b @113.0ms +187.0ms",
-        "└─a @10.0ms +100.0ms (required by b)",
+        "boot took 312.0ms; the chain covers 312.0ms, 23.0ms of it between steps",
+        "[boot stop] @302.0ms +10.0ms",
+        "└─b commit @301.0ms +1.0ms",
+        "  └─b @113.0ms +187.0ms",
+        "    └─a commit @111.0ms +1.0ms (required by b)",
+        "      └─a @10.0ms +100.0ms",
+        "        └─[boot start] @0.0ms +10.0ms",
     ]
 
 
@@ -97,10 +113,14 @@ def test_chain_follows_the_init_that_freed_the_worker() -> None:
         traced("a", 1, 0.010, 0.200),
         traced("b", 2, 0.2005, 0.300, ready=0.010),
     )
-    assert steps(critical_chain(t)) == [("init", "a", "worker"), ("init", "b", "")]
+    assert steps(critical_chain(t)) == [
+        ("init", "a", "worker"),
+        ("init", "b", "own"),
+        ("commit", "b", ""),
+    ]
     assert (
-        format_critical_chain(critical_chain(t))[1]
-        == "└─a @10.0ms +190.0ms (b was queued behind it)"
+        format_critical_chain(critical_chain(t))[3]
+        == "    └─a @10.0ms +190.0ms (b was queued behind it)"
     )
 
 
@@ -110,10 +130,17 @@ def test_chain_follows_commits_in_cookie_order() -> None:
         traced("quick", 2, 0.010, 0.050, pid=11, commit=(0.501, 0.502)),
     )
     chain = critical_chain(t)
-    assert steps(chain) == [("init", "slow", "in order"), ("commit", "quick", "")]
+    assert steps(chain) == [
+        ("init", "slow", "own"),
+        ("commit", "slow", "in order"),
+        ("commit", "quick", ""),
+    ]
     assert format_critical_chain(chain) == [
-        "quick commit @501.0ms +1.0ms",
-        "└─slow @10.0ms +490.0ms (quick commits after it)",
+        "[boot stop] @502.0ms +10.0ms",
+        "└─quick commit @501.0ms +1.0ms",
+        "  └─slow commit @500.5ms +0.5ms (quick commits after it)",
+        "    └─slow @10.0ms +490.0ms",
+        "      └─[boot start] @0.0ms +10.0ms",
     ]
 
 
@@ -127,13 +154,15 @@ def test_chain_goes_through_a_synchronize_to_what_released_it() -> None:
     assert steps(chain) == [
         ("init", "slow", "synchronize"),
         ("wait", "waiter", "inside"),
-        ("init", "waiter", ""),
+        ("init", "waiter", "own"),
+        ("commit", "waiter", ""),
     ]
-    assert format_critical_chain(chain) == [
-        "waiter @10.0ms +400.0ms",
-        "└─waiter synchronize(2) @20.0ms +380.0ms",
-        "  └─slow @10.0ms +389.5ms (waiter waited for it)",
+    assert format_critical_chain(chain)[2:5] == [
+        "  └─waiter @10.0ms +400.0ms",
+        "    └─waiter synchronize(2) @20.0ms +380.0ms",
+        "      └─slow @10.0ms +389.5ms (waiter waited for it)",
     ]
+    assert chain_length(chain) == pytest.approx(t.wall)  # the wait inside its init counts once
 
 
 def test_chain_follows_the_busy_parent() -> None:
@@ -141,7 +170,83 @@ def test_chain_follows_the_busy_parent() -> None:
         traced("local", 1, 0.050, 0.500, where="main", commit=(0.500, 0.5005)),
         traced("net", 2, 0.010, 0.100, domain="net", commit=(0.5005, 0.501)),
     )
-    assert steps(critical_chain(t)) == [("init", "local", "parent"), ("commit", "net", "")]
+    assert steps(critical_chain(t)) == [
+        ("init", "local", "own"),
+        ("commit", "local", "parent"),
+        ("commit", "net", ""),
+    ]
+
+
+def test_chain_crosses_domains_through_the_busy_parent() -> None:
+    """The report that hid the truth: a short plugin of another domain commits last.
+
+    api_routes ran for 0.6 ms and finished early, but its commit waited while the parent
+    committed long; the chain used to stop at api_routes' own init.
+    """
+    t = trace(
+        traced("long", 1, 0.010, 0.300, commit=(0.301, 0.800)),
+        traced("api_routes", 2, 0.010, 0.0106, pid=11, domain="http", commit=(0.801, 0.8015)),
+    )
+    chain = critical_chain(t)
+    assert steps(chain) == [
+        ("init", "long", "own"),
+        ("commit", "long", "parent"),
+        ("commit", "api_routes", ""),
+    ]
+    assert chain_steps(chain) == ["long", "api_routes commit"]
+    assert chain_length(chain) == pytest.approx(t.wall)
+    assert format_critical_chain(chain)[1:3] == [
+        "└─api_routes commit @801.0ms +0.5ms",
+        "  └─long commit @301.0ms +499.0ms (api_routes waited for the parent)",
+    ]
+
+
+def test_chain_follows_the_requirement_init_that_made_it_ready() -> None:
+    """When a plugin becomes ready as its requirement's init ends, the commit is not the step."""
+    t = trace(
+        traced("a", 1, 0.010, 0.100, commit=(0.150, 0.151)),
+        traced("b", 2, 0.101, 0.300, pid=11, ready=0.1005, requires=("a",)),
+    )
+    assert steps(critical_chain(t)) == [
+        ("init", "a", "requires"),
+        ("init", "b", "own"),
+        ("commit", "b", ""),
+    ]
+
+
+def test_chain_fills_the_time_between_steps() -> None:
+    t = trace(
+        traced("a", 1, 0.010, 0.110),
+        traced("b", 2, 0.120, 0.300, ready=0.112, requires=("a",)),
+        wall=0.350,
+    )
+    chain = critical_chain(t)
+    gaps = [
+        (link.label, round(link.started * 1000, 3), round(link.duration * 1000, 3))
+        for link in chain
+        if link.kind == "gap"
+    ]
+    assert gaps == [
+        ("[boot start]", 0.0, 10.0),
+        ("[a's result to the parent]", 110.0, 1.0),
+        ("[handing b to a worker]", 112.0, 8.0),
+        ("[b's result to the parent]", 300.0, 1.0),
+        ("[boot stop]", 302.0, 48.0),
+    ]
+    assert chain_between(chain) == pytest.approx(0.068)
+    assert chain_length(chain) == pytest.approx(t.wall)
+    lines = format_critical_chain(chain, wall=t.wall)
+    assert lines[0] == "boot took 350.0ms; the chain covers 350.0ms, 68.0ms of it between steps"
+    # gaps under 1% of the chain are left out of the lines, not out of the totals
+    assert [line.lstrip(" └─").split(" @")[0] for line in lines[1:]] == [
+        "[boot stop]",
+        "b commit",
+        "b",
+        "[handing b to a worker]",
+        "a commit",
+        "a",
+        "[boot start]",
+    ]
 
 
 def test_no_chain_for_an_empty_trace() -> None:
@@ -158,9 +263,33 @@ def test_blame_columns() -> None:
     assert [r.name for r in rows] == ["p", "q"]  # longest total first
     row = rows[0]
     assert (row.name, row.cookie, row.status) == ("p", 2, "ok")
-    columns = (row.requires, row.queued, row.running, row.waiting, row.in_order, row.commit)
-    assert columns == pytest.approx((0.039, 0.060, 0.100, 0.100, 0.020, 0.010))
+    columns = (
+        row.requires,
+        row.queued,
+        row.running,
+        row.waiting,
+        row.in_order,
+        row.parent_busy,
+        row.transfer,
+        row.commit,
+    )
+    # q, the cookie before it, committed at 12 ms: its turn came when its init ended (300 ms),
+    # and the parent started its commit 20 ms later; the trace records no transfer
+    assert columns == pytest.approx((0.039, 0.060, 0.100, 0.100, 0.0, 0.020, 0.0, 0.010))
     assert row.total == pytest.approx(0.329)  # scheduled at 1 ms, committed at 330 ms
+
+
+def test_blame_tells_waiting_in_order_from_a_busy_parent() -> None:
+    first = traced("first", 1, 0.010, 0.100, commit=(0.200, 0.210))
+    second = traced("second", 2, 0.010, 0.050, pid=11, commit=(0.260, 0.261))
+    other = traced("other", 3, 0.010, 0.020, pid=12, domain="net", commit=(0.215, 0.255))
+    rows = {r.name: r for r in blame(trace(first, second, other))}
+    # second finished at 50 ms; its turn came when first committed (210 ms); then the parent
+    # committed other, of another domain, until 255 ms, and took 5 ms more to come to it
+    assert rows["second"].in_order == pytest.approx(0.160)
+    assert rows["second"].parent_busy == pytest.approx(0.050)
+    assert rows["other"].in_order == 0.0
+    assert rows["other"].parent_busy == pytest.approx(0.195)
 
 
 # -- a boot whose critical chain is known by construction --------------------------------------
@@ -188,28 +317,70 @@ def chained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot
     forget_app(root)
 
 
+def test_chain_of_a_multi_domain_boot_accounts_for_its_wall_time(tmp_path: Path) -> None:
+    """A long plugin in one domain; a short one in another, whose commit ends the boot.
+
+    api_routes' init ends while the parent commits long (0.1 s into long's 0.8 s commit, with
+    0.6 s to spare for a slow worker start), so its commit waits for the parent and ends last.
+    """
+    config = write_app(
+        tmp_path,
+        {
+            "long": {"config": {"duration": 0.1, "commit": 0.8}},
+            "api_routes": {"domain": "http", "config": {"duration": 0.3}},
+        },
+        workers=2,
+    )
+    config["domains"] = {"http": {}}
+    booted = initgraph.boot(config)
+    t = trace_of(booted)
+    long, api = t.plugin("long"), t.plugin("api_routes")
+    assert long.commit_started is not None
+    assert long.commit_ended is not None
+    assert api.ended is not None
+    assert api.commit_started is not None
+    assert long.commit_started < api.ended < long.commit_ended <= api.commit_started
+    chain = critical_chain(t)
+    assert chain_steps(chain) == ["long", "api_routes commit"]
+    # its steps are exactly the work that set the time: long's init and commit, then api_routes'
+    steps_time = chain_length(chain) - chain_between(chain)
+    work = long.init_time + long.commit_time + api.commit_time
+    assert steps_time == pytest.approx(work, abs=1e-5)
+    # and with the time between steps it accounts for the wall time (10%: the contract's bound)
+    assert chain_length(chain) == pytest.approx(booted.wall, rel=0.1)
+    line = chain_text(booted)
+    assert re.fullmatch(
+        r"critical chain (\d+\.\d) ms: long -> api_routes commit \(\d+\.\d ms between steps\)",
+        line,
+    ), line
+    shown = float(line.split()[2]) / 1000
+    assert shown == pytest.approx(booted.wall, rel=0.1)
+
+
 def test_critical_chain_of_a_known_boot(chained: initgraph.Boot) -> None:
     chain = critical_chain(trace_of(chained))
     inits = [link for link in chain if link.kind == "init"]  # a late commit may stand between
     assert [link.plugin for link in inits] == ["a", "b", "c"]
-    assert [link.via for link in inits] == ["requires", "requires", ""]
+    # each waited for the one before it: its init, or its commit, as the boot makes it ready
+    assert [link.via for link in chain if link.kind != "gap"][-2:] == ["own", ""]
     c = chained.timings["c"]
-    assert chain[-1].started == pytest.approx(c.started, abs=1e-6)
-    assert chain[-1].duration == pytest.approx(c.init_time, abs=1e-5)
+    assert inits[-1].started == pytest.approx(c.started, abs=1e-6)
+    assert inits[-1].duration == pytest.approx(c.init_time, abs=1e-5)
+    assert chain_length(chain) == pytest.approx(chained.wall, abs=1e-5)
     lines = format_critical_chain(chain)
-    assert lines[0].startswith("c @")
     assert inits_in(lines) == ["c", "b", "a"]
-    assert next(line for line in lines if line.startswith("└─b")).endswith("(required by c)")
+    required = [line for line in lines if line.endswith("(required by c)")]
+    assert [line.lstrip(" └─").split(" @")[0] for line in required] in (["b"], ["b commit"])
 
 
 def inits_in(lines: list[str]) -> list[str]:
     """The inits of a printed chain, last first, without its commits.
 
-    In a real boot a commit is a step of the chain when it started later than its own init
-    ended, which depends on timing (a busy parent under load); the inits do not.
+    In a real boot which commits are steps of the chain, and which gaps are long enough to be
+    printed, depends on timing (a busy parent under load); the inits do not.
     """
     labels = [line.lstrip(" └─").split(" @")[0] for line in lines]
-    return [label for label in labels if not label.endswith(" commit")]
+    return [label for label in labels if not label.endswith(" commit") and label[0] != "["]
 
 
 def test_blame_puts_a_synchronize_under_waiting(chained: initgraph.Boot) -> None:
@@ -227,7 +398,8 @@ def test_blame_puts_a_synchronize_under_waiting(chained: initgraph.Boot) -> None
     assert slow.waiting == 0
     for r in rows.values():
         total = r.requires + r.queued + r.running + r.waiting + r.in_order + r.commit
-        assert r.total == pytest.approx(total)
+        assert r.total == pytest.approx(total + r.parent_busy + r.transfer)
+        assert r.transfer == 0.0  # the boot records no transfer spans (yet)
     assert rows["c"].requires > 0.25  # it waited for a and b to commit
     assert list(rows) == sorted(rows, key=lambda n: (-rows[n].total, rows[n].cookie))
 
@@ -312,10 +484,11 @@ def test_plan_waits_again_where_the_trace_waited() -> None:
     assert waiter.ended == pytest.approx(0.010 + 0.145 + 0.010, abs=1e-6)
     (moved,) = waiter.waits
     assert (moved.started, moved.ended) == pytest.approx((0.020, 0.155), abs=1e-6)
-    assert steps(list(quick.chain))[-3:] == [
+    assert steps(list(quick.chain))[-4:] == [
         ("init", "slow", "synchronize"),
         ("wait", "waiter", "inside"),
-        ("init", "waiter", ""),
+        ("init", "waiter", "own"),
+        ("commit", "waiter", ""),
     ]
 
 
@@ -501,11 +674,14 @@ def test_blame_command(
         "running",
         "waiting",
         "in-order",
+        "parent-busy",
+        "transfer",
         "commit",
     ]
     plugins = [line.split()[1] for line in lines[1:-1]]
     assert sorted(plugins) == sorted(p.name for p in chained.plan)
     assert lines[-1].startswith("times in ms; total = requires + queued + running + waiting")
+    assert {line.split()[-2] for line in lines[1:-1]} == {"-"}  # no transfer recorded
     args = observe_args(["blame", str(path), "--sort", "waiting"])
     assert args.command(args) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[1] == "waiter"
@@ -523,7 +699,6 @@ def test_critical_chain_command(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == 'The time when a step started is after "@", how long it took is after "+".'
     assert lines[2].startswith("boot took ")
-    assert lines[3].startswith("c @")
     assert inits_in(lines[3:]) == ["c", "b", "a"]
 
 
@@ -596,3 +771,14 @@ def test_progress_draws_on_a_terminal_without_a_thread(monkeypatch: pytest.Monke
         shown.update({"corpus": shown.clock() - 3.2}, {})
         assert threading.active_count() == threads  # a thread would change the start method
     assert "corpus running 3.2 s" in stream.getvalue()
+
+
+def test_chain_of_two_commits_at_the_same_moment_reaches_an_init() -> None:
+    """Commits closer than the slack must not be each other's reason: the walk goes on."""
+    t = trace(
+        traced("a", 1, 0.010, 0.100, commit=(0.1000, 0.1001)),
+        traced("b", 2, 0.010, 0.050, pid=11, domain="net", commit=(0.1001, 0.1002)),
+    )
+    chain = critical_chain(t)
+    assert next(link.kind for link in chain if link.kind != "gap") == "init"
+    assert chain_length(chain) == pytest.approx(t.wall)

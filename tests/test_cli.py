@@ -347,10 +347,13 @@ def test_run_the_example_app(repo_cli: Cli) -> None:
     ]
     assert all(re.fullmatch(NUMBER, r[5]) and re.fullmatch(NUMBER, r[6]) for r in rows)
     assert re.fullmatch(rf"booted 10 plugins in {NUMBER} ms with 2 workers \(\w+\)", lines[11])
-    assert re.fullmatch(rf"critical chain {NUMBER} ms: [a-z_]+( -> [a-z_]+)*", lines[12])
+    step = r"[a-z_]+( commit)?"
     assert re.fullmatch(
-        rf"parallelism (\d+\.\d\d)x: about \1x faster than --workers 1 \({NUMBER} ms of "
-        rf"init work ran in {NUMBER} ms; --compare measures it\)",
+        rf"critical chain {NUMBER} ms: {step}( -> {step})* \({NUMBER} ms between steps\)", lines[12]
+    )
+    assert re.fullmatch(
+        rf"parallelism \d+\.\d\dx: {NUMBER} ms of init work ran in {NUMBER} ms "
+        rf"\(--compare measures the speed-up\)",
         lines[13],
     )
     assert len(lines) == 14
@@ -527,24 +530,86 @@ def test_quiet_prints_nothing_on_success_and_one_line_on_failure(cli: Cli) -> No
     assert line.startswith("initgraph: error: boot failed: plugin 'b'")
 
 
-def test_compare_measures_the_speed_up(cli: Cli) -> None:
+BASELINE = "running the plugins one after another in this process"
+
+
+@pytest.mark.parametrize(
+    ("wall", "baseline", "text"),
+    [
+        (0.5, 0.9, f"1.80x faster than {BASELINE} (500.0 ms vs 900.0 ms)"),
+        (0.5, 0.5, f"1.00x faster than {BASELINE} (500.0 ms vs 500.0 ms)"),
+        (0.5, 0.4, f"0.80x: 1.25x slower than {BASELINE} (500.0 ms vs 400.0 ms)"),
+    ],
+)
+def test_speed_up_wording_either_way(wall: float, baseline: float, text: str) -> None:
+    from initgraph._cli.render import speed_up_text
+
+    assert speed_up_text(wall, baseline) == text
+
+
+def test_compare_measures_the_speed_up_over_running_in_process(cli: Cli) -> None:
     _two_plugins(cli.cwd)
     done = cli.run("run", "--workers", "2", "--compare")
     assert (done.returncode, done.stderr) == (0, "")
     assert re.fullmatch(
-        rf"\d+\.\d\dx (faster|slower) than --workers 1 \({NUMBER} ms vs {NUMBER} ms\)",
+        rf"(\d+\.\d\dx faster|\d+\.\d\dx: \d+\.\d\dx slower) than {BASELINE} "
+        rf"\({NUMBER} ms vs {NUMBER} ms\)",
         done.stdout.splitlines()[-1],
     )
     data = json.loads(cli.run("run", "--workers", "2", "--compare", "--json").stdout)
-    assert set(data["compare"]) == {"ok", "workers_1_wall_ms", "speedup"}
+    assert set(data["compare"]) == {"ok", "in_process_wall_ms", "speedup"}
     assert data["compare"]["ok"] is True
 
 
-def test_one_worker_prints_no_speed_up(cli: Cli) -> None:
+def test_in_process_run_calls_each_init_then_its_commit_in_plan_order(tmp_path: Path) -> None:
+    from initgraph._cli.compare import run_in_process
+
+    hooks = """
+        import os
+        from initgraph import hookimpl
+        from inproc_log import CALLS
+
+        @hookimpl
+        def initgraph_init(ctx):
+            ctx.synchronize()  # nothing to wait for: every lower cookie ran already
+            ctx.publish(f"{ctx.name}.pid", os.getpid())
+            CALLS.append(("init", ctx.name, sorted(ctx.results)))
+            return ctx.name
+
+        @hookimpl
+        def initgraph_commit(ctx, result):
+            CALLS.append(("commit", ctx.name, ctx.registry[f"{ctx.name}.pid"] == os.getpid()))
+    """
+    (tmp_path / "inproc_log.py").write_text("CALLS = []\n")
+    for name in ("inproc_a", "inproc_b"):
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(hooks))
+    config = {
+        "initgraph": {"paths": [str(tmp_path)]},
+        "plugins": {
+            "b": {"module": "inproc_b", "requires": ["a"]},
+            "a": {"module": "inproc_a"},
+        },
+    }
+    try:
+        done = run_in_process(config, {})
+        assert done.ok
+        assert sys.modules["inproc_log"].CALLS == [
+            ("init", "a", []),
+            ("commit", "a", True),
+            ("init", "b", ["a"]),
+            ("commit", "b", True),
+        ]
+    finally:
+        for name in ("inproc_log", "inproc_a", "inproc_b"):
+            sys.modules.pop(name, None)
+
+
+def test_one_worker_compares_too(cli: Cli) -> None:
     _two_plugins(cli.cwd)
     done = cli.run("run", "--workers", "1", "--compare")
     assert done.returncode == 0
-    assert done.stdout.splitlines()[-1].startswith("booted 2 plugins in ")
+    assert done.stdout.splitlines()[-1].endswith(" ms)")
+    assert BASELINE in done.stdout.splitlines()[-1]
 
 
 def test_rich_table_on_a_terminal() -> None:

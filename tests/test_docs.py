@@ -127,6 +127,7 @@ def normalize(text: str) -> list[str]:
         line = re.sub(r"\((fork|forkserver|spawn)\)", "(M)", line)
         line = re.sub(r"start method (fork|forkserver|spawn)", "start method M", line)
         line = re.sub(r"\b(faster|slower) than", "F than", line)
+        line = re.sub(r"^Tx: (Tx F than)", r"\1", line)  # the slower form names both ratios
         line = re.sub(r"^critical chain T ms: .*", "critical chain T ms: ...", line)
         line = re.sub(r"\b\d+ rows\b", "N rows", line)
         out.append(" ".join(line.split()))

@@ -9,11 +9,19 @@ from typing import Any
 
 import pytest
 from conftest import forget_app, observe_args, write_app
+from test_trace import with_transfers  # a synthetic trace with transfer spans
 
 import initgraph
 from initgraph._observe.analysis import critical_chain
 from initgraph._observe.plot import plot_svg
-from initgraph._observe.trace import TraceData, TracedPlugin, TracedWait, trace_of, write_trace
+from initgraph._observe.trace import (
+    TraceData,
+    TracedPlugin,
+    TracedWait,
+    parse_trace,
+    trace_of,
+    write_trace,
+)
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 CHAIN_RED = "#d00000"
@@ -35,8 +43,17 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot]
     forget_app(root)
 
 
+SVG = "http://www.w3.org/2000/svg"
+
+
 def parse(svg: str) -> ET.Element:
     return ET.fromstring(svg.encode())
+
+
+def title(el: ET.Element) -> str:
+    found = el.find(f"{{{SVG}}}title")
+    assert found is not None
+    return found.text or ""
 
 
 def groups(root: ET.Element, cls: str) -> list[ET.Element]:
@@ -220,3 +237,20 @@ def test_plot_command(
     assert args.command(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"initgraph: error: cannot write '{tmp_path / 'missing' / 'x.svg'}'")
+
+
+def test_transfer_spans_are_drawn_on_the_row_that_did_them() -> None:
+    root = parse(plot_svg(parse_trace(with_transfers())))
+    strips = groups(root, "transfer")
+    assert sorted((g.get("data-plugin") or "", title(g).split()[1]) for g in strips) == [
+        ("data", "load"),
+        ("data", "serialize"),
+        ("user", "load"),
+    ]
+    rows = {
+        g.get("data-pid"): [s.get("data-plugin") for s in groups(g, "transfer")]
+        for g in groups(root, "row")
+    }
+    assert rows == {"1": ["data"], "10": ["data"], "11": ["user"]}
+    legend = [t.text for t in root.iter(f"{{{SVG}}}text") if t.text == "transfer"]
+    assert legend == ["transfer"]

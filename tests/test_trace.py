@@ -14,6 +14,7 @@ import pytest
 from conftest import forget_app, observe_args, write_app
 
 import initgraph
+from initgraph._observe.analysis import blame, chain_between, chain_length, critical_chain
 from initgraph._observe.trace import (
     TraceData,
     TracedPlugin,
@@ -21,6 +22,7 @@ from initgraph._observe.trace import (
     TraceError,
     debug_lines,
     load_trace,
+    parse_trace,
     to_chrome_trace,
     trace_of,
     write_trace,
@@ -380,3 +382,101 @@ def test_debug_lines_keep_names_bootgraph_can_read() -> None:
         "[    0.750000] async_continuing @ 4242 after 250000 usec",
         "[    1.500000] initcall 12_api_routes_v2+0x0/0x0 returned after 1250000 usecs",
     ]
+
+
+# -- transfer spans: what a boot that records them writes, and what the reports make of them ----
+def with_transfers() -> dict[str, Any]:
+    """``data`` (worker 10) serializes a 50 MB result the parent loads; ``user`` (worker 11)
+    requires it and loads it as its input. Times in microseconds."""
+
+    def span(cat: str, name: str, pid: int, ts: int, dur: int, **args: Any) -> dict[str, Any]:
+        return {"ph": "X", "cat": cat, "name": name, "pid": pid, "tid": pid, "ts": ts, "dur": dur,
+                "args": args}  # fmt: skip
+
+    def init(name: str, cookie: int, pid: int, ts: int, dur: int, *requires: str) -> Any:
+        args = {"cookie": cookie, "domain": "default", "requires": list(requires)}
+        return span("init", name, pid, ts, dur, **args, where="pool", status="ok", scheduled_us=0)
+
+    events = [
+        init("data", 1, 10, 10_000, 100_000),
+        span("transfer", "serialize", 10, 110_000, 20_000, plugin="data", bytes=50_000_000),
+        span("transfer", "load", 1, 130_000, 30_000, plugin="data", bytes=50_000_000),
+        span("commit", "commit data", 1, 160_000, 1_000, plugin="data"),
+        {"ph": "b", "cat": "queued", "name": "queued", "id": 2, "pid": 1, "tid": 1, "ts": 161_000},
+        span("transfer", "load", 11, 162_000, 10_000, plugin="user", bytes=50_000_000),
+        init("user", 2, 11, 172_000, 50_000, "data"),
+        span("commit", "commit user", 1, 223_000, 1_000, plugin="user"),
+    ]
+    return {
+        "traceEvents": events,
+        "otherData": {
+            "initgraph_trace": 1,
+            "parent_pid": 1,
+            "workers": 2,
+            "start_method": "fork",
+            "wall_us": 230_000,
+            "plugins": 2,
+        },
+    }
+
+
+def test_transfer_spans_are_read_back() -> None:
+    t = parse_trace(with_transfers())
+    assert t.transfers_recorded
+    data = t.plugin("data")
+    assert [(x.name, x.pid, x.size) for x in data.transfers] == [
+        ("serialize", 10, 50_000_000),
+        ("load", 1, 50_000_000),
+    ]
+    assert data.transfers[0].duration == pytest.approx(0.020)
+    assert not trace_of_nothing().transfers_recorded
+
+
+def trace_of_nothing() -> TraceData:
+    doc = with_transfers()
+    doc["traceEvents"] = [e for e in doc["traceEvents"] if e.get("cat") != "transfer"]
+    return parse_trace(doc)
+
+
+def test_blame_puts_transfers_in_their_own_column() -> None:
+    rows = {r.name: r for r in blame(parse_trace(with_transfers()))}
+    data, user = rows["data"], rows["user"]
+    # data's result: 20 ms serialized, 30 ms loaded by the parent, then committed at once
+    assert (data.running, data.transfer, data.parent_busy, data.in_order) == pytest.approx(
+        (0.100, 0.050, 0.0, 0.0)
+    )
+    # user's input: loaded in 10 of the 11 ms between ready and started
+    assert (user.queued, user.transfer, user.running) == pytest.approx((0.001, 0.010, 0.050))
+    # without the spans the same time is parent-busy and queued: the columns still add up
+    plain = {r.name: r for r in blame(trace_of_nothing())}
+    assert plain["data"].parent_busy == pytest.approx(0.050)
+    assert plain["data"].total == pytest.approx(data.total)
+
+
+def test_the_chain_shows_transfers_between_steps() -> None:
+    t = parse_trace(with_transfers())
+    chain = critical_chain(t)
+    assert [(link.kind, link.label) for link in chain if link.kind != "gap"] == [
+        ("init", "data"),
+        ("transfer", "data serialize 50.0 MB"),
+        ("transfer", "data load 50.0 MB"),
+        ("commit", "data commit"),
+        ("transfer", "user load 50.0 MB"),
+        ("init", "user"),
+        ("commit", "user commit"),
+    ]
+    assert chain_between(chain) == pytest.approx(0.010 + 0.060 + 0.001 + 0.001 + 0.006 + 0.0)
+    assert chain_length(chain) == pytest.approx(t.wall)
+
+
+def test_blame_command_shows_transfers_when_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(with_transfers()), encoding="utf-8")
+    args = observe_args(["blame", str(path), "--sort", "transfer"])
+    assert args.command(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-2:] == ["transfer", "commit"]
+    assert [line.split()[1] for line in lines[1:3]] == ["data", "user"]
+    assert [line.split()[-2] for line in lines[1:3]] == ["50.0", "10.0"]

@@ -244,7 +244,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--compare",
         action="store_true",
-        help="boot a second time with --workers 1 and print the measured speed-up",
+        help="run the plugins again, one after another in this process, and print the "
+        "measured speed-up of the boot over that",
     )
     run.add_argument(
         "--trace",
@@ -336,9 +337,10 @@ def _run(args: argparse.Namespace) -> int:
             except BootError as exc:
                 boot, failure = exc.boot, exc
             sequential = None
-            if args.compare and failure is None and boot.plan.workers != 1:
-                overrides = {**_overrides(args), "workers": 1}
-                sequential = _boot.boot(args.config, check=False, **overrides)
+            if args.compare and failure is None:
+                from .compare import run_in_process
+
+                sequential = run_in_process(args.config, _overrides(args))
     except KeyboardInterrupt as exc:
         # SIGINT or SIGTERM: main() reports it on stderr; with --json the object goes out too.
         stopped = _boot.interruption(exc)

@@ -48,15 +48,27 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="show where each plugin's time went, from a trace",
         description=(
             "One line per plugin, its time from being scheduled to the end of its commit split "
-            "into: requires (waiting for what it requires to commit), queued (for a free "
-            "worker), running, waiting (in synchronize), in-order (for its turn to commit) and "
-            "commit. Times in milliseconds."
+            "into: requires (waiting for what it requires), queued (for a free worker), "
+            "running, waiting (in synchronize), in-order (for its turn to commit), parent-busy "
+            "(its turn come, the parent busy with other commits and results), transfer (moving "
+            "its data between processes, '-' when the trace records none) and commit. Times in "
+            "milliseconds."
         ),
     )
     blame.add_argument("trace", metavar="TRACE", help=trace_help)
     blame.add_argument(
         "--sort",
-        choices=("total", "requires", "queued", "running", "waiting", "in-order", "commit"),
+        choices=(
+            "total",
+            "requires",
+            "queued",
+            "running",
+            "waiting",
+            "in-order",
+            "parent-busy",
+            "transfer",
+            "commit",
+        ),
         default="total",
         help="the column to sort by, longest first (default: total)",
     )
@@ -171,15 +183,22 @@ def blame_command(args: argparse.Namespace) -> int:
     sort = args.sort.replace("-", "_")
     rows.sort(key=lambda r: (-getattr(r, sort), r.cookie))
     headers = ["cookie", "plugin", "status", *(c.replace("_", "-") for c in BLAME_COLUMNS)]
+    # No transfer spans: the column is unknown, not zero (the time is under parent-busy).
+    unknown = set() if trace.transfers_recorded else {"transfer"}
     cells = [
-        [str(r.cookie), r.name, r.status, *(ms_text(getattr(r, c)) for c in BLAME_COLUMNS)]
+        [
+            str(r.cookie),
+            r.name,
+            r.status,
+            *("-" if c in unknown else ms_text(getattr(r, c)) for c in BLAME_COLUMNS),
+        ]
         for r in rows
     ]
     out = sys.stdout
     _table(out, headers, cells, numeric={0, *range(3, 3 + len(BLAME_COLUMNS))})
     print(
-        f"times in ms; total = requires + queued + running + waiting + in-order + commit; "
-        f"boot {ms_text(trace.wall)} ms",
+        f"times in ms; total = requires + queued + running + waiting + in-order + parent-busy + "
+        f"transfer + commit; boot {ms_text(trace.wall)} ms",
         file=out,
     )
     out.flush()

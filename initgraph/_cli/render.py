@@ -12,6 +12,7 @@ from . import PROG
 
 if TYPE_CHECKING:
     from .._boot.run import Boot, Interruption, Plan
+    from .compare import InProcessRun
 
 
 _STATUS_STYLES = {
@@ -60,7 +61,7 @@ def one_line(exc: BaseException) -> str:
     return squash(str(exc)) or type(exc).__name__
 
 
-def print_summary(out: IO[str], boot: Boot, sequential: Boot | None) -> None:
+def print_summary(out: IO[str], boot: Boot, sequential: InProcessRun | None) -> None:
     rows = []
     for p in boot.plan.plugins:
         timing = boot.timings.get(p.name)
@@ -94,19 +95,24 @@ def print_summary(out: IO[str], boot: Boot, sequential: Boot | None) -> None:
             print(f"  {p.name}{optional}: {failure_text(boot, p.name)}", file=out)
     if boot.ok and boot.plan.workers != 1:
         print(chain_text(boot), file=out)
+    if boot.ok and (boot.plan.workers != 1 or sequential is not None):
         print(speed_text(boot, sequential), file=out)
     out.flush()
 
 
 def chain_text(boot: Boot) -> str:
-    """The critical chain's length and its initcalls: what set the boot's wall time."""
-    from .._observe.analysis import critical_chain
+    """The critical chain's length, its steps, and how much of it lies between steps.
+
+    The chain spans the boot from its start to its end, across domains, so its length is the
+    wall time; what it names are the inits and commits that set it.
+    """
+    from .._observe.analysis import chain_between, chain_length, chain_steps, critical_chain
     from .._observe.trace import trace_of
 
     chain = critical_chain(trace_of(boot))
-    inits = [link.plugin for link in chain if link.kind == "init"]
-    length = sum(link.duration for link in chain)
-    return f"critical chain {ms_text(length)} ms: {' -> '.join(inits) or '-'}"
+    steps = " -> ".join(chain_steps(chain)) or "-"
+    between = ms_text(chain_between(chain))
+    return f"critical chain {ms_text(chain_length(chain))} ms: {steps} ({between} ms between steps)"
 
 
 def failure_text(boot: Boot, name: str) -> str:
@@ -116,24 +122,35 @@ def failure_text(boot: Boot, name: str) -> str:
     return message if message.startswith(f"{status}:") else f"{status}: {message}"
 
 
-def speed_text(boot: Boot, sequential: Boot | None) -> str:
-    """The measured speed-up over a sequential boot, or, unmeasured, the parallelism achieved."""
+BASELINE = "running the plugins one after another in this process"
+"""What ``--compare`` measures the boot against (see ``compare.run_in_process``)."""
+
+
+def speed_text(boot: Boot, sequential: InProcessRun | None) -> str:
+    """The measured speed-up over running the plugins in this process, or, unmeasured, the
+    parallelism achieved (which is not a speed-up: the pool has costs of its own)."""
     if sequential is None:
         busy = init_total(boot)
         ratio = busy / boot.wall if boot.wall > 0 else 0.0
         return (
-            f"parallelism {ratio:.2f}x: about {ratio:.2f}x faster than --workers 1 "
-            f"({ms_text(busy)} ms of init work ran in {ms_text(boot.wall)} ms; "
-            f"--compare measures it)"
+            f"parallelism {ratio:.2f}x: {ms_text(busy)} ms of init work ran in "
+            f"{ms_text(boot.wall)} ms (--compare measures the speed-up)"
         )
     if not sequential.ok:
-        names = ", ".join(sequential.failures)
-        return f"no speed-up measured: the boot with --workers 1 failed ({names})"
-    ratio = sequential.wall / boot.wall if boot.wall > 0 else 0.0
-    times = f"({ms_text(boot.wall)} ms vs {ms_text(sequential.wall)} ms)"
+        return (
+            f"no speed-up measured: {BASELINE}, plugin {sequential.failed!r} failed: "
+            f"{squash(sequential.error or '')}"
+        )
+    return speed_up_text(boot.wall, sequential.wall)
+
+
+def speed_up_text(wall: float, baseline: float) -> str:
+    """``1.80x faster than ...`` or ``0.80x: 1.25x slower than ...``, with both times."""
+    times = f"({ms_text(wall)} ms vs {ms_text(baseline)} ms)"
+    ratio = baseline / wall if wall > 0 else float("inf")
     if ratio >= 1:
-        return f"{ratio:.2f}x faster than --workers 1 {times}"
-    return f"{1 / ratio:.2f}x slower than --workers 1 {times}"
+        return f"{ratio:.2f}x faster than {BASELINE} {times}"
+    return f"{ratio:.2f}x: {1 / ratio:.2f}x slower than {BASELINE} {times}"
 
 
 def print_failure_tracebacks(boot: Boot) -> None:
@@ -167,7 +184,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
 
 
 def boot_json(
-    boot: Boot, sequential: Boot | None, interrupted: tuple[str, Interruption] | None = None
+    boot: Boot, sequential: InProcessRun | None, interrupted: tuple[str, Interruption] | None = None
 ) -> dict[str, Any]:
     plan = plan_json(boot.plan)
     for entry in plan["plugins"]:
@@ -207,7 +224,7 @@ def boot_json(
     if sequential is not None:
         report["compare"] = {
             "ok": sequential.ok,
-            "workers_1_wall_ms": ms(sequential.wall),
+            "in_process_wall_ms": ms(sequential.wall),
             "speedup": round(sequential.wall / boot.wall, 3) if boot.wall > 0 else None,
         }
     return report

@@ -5,9 +5,11 @@ boot) and do no I/O.
 
 - :func:`blame`: one row per plugin, its life split into separate columns — waiting for its
   requirements, queued for a worker, running, waiting in synchronize, waiting for its turn to
-  commit (in order), committing. Unlike ``systemd-analyze blame`` the waits are not counted as work.
-- :func:`critical_chain`: the initcalls and waits that set the boot's total time, found by walking
-  back from the last commit through whatever each step waited for.
+  commit (in order), its turn come but the parent busy, moving its data between processes,
+  committing. Unlike ``systemd-analyze blame`` the waits are not counted as work.
+- :func:`critical_chain`: the steps that set the boot's total time, found by walking back from
+  the last event through whatever each step waited for, across domains, with the time between
+  steps as links of their own, so that the chain spans the boot's wall time.
 - :func:`plan_from`: list-scheduling simulation of a plan with measured durations — how long the
   boot would take with another worker count, or with some plugins made faster.
 """
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from .._core.dispatch import GROW_AFTER
 from .._errors import ConfigError
-from .trace import TraceData, TracedPlugin, TracedWait, ms_text
+from .trace import TraceData, TracedPlugin, TracedTransfer, TracedWait, ms_text
 
 if TYPE_CHECKING:
     from .._boot.run import Plan
@@ -33,6 +35,9 @@ __all__ = [
     "ChainLink",
     "Prediction",
     "blame",
+    "chain_between",
+    "chain_length",
+    "chain_steps",
     "critical_chain",
     "format_critical_chain",
     "plan_from",
@@ -43,16 +48,22 @@ __all__ = [
 # could. A wait shorter than this is not a wait worth following.
 _SLACK = 0.001
 
+Interval = tuple[float, float]
+
 
 # -- blame ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BlameRow:
     """Where one plugin's time went, in seconds; the columns add up to ``total``.
 
-    ``requires``: scheduled until everything it requires had committed; ``queued``: then until a
-    worker started it; ``running``: its init, waits left out; ``waiting``: its init's waits in
-    synchronize; ``in_order``: from its init's end until its turn to commit came (lower cookies of
-    its domain commit first); ``commit``: its commit.
+    ``requires``: scheduled until it was ready (what it requires had finished); ``queued``: then
+    until a worker started it; ``running``: its init, waits left out; ``waiting``: its init's
+    waits in synchronize; ``in_order``: from its init's end until its turn to commit came (lower
+    cookies of its domain, and what it requires, committed first); ``parent_busy``: from its turn
+    until its commit started, the parent busy with other plugins' commits and with receiving
+    results (its own included, where the trace records no transfer); ``transfer``: the trace's
+    ``serialize``, ``transfer`` and ``load`` spans of its inputs and result, taken out of the
+    columns they fall in; ``commit``: its commit.
     """
 
     name: str
@@ -63,13 +74,22 @@ class BlameRow:
     running: float
     waiting: float
     in_order: float
+    parent_busy: float
+    transfer: float
     commit: float
 
     @property
     def total(self) -> float:
         """From its scheduling to the end of its commit."""
         return (
-            self.requires + self.queued + self.running + self.waiting + self.in_order + self.commit
+            self.requires
+            + self.queued
+            + self.running
+            + self.waiting
+            + self.in_order
+            + self.parent_busy
+            + self.transfer
+            + self.commit
         )
 
 
@@ -77,28 +97,81 @@ def _gap(start: float | None, end: float | None) -> float:
     return 0.0 if start is None or end is None else max(0.0, end - start)
 
 
+def _union(spans: Iterable[Interval]) -> list[Interval]:
+    """``spans`` merged where they overlap, in time order."""
+    merged: list[Interval] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _within(spans: Sequence[Interval], start: float | None, end: float | None) -> float:
+    """How much of ``[start, end]`` the merged ``spans`` cover."""
+    if start is None or end is None:
+        return 0.0
+    return sum(max(0.0, min(end, e) - max(start, s)) for s, e in spans)
+
+
+def commit_turn(trace: TraceData, p: TracedPlugin) -> float | None:
+    """When ``p`` was finished and it was its turn to commit: its init had ended, and so had
+    the commits of the cookie before it in its domain and of what it requires."""
+    if p.ended is None:
+        return None
+    before = [
+        q.commit_ended
+        for q in trace.plugins
+        if q.commit_ended is not None
+        and ((q.domain == p.domain and q.cookie < p.cookie) or q.name in p.requires)
+    ]
+    turn = max([p.ended, *before])
+    return turn if p.commit_started is None else min(turn, max(p.ended, p.commit_started))
+
+
 def blame(trace: TraceData) -> list[BlameRow]:
     """One row per plugin, longest total first (ties in cookie order)."""
     rows = []
     for p in trace.plugins:
+        moving = _union((t.started, t.ended) for t in p.transfers)
+
+        def gap(start: float | None, end: float | None, moving: list[Interval] = moving) -> float:
+            return max(0.0, _gap(start, end) - _within(moving, start, end))
+
         ready = p.ready if p.ready is not None else p.started
+        turn = commit_turn(trace, p)
+        waiting = sum(max(0.0, w.duration - _within(moving, w.started, w.ended)) for w in p.waits)
+        in_init = _within(moving, p.started, p.ended)
         rows.append(
             BlameRow(
                 name=p.name,
                 cookie=p.cookie,
                 status=p.status,
-                requires=_gap(p.scheduled, ready),
-                queued=_gap(ready, p.started),
-                running=p.running,
-                waiting=p.waiting,
-                in_order=_gap(p.ended, p.commit_started),
-                commit=p.commit_time,
+                requires=gap(p.scheduled, ready),
+                queued=gap(ready, p.started),
+                running=max(0.0, p.init_time - in_init - waiting),
+                waiting=waiting,
+                in_order=gap(p.ended, turn),
+                parent_busy=gap(turn, p.commit_started),
+                transfer=sum(e - s for s, e in moving),
+                commit=gap(p.commit_started, p.commit_ended),
             )
         )
     return sorted(rows, key=lambda r: (-r.total, r.cookie))
 
 
-BLAME_COLUMNS = ("total", "requires", "queued", "running", "waiting", "in_order", "commit")
+BLAME_COLUMNS = (
+    "total",
+    "requires",
+    "queued",
+    "running",
+    "waiting",
+    "in_order",
+    "parent_busy",
+    "transfer",
+    "commit",
+)
 """The columns of :class:`BlameRow`, in the order ``initgraph blame`` prints them."""
 
 
@@ -107,11 +180,16 @@ BLAME_COLUMNS = ("total", "requires", "queued", "running", "waiting", "in_order"
 class ChainLink:
     """One step of the critical chain, in seconds since the boot started.
 
-    ``kind``: ``init`` (a plugin's init), ``wait`` (a wait inside it) or ``commit``. ``via``: how
-    the step after it waited for this one — ``requires`` (it required this plugin), ``worker``
-    (it was queued until this init freed the worker), ``in order`` (its commit came after this
-    one's), ``parent`` (the parent was busy with this), ``synchronize`` (its wait ended when this
-    init did) or ``inside`` (this wait is inside that init); empty for the last step.
+    ``kind``: ``init`` (a plugin's init), ``wait`` (a wait inside it), ``commit``, ``transfer``
+    (a traced ``serialize``, ``transfer`` or ``load`` of the next step's plugin) or ``gap`` (time
+    between two steps that no traced span explains: starting and stopping the boot, handing an
+    init to a worker, a result reaching the parent, the parent busy with something else).
+    ``plugin`` is the plugin of the step (for a gap or transfer, of the step it leads to; empty
+    for the boot's start and stop). ``via``: how the step after it waited for this one —
+    ``requires`` (it required this plugin), ``worker`` (it was queued until this init freed the
+    worker), ``in order`` (its commit came after this one's), ``own`` (this is its own init),
+    ``parent`` (the parent was busy with this), ``synchronize`` (its wait ended when this init
+    did) or ``inside`` (this wait is inside that init); empty for the last step and for gaps.
     """
 
     plugin: str
@@ -127,19 +205,36 @@ class ChainLink:
 
 
 def critical_chain(trace: TraceData) -> list[ChainLink]:
-    """The chain of initcalls and waits that set the boot's total time, first step first.
+    """The chain of steps that set the boot's total time, first step first.
 
-    It starts from the plugin whose commit ended last and walks back through what each step
-    waited for: for an init, the requirement whose commit ended right before it became ready, or,
-    if it was queued, the init that freed its worker (the parent, for ``where = "main"``); for a
-    wait inside an init, the lower cookie whose end released it; for a commit that waited for its
-    turn, the commit before it. Like ``systemd-analyze critical-chain``.
+    It starts from the event that ended last — a commit, or an init that never committed — in
+    any domain, and walks back through what each step waited for, whichever ended last before
+    it: for an init, what made it ready (a requirement's init end or its commit end) or, if it
+    was queued, the init that freed its worker; for a wait inside an init, the init whose end
+    released it; for a commit, its own init, the commit before it in its domain, a requirement's
+    commit, or what kept the parent busy (another commit, a ``where = "main"`` init). The time
+    between steps is in the chain too, as ``transfer`` links where the trace records them and
+    ``gap`` links otherwise, from the boot's start to its end: the chain spans the wall time
+    (:func:`chain_length`). Like ``systemd-analyze critical-chain``.
     """
     return _Walk(trace).chain()
 
 
+def chain_length(chain: Sequence[ChainLink]) -> float:
+    """The time the chain covers: its links merged where they overlap (a wait is in its init)."""
+    return sum(e - s for s, e in _union((link.started, link.ended) for link in chain))
+
+
+def chain_between(chain: Sequence[ChainLink]) -> float:
+    """The chain's time between steps: its ``gap`` and ``transfer`` links."""
+    return sum(link.duration for link in chain if link.kind in ("gap", "transfer"))
+
+
+Candidate = tuple[float, int, tuple[str, TracedPlugin], str]
+
+
 class _Walk:
-    """One walk back along a trace, from its last commit; see :func:`critical_chain`."""
+    """One walk back along a trace, from its last event; see :func:`critical_chain`."""
 
     def __init__(self, trace: TraceData) -> None:
         self.trace = trace
@@ -161,70 +256,77 @@ class _Walk:
             kind, p = step
             seen.add((kind, p.name))
             if kind == "commit":
-                step, next_via = self.before_commit(p)
-                if step is not None and step[1] is p:
-                    continue  # its own init: the init's link stands for the plugin
                 assert p.commit_started is not None
                 label = f"{p.name} commit"
                 links.append(
                     ChainLink(p.name, "commit", label, p.commit_started, p.commit_time, via)
                 )
+                step, via = self.before_commit(p)
+                continue
+            links.append(ChainLink(p.name, "init", p.name, p.started or 0.0, p.init_time, via))
+            wait = self.last_wait(p)
+            if wait is not None:
+                label = f"{p.name} {wait.label}"
+                links.append(
+                    ChainLink(p.name, "wait", label, wait.started, wait.duration, "inside")
+                )
+                releaser = self.releaser(p, wait)
+                step, via = (("init", releaser), "synchronize") if releaser else (None, "")
             else:
-                links.append(ChainLink(p.name, "init", p.name, p.started or 0.0, p.init_time, via))
-                wait = self.last_wait(p)
-                if wait is not None:
-                    label = f"{p.name} {wait.label}"
-                    links.append(
-                        ChainLink(p.name, "wait", label, wait.started, wait.duration, "inside")
-                    )
-                    releaser = self.releaser(p, wait)
-                    step, next_via = (("init", releaser), "synchronize") if releaser else (None, "")
-                else:
-                    step, next_via = self.before_init(p)
-            via = next_via
+                step, via = self.before_init(p)
         links.reverse()
-        return links
+        return self.between(links)
 
     # -- what each step waited for ---------------------------------------------------------------
     def before_commit(self, p: TracedPlugin) -> tuple[tuple[str, TracedPlugin] | None, str]:
-        """What its commit waited for: its own init, the commit before it, or the busy parent."""
+        """What its commit waited for, whichever ended last: its own init, the commit before it
+        in its domain, a requirement's commit, or what kept the parent busy."""
         assert p.commit_started is not None
         at = p.commit_started + _SLACK
-        candidates: list[tuple[float, int, tuple[str, TracedPlugin], str]] = []
+        candidates: list[Candidate] = []
         if p.ended is not None:
-            candidates.append((p.ended, 0, ("init", p), ""))
-        earlier = [
+            candidates.append((p.ended, 0, ("init", p), "own"))
+        # Only commits the parent ran before this one: two within _SLACK must not point at
+        # each other.
+        mine = (p.commit_started, p.commit_ended, p.cookie)
+        before = [
             q
             for q in self.trace.plugins
-            if q.domain == p.domain and q.cookie < p.cookie and q.commit_ended is not None
+            if q.commit_started is not None
+            and q.commit_ended is not None
+            and (q.commit_started, q.commit_ended, q.cookie) < mine
         ]
+        earlier = [q for q in before if q.domain == p.domain and q.cookie < p.cookie]
         if earlier:
             q = max(earlier, key=lambda q: q.cookie)
             assert q.commit_ended is not None
             candidates.append((q.commit_ended, 1, ("commit", q), "in order"))
-        busy = [
-            q
-            for q in self.ran
-            if q.where == "main" and q is not p and q.ended is not None and q.ended <= at
-        ]
-        if busy:
-            q = max(busy, key=lambda q: q.ended or 0.0)
-            candidates.append((q.ended or 0.0, 2, ("init", q), "parent"))
+        for q in before:
+            assert q.commit_ended is not None
+            if q.name in p.requires:
+                candidates.append((q.commit_ended, 1, ("commit", q), "requires"))
+            # The parent commits one plugin at a time: any other commit delays this one.
+            candidates.append((q.commit_ended, 2, ("commit", q), "parent"))
+        for q in self.ran:
+            if q.where == "main" and q is not p and q.ended is not None:
+                candidates.append((q.ended, 2, ("init", q), "parent"))
         return _latest(c for c in candidates if c[0] <= at)
 
     def before_init(self, p: TracedPlugin) -> tuple[tuple[str, TracedPlugin] | None, str]:
-        """What its init waited for: its last requirement's commit, or a free worker."""
+        """What its init waited for, whichever ended last: the requirement event that made it
+        ready (an init's end or a commit's end, as the boot decides readiness), or a free
+        worker."""
         if p.started is None:
             return None, ""
-        at = p.started + _SLACK
-        candidates: list[tuple[float, int, tuple[str, TracedPlugin], str]] = []
-        required = [self.by_name[r] for r in p.requires if r in self.by_name]
-        committed = [r for r in required if r.commit_ended is not None and r.commit_ended <= at]
-        if committed:
-            r = max(committed, key=lambda r: r.commit_ended or 0.0)
-            candidates.append((r.commit_ended or 0.0, 0, ("commit", r), "requires"))
         ready = p.ready if p.ready is not None else p.started
+        candidates: list[Candidate] = []
+        for r in self.required(p):
+            if r.ended is not None and r.ended <= ready + _SLACK:
+                candidates.append((r.ended, 0, ("init", r), "requires"))
+            if r.commit_ended is not None and r.commit_ended <= ready + _SLACK:
+                candidates.append((r.commit_ended, 0, ("commit", r), "requires"))
         if p.started - ready > _SLACK:  # queued: the worker was busy
+            at = p.started + _SLACK
             same = [
                 q
                 for q in self.ran
@@ -234,6 +336,9 @@ class _Walk:
                 q = max(same, key=lambda q: q.ended or 0.0)
                 candidates.append((q.ended or 0.0, 1, ("init", q), "worker"))
         return _latest(candidates)
+
+    def required(self, p: TracedPlugin) -> list[TracedPlugin]:
+        return [self.by_name[r] for r in p.requires if r in self.by_name]
 
     def last_wait(self, p: TracedPlugin) -> TracedWait | None:
         """Its last wait that lasted: what its init's end waited for, if anything did."""
@@ -257,16 +362,89 @@ class _Walk:
             return None
         return max(ended, key=lambda q: (q.ended or 0.0, q.cookie))
 
+    # -- the time between steps ------------------------------------------------------------------
+    def between(self, steps: list[ChainLink]) -> list[ChainLink]:
+        """``steps`` with the time no step covers filled in, from 0 to the boot's wall time."""
+        out: list[ChainLink] = []
+        covered = 0.0
+        for i, link in enumerate(steps):
+            if link.started > covered:
+                out += self.filled(covered, link.started, steps[i - 1] if i else None, link)
+            out.append(link)
+            covered = max(covered, link.ended)
+        if steps and self.trace.wall > covered:
+            out += self.filled(covered, self.trace.wall, steps[-1], None)
+        return out
 
-def _latest(
-    candidates: Iterable[tuple[float, int, tuple[str, TracedPlugin], str]],
-) -> tuple[tuple[str, TracedPlugin] | None, str]:
-    """The candidate that ended last; within ``_SLACK`` of it, the one of first rank."""
+    def filled(
+        self, start: float, end: float, before: ChainLink | None, after: ChainLink | None
+    ) -> list[ChainLink]:
+        """``[start, end)``: the transfer spans of the next step's plugin in it, gaps around."""
+        plugin = after.plugin if after is not None else ""
+        moves: list[TracedTransfer] = []
+        if after is not None and after.plugin in self.by_name:
+            moves = [
+                t
+                for t in self.by_name[after.plugin].transfers
+                if t.ended > start and t.started < end
+            ]
+        out: list[ChainLink] = []
+        at = start
+        for t in moves:
+            t_start, t_end = max(at, t.started), min(end, t.ended)
+            if t_end <= t_start:
+                continue
+            if t_start > at:
+                out.append(self.gap(plugin, at, t_start, before, after))
+            size = "" if t.size is None else f" {_bytes_text(t.size)}"
+            label = f"{plugin} {t.name}{size}"
+            out.append(ChainLink(plugin, "transfer", label, t_start, t_end - t_start))
+            at = t_end
+        if end > at:
+            out.append(self.gap(plugin, at, end, before, after))
+        return out
+
+    def gap(
+        self,
+        plugin: str,
+        start: float,
+        end: float,
+        before: ChainLink | None,
+        after: ChainLink | None,
+    ) -> ChainLink:
+        """Time between ``before`` and ``after`` no span explains, named for what happens in it."""
+        if before is None:
+            label = "[boot start]"
+        elif after is None:
+            label = "[boot stop]"
+        elif after.kind == "commit" and before.plugin == after.plugin and before.kind == "init":
+            label = f"[{after.plugin}'s result to the parent]"
+        elif after.kind == "commit":
+            label = f"[parent, before {after.label}]"
+        elif self.by_name[after.plugin].where == "main":
+            label = f"[starting {after.plugin} on the parent]"
+        else:
+            label = f"[handing {after.plugin} to a worker]"
+        return ChainLink(plugin, "gap", label, start, end - start)
+
+
+def _bytes_text(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _latest(candidates: Iterable[Candidate]) -> tuple[tuple[str, TracedPlugin] | None, str]:
+    """The candidate that ended last; within ``_SLACK`` of it, the one of first rank (of those,
+    the last to end)."""
     found = list(candidates)
     if not found:
         return None, ""
     latest = max(c[0] for c in found)
-    best = min((c for c in found if c[0] >= latest - _SLACK), key=lambda c: c[1])
+    best = min((c for c in found if c[0] >= latest - _SLACK), key=lambda c: (c[1], -c[0]))
     return best[2], best[3]
 
 
@@ -282,13 +460,21 @@ _VIA_TEXT = {
 def format_critical_chain(chain: Sequence[ChainLink], *, wall: float | None = None) -> list[str]:
     """The chain as ``systemd-analyze critical-chain`` prints one: last step first, indented.
 
-    ``@`` is when a step started, ``+`` how long it took, both in milliseconds.
+    ``@`` is when a step started, ``+`` how long it took, both in milliseconds. A gap is left out
+    of the lines (not out of the totals) when it is shorter than a millisecond or than 1% of the
+    chain: handing work over and reporting back take about that long on every step.
     """
     lines = []
     if wall is not None:
-        lines.append(f"boot took {ms_text(wall, 'ms')}")
+        covers, between = chain_length(chain), chain_between(chain)
+        lines.append(
+            f"boot took {ms_text(wall, 'ms')}; the chain covers {ms_text(covers, 'ms')}, "
+            f"{ms_text(between, 'ms')} of it between steps"
+        )
     above = ""
-    for depth, link in enumerate(reversed(chain)):
+    least = max(_SLACK, chain_length(chain) / 100)
+    shown = [link for link in chain if link.kind != "gap" or link.duration >= least]
+    for depth, link in enumerate(reversed(shown)):
         prefix = "" if depth == 0 else "  " * (depth - 1) + "└─"
         text = (
             f"{prefix}{link.label} @{ms_text(link.started, 'ms')} +{ms_text(link.duration, 'ms')}"
@@ -297,8 +483,26 @@ def format_critical_chain(chain: Sequence[ChainLink], *, wall: float | None = No
         if why:
             text += f" ({why.format(above)})"
         lines.append(text)
-        above = link.plugin
+        above = link.plugin or above
     return lines
+
+
+def chain_steps(chain: Sequence[ChainLink]) -> list[str]:
+    """The chain's inits and commits by name, first first, for a one-line summary.
+
+    A commit right after its own init goes under the plugin's name; one shorter than a
+    millisecond is left out unless it ends the chain (it set nothing but its place).
+    """
+    steps = [link for link in chain if link.kind in ("init", "commit")]
+    names: list[str] = []
+    for i, link in enumerate(steps):
+        if link.kind == "init":
+            names.append(link.plugin)
+        elif not (names and names[-1] == link.plugin) and (
+            link.duration >= _SLACK or i == len(steps) - 1
+        ):
+            names.append(link.label)
+    return names
 
 
 # -- the what-if planner -------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 One row per process — the parent, then each worker in the order it first ran an init — with a
 bar per init (coloured by domain), its waits shaded grey inside it, the parent's commits as marks
-under its row, a time axis with gridlines, and the critical chain outlined in red. Every bar
+under its row, moving data between processes (the trace's transfer spans, if any) as orange
+strips at the foot of the row that did it, a time axis with gridlines, and the critical chain
+outlined in red. Every bar
 carries a ``<title>`` (a tooltip in browsers) with its numbers; a bar too narrow for its label
 gets it rotated, shortened, or left out.
 """
@@ -14,7 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 
 from .analysis import ChainLink, critical_chain
-from .trace import TraceData, TracedPlugin, ms_text
+from .trace import TraceData, TracedPlugin, TracedTransfer, ms_text
 
 __all__ = ["plot_svg"]
 
@@ -41,6 +43,7 @@ _PALETTE = (
 _FAILED = "#d54e53"
 _WAIT = "#9e9e9e"
 _CHAIN = "#d00000"
+_TRANSFER = "#e78c45"
 
 Scale = Callable[[float], float]  # seconds since the boot started -> x in pixels
 
@@ -51,6 +54,7 @@ def plot_svg(
     """The boot as an SVG document (a string); ``chain``: outlined in red (default: computed)."""
     links = critical_chain(trace) if chain is None else chain
     on_chain = {(link.kind, link.plugin) for link in links}
+    moved = {(link.plugin, link.started) for link in links if link.kind == "transfer"}
     pids = trace.pids
     span = max(trace.wall, max((p.finished or 0.0 for p in trace.plugins), default=0.0))
     span = span if span > 0 else 1.0
@@ -105,12 +109,17 @@ def plot_svg(
         for p in trace.plugins:
             if p.ran and p.pid == pid:
                 _bar(row, p, x, top, colour[p.domain], on_chain)
+        for p in trace.plugins:
+            for t in p.transfers:
+                if t.pid == pid:
+                    chained = any(n == p.name and t.started <= at < t.ended for n, at in moved)
+                    _transfer(row, p.name, t, x, top + _ROW - 8, chained)
         if parent:
             lane = top + _ROW
             for p in trace.plugins:
                 if p.commit_started is not None and p.commit_ended is not None:
                     _commit(row, p, x, lane, (("commit", p.name) in on_chain))
-    _legend(svg, colour, legend_y)
+    _legend(svg, colour, legend_y, transfers=trace.transfers_recorded)
     ET.indent(svg, space=" ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(svg, encoding="unicode") + "\n"
 
@@ -167,6 +176,20 @@ def _label(bar: ET.Element, name: str, left: float, w: float, top: float) -> Non
     el.set("transform", f"translate({left + w / 2 - _FONT * 0.35:.1f},{top + 8}) rotate(90)")
 
 
+def _transfer(
+    row: ET.Element, plugin: str, t: TracedTransfer, x: Scale, y: float, chained: bool
+) -> None:
+    left, right = x(t.started), x(t.ended)
+    strip = ET.SubElement(row, "g", {"class": "transfer", "data-plugin": plugin})
+    size = "" if t.size is None else f", {t.size} bytes"
+    tip = f"{plugin} {t.name} @{ms_text(t.started, ' ms')} +{ms_text(t.duration, ' ms')}{size}"
+    ET.SubElement(strip, "title").text = tip
+    style = {"fill": _TRANSFER}
+    if chained:
+        style.update({"stroke": _CHAIN, "stroke-width": "1.5"})
+    _rect(strip, left, y, max(right - left, 1.0), 6, style)
+
+
 def _commit(row: ET.Element, p: TracedPlugin, x: Scale, lane: float, chained: bool) -> None:
     assert p.commit_started is not None
     assert p.commit_ended is not None
@@ -206,7 +229,7 @@ def _tick_step(span: float) -> float:
     return 10.0 * power
 
 
-def _legend(svg: ET.Element, colour: dict[str, str], y: float) -> None:
+def _legend(svg: ET.Element, colour: dict[str, str], y: float, *, transfers: bool) -> None:
     legend = ET.SubElement(svg, "g", {"class": "legend"})
     at = float(_LEFT)
     items = [(f"domain {d}", {"fill": c}) for d, c in colour.items()]
@@ -216,6 +239,8 @@ def _legend(svg: ET.Element, colour: dict[str, str], y: float) -> None:
         ("critical chain", {"fill": "#ffffff", "stroke": _CHAIN, "stroke-width": "2"}),
         ("commit (parent)", {"fill": "#333333"}),
     ]
+    if transfers:
+        items.append(("transfer", {"fill": _TRANSFER}))
     for text, style in items:
         _rect(legend, at, y, 14, 14, style)
         _text(legend, at + 19, y + 11, text)

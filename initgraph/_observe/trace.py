@@ -22,7 +22,11 @@ exactly when a viewer converts them):
   ``after(<cookie>)``);
 - a ``queued`` async span (``ph: "b"``/``"e"``) on the parent from ready to started;
 - a flow arrow (``ph: "s"``/``"f"``) from each requirement's commit to its dependent's init;
-- an instant event (``ph: "i"``) for each plugin that never ran (skipped or cancelled).
+- an instant event (``ph: "i"``) for each plugin that never ran (skipped or cancelled);
+- optionally, moving a plugin's data between processes: spans with ``cat: "transfer"`` named
+  ``serialize`` (pickling), ``transfer`` (in flight: a pipe, shared memory) or ``load``
+  (unpickling), on the track of the process that did it, with ``args: {"plugin": <name>,
+  "bytes": <size>}``. :func:`to_chrome_trace` writes none yet; readers use those they find.
 
 The init span's ``args`` carry what the analysis needs besides the spans: cookie, domain,
 requires, where, status and when it was scheduled.
@@ -46,9 +50,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRACE_FORMAT",
+    "TRANSFER_SPANS",
     "TraceData",
     "TraceError",
     "TracedPlugin",
+    "TracedTransfer",
     "TracedWait",
     "debug_lines",
     "load_trace",
@@ -73,6 +79,29 @@ class TraceError(ConfigError):
 TracedWait = Wait
 
 
+TRANSFER_SPANS = ("serialize", "transfer", "load")
+"""The names of the spans that move a plugin's inputs or result between processes."""
+
+
+@dataclass(frozen=True)
+class TracedTransfer:
+    """Moving a plugin's inputs or result between processes: one span, in seconds.
+
+    ``name``: one of :data:`TRANSFER_SPANS`; ``pid``: the process that did it; ``size``: the bytes
+    moved, if recorded.
+    """
+
+    name: str
+    pid: int
+    started: float
+    ended: float
+    size: int | None = None
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+
 @dataclass(frozen=True)
 class TracedPlugin:
     """One plugin of a traced boot: its plan entry and when things happened to it (seconds).
@@ -94,6 +123,7 @@ class TracedPlugin:
     commit_ended: float | None = None
     pid: int | None = None
     waits: tuple[TracedWait, ...] = ()
+    transfers: tuple[TracedTransfer, ...] = ()
 
     @property
     def ran(self) -> bool:
@@ -142,6 +172,11 @@ class TraceData:
 
     def __iter__(self) -> Iterator[TracedPlugin]:
         return iter(self.plugins)
+
+    @property
+    def transfers_recorded(self) -> bool:
+        """True when the trace holds transfer spans (older boots recorded none)."""
+        return any(p.transfers for p in self.plugins)
 
     def plugin(self, name: str) -> TracedPlugin:
         """The traced plugin called ``name``."""
@@ -359,6 +394,7 @@ def _parse(data: Any) -> TraceData:
     ready: dict[int, int] = {}  # cookie -> ready (us)
     commits: dict[str, tuple[int, int]] = {}
     waits: dict[int, list[dict[str, Any]]] = {}  # pid -> wait spans
+    transfers: dict[str, list[TracedTransfer]] = {}  # plugin -> its transfer spans
     for event in data["traceEvents"]:
         ph, cat = event["ph"], event.get("cat")
         if (ph, cat) in (("X", "init"), ("i", "not run")):
@@ -369,6 +405,17 @@ def _parse(data: Any) -> TraceData:
             waits.setdefault(int(event["pid"]), []).append(event)
         elif ph == "b" and cat == "queued":
             ready[int(event["id"])] = event["ts"]
+        elif ph == "X" and cat == "transfer" and event["name"] in TRANSFER_SPANS:
+            args = event["args"]
+            size = args.get("bytes")
+            span = TracedTransfer(
+                str(event["name"]),
+                int(event["pid"]),
+                _s(event["ts"]),
+                _s(event["ts"] + event["dur"]),
+                None if size is None else int(size),
+            )
+            transfers.setdefault(str(args["plugin"]), []).append(span)
     plugins = []
     for name, event in inits.items():
         args = event["args"]
@@ -384,6 +431,7 @@ def _parse(data: Any) -> TraceData:
             "scheduled": _s(args["scheduled_us"]),
             "commit_started": None if c is None else _s(c[0]),
             "commit_ended": None if c is None else _s(c[1]),
+            "transfers": tuple(sorted(transfers.get(name, ()), key=lambda t: t.started)),
         }
         if event["ph"] == "i":
             plugins.append(TracedPlugin(**common))

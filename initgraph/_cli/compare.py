@@ -1,0 +1,95 @@
+"""What ``initgraph run --compare`` measures a boot against: its plugins run in this process.
+
+The honest alternative to a boot is no scheduler at all: the same plugins, loaded the same way,
+each ``initgraph_init`` then its ``initgraph_commit`` called here, one after another in plan
+order. That is what :func:`run_in_process` times. ``ctx.synchronize()`` returns at once (every
+lower cookie is done by then). The clock runs from the first init to the last commit, as a
+boot's wall time runs from its start to its end, loading the plugins left out of both.
+
+It reaches into the boot layer for how ``run_boot`` loads a config and its plugins
+(``_with_entry_points``, ``_make_plan``, ``_on_path``), so that the two run the same plugins
+with the same configs; a boot-layer ``run_in_process`` would replace those three names.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["InProcessRun", "run_in_process"]
+
+
+@dataclass(frozen=True)
+class InProcessRun:
+    """How long the plugins took one after another in this process, and whether they all ran.
+
+    ``failed``: the plugin (not optional) whose hook raised, ``error`` why; the run stopped there.
+    """
+
+    wall: float
+    failed: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+
+def _nothing_to_wait_for(cookie: int, domain: str, timeout: float | None) -> None:
+    """``ctx.synchronize()`` in order: every lower cookie has run already."""
+
+
+def run_in_process(
+    config: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[str, Any]
+) -> InProcessRun:
+    """Run every plugin of ``config`` in this process, in plan order; return how long it took.
+
+    An optional plugin that fails is passed over with what requires it, as a boot does.
+    """
+    from .._boot import plugins as _plugins
+    from .._boot import run as _boot
+    from .._boot.config import load_config
+    from .._boot.state import describe_error
+
+    loaded = _boot._with_entry_points(load_config(config, **overrides))
+    the_plan, ordered = _boot._make_plan(loaded)
+    sources = tuple(_plugins.PluginSource(p.name, p.module, p.entry_point) for p in ordered)
+    pm = _plugins.load_plugins(sources, loaded.settings.paths)
+    for p in the_plan.plugins:
+        _plugins.call_one(pm, "initgraph_plan", p.name, plan=the_plan)
+    configs = {p.name: p.config for p in ordered}
+    results: dict[str, Any] = {}
+    registry: dict[str, Any] = {}
+    passed: set[str] = set()  # optional plugins that failed, and what requires them
+    started = time.monotonic()
+    with _plugins._on_path(loaded.settings.paths):
+        for p in the_plan.plugins:
+            if passed.intersection(p.requires):
+                passed.add(p.name)
+                continue
+            common: dict[str, Any] = {
+                "name": p.name,
+                "cookie": p.cookie,
+                "domain": p.domain,
+                "config": configs[p.name],
+                "results": {r: results[r] for r in p.requires},
+            }
+            try:
+                ctx = _plugins.InitContext(sync=_nothing_to_wait_for, **common)
+                value = _plugins.call_one(pm, "initgraph_init", p.name, ctx=ctx)
+                value = None if value is _plugins.NOT_IMPLEMENTED else value
+                registry.update(ctx.publications)
+                commit = _plugins.CommitContext(
+                    registry=registry, publish=registry.__setitem__, **common
+                )
+                _plugins.call_one(pm, "initgraph_commit", p.name, ctx=commit, result=value)
+            except Exception as exc:
+                if p.optional:
+                    passed.add(p.name)
+                    continue
+                return InProcessRun(time.monotonic() - started, p.name, describe_error(exc))
+            results[p.name] = value
+    return InProcessRun(time.monotonic() - started)
