@@ -102,7 +102,8 @@ def test_boot_runs_and_commits_in_order(app: Writer) -> None:
     t = boot.timings["b"]
     assert t.started is not None
     assert t.commit_ended is not None
-    assert t.started >= boot.timings["a"].commit_ended  # requires: starts after a committed
+    assert t.started >= boot.timings["a"].ended  # requires: starts after a's init finished
+    assert t.commit_started >= boot.timings["a"].commit_ended  # and commits after a did
     assert t.pid != os.getpid()
     (wait,) = boot.timings["a"].waits  # the kernel-style ctx.synchronize() of a
     assert (wait.what, wait.domain, wait.cookie) == ("cookie", "default", 1)
@@ -427,7 +428,7 @@ def test_main_plugin_that_synchronizes_does_not_hold_back_the_boot(app: Writer) 
 
     @hookimpl
     def initgraph_init(ctx):
-        ctx.synchronize(timeout=30)  # waits for x, which starts only after y committed
+        ctx.synchronize(timeout=30)  # waits for x, which starts only after y finished
         ctx.synchronize()
         ctx.publish("main.pid", os.getpid())
     """

@@ -5,11 +5,11 @@
     load_config ─► plan_order ─► load_plugins ─► initgraph_plan(plan)
         │ every plugin gets its cookie now, in plan order (Scheduler.reserve)
         ▼
-    launch a plugin once everything it requires has committed
+    launch a plugin once everything it requires has finished its init
         (pool: Reservation.provide ─► a worker runs run_init; main: run here)
         ▼
-    outcomes arrive in any order ─► commit each domain in cookie order:
-        the init's own publications, then initgraph_commit(ctx, result)
+    outcomes arrive in any order ─► commit each domain in cookie order, each plugin after
+        everything it requires committed: the init's publications, then initgraph_commit
         ▼
     Boot(registry, results, failures, timings) ─► initgraph_boot_finished(boot)
 
@@ -215,7 +215,7 @@ class Timing:
     """When things happened to one plugin, in seconds since the boot started."""
 
     scheduled: float
-    ready: float | None = None
+    ready: float | None = None  # launched: every plugin it requires had finished its init
     started: float | None = None
     ended: float | None = None
     commit_started: float | None = None
@@ -532,7 +532,7 @@ class _Run:
             plugin=p.name,
             domain=p.domain,
             config=self.configs[p.name].config,
-            results={r: self.boot.results[r] for r in p.requires},
+            results=self.required_results(p),
             sources=self.sources,
             paths=self.config.settings.paths,
         )
@@ -565,6 +565,15 @@ class _Run:
             err = HookError(failure.message, cookie=self.by_name[name].cookie, name=name)
             self.reservations[name].cancel(err)
 
+    def required_results(self, p: PlannedPlugin) -> dict[str, Any]:
+        """The init results of the plugins ``p`` requires: every one finished its init."""
+        found = {}
+        for r in p.requires:
+            init = self.state.record(r).result
+            assert isinstance(init, InitResult), (r, init)
+            found[r] = init.value
+        return found
+
     # -- outcomes and commits --------------------------------------------------------------------
     def on_outcome(self, p: PlannedPlugin) -> None:
         outcome = self.sched.outcome(p.cookie)
@@ -584,6 +593,7 @@ class _Run:
             ),
         )
         self.cancel(ended)
+        self.launch_ready()  # what requires it may start now, before it commits
         self.commit_ready()
 
     def commit_ready(self) -> None:
@@ -617,7 +627,7 @@ class _Run:
                 cookie=p.cookie,
                 domain=p.domain,
                 config=config,
-                results={r: self.boot.results[r] for r in p.requires},
+                results=self.required_results(p),
             )
             _plugins.call_one(self.pm, "initgraph_commit", p.name, ctx=ctx, result=init.value)
         except Exception as exc:
@@ -641,7 +651,6 @@ class _Run:
         except BaseException:
             self.settle(p, init, pubs, mark, at)
             raise
-        self.launch_ready()
 
     def settle(
         self,
