@@ -150,6 +150,133 @@ def test_each_domain_commits_in_cookie_order(app: Writer) -> None:
         assert len(mine) == 8
 
 
+# -- requires: data first, commits in order --------------------------------------------------------
+HELD_INIT = """
+import os, select
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    # Held until dep's init says it started. Under the old rule dep could start only once a
+    # committed, after this plugin's commit, after this init: it would wait in vain.
+    fd = os.open(ctx.config["gate"], os.O_RDONLY)  # the test holds a writer: no blocking
+    try:
+        readable, _, _ = select.select([fd], [], [], 60)
+        if not readable:
+            raise TimeoutError("dep's init did not start while slow's init ran")
+        return os.read(fd, 100).decode()
+    finally:
+        os.close(fd)
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("slow.saw", result)
+"""
+
+GATED_DEP = """
+import os
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    fd = os.open(ctx.config["gate"], os.O_WRONLY)
+    try:
+        os.write(fd, f"dep started with {ctx.results['a']}".encode())
+    finally:
+        os.close(fd)
+    ctx.synchronize()  # slow's and a's inits are over; their commits need not be
+    ctx.publish("dep.init", ctx.results["a"])
+    return "dep"
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("dep.commit", result)
+"""
+
+
+def test_a_dependent_starts_before_an_unrelated_lower_cookie_commits(
+    app: Writer, tmp_path: Path
+) -> None:
+    """dep requires a; slow, a lower cookie, holds its init until dep's init has started.
+
+    a commits after slow, so dep starts before what it requires committed. slow's
+    publication of dep's message proves it; the registry log is the same on every run.
+    """
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    # Held open for reading and writing: opening either end never blocks, and no EOF.
+    gate_fd = os.open(gate, os.O_RDWR)
+    try:
+        config = app(
+            {
+                "slow": {"source": HELD_INIT, "config": {"gate": str(gate)}},
+                "a": {},
+                "dep": {"source": GATED_DEP, "requires": ["a"], "config": {"gate": str(gate)}},
+                "tail": {"requires": ["dep"], "domain": "net"},
+            }
+        )
+        config["domains"] = {"net": {}}
+        logs = []
+        for _ in range(5):
+            boot = initgraph.boot(config)
+            logs.append([(p.cookie, p.domain, p.plugin, p.key, p.value) for p in boot.registry.log])
+            t = boot.timings
+            assert t["dep"].started is not None
+            assert t["dep"].started < t["slow"].commit_started  # proven by slow.saw, too
+            assert t["dep"].started < t["a"].commit_started  # before what it requires committed
+            assert t["dep"].ready is not None
+            assert t["a"].ended is not None
+            assert t["dep"].ready >= t["a"].ended  # ready: when a's init finished
+        assert logs == 5 * [
+            [
+                (1, "default", "slow", "slow.saw", "dep started with a"),
+                (2, "default", "a", "commit.a", []),
+                (3, "default", "dep", "dep.init", "a"),
+                (3, "default", "dep", "dep.commit", "dep"),
+                (4, "net", "tail", "commit.tail", ["dep"]),  # after dep's commit, which it requires
+            ]
+        ]
+    finally:
+        os.close(gate_fd)
+
+
+def test_a_failed_commit_skips_a_dependent_whose_init_already_ran(app: Writer) -> None:
+    failing = """
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_init(ctx):
+        return "data"
+
+    @hookimpl
+    def initgraph_commit(ctx, result):
+        raise RuntimeError("cannot publish")
+    """
+    # The boot launches what bad's result lets start before it commits bad: dep's init runs,
+    # whatever it does dep is skipped once bad's commit failed, and so is next.
+    config = app(
+        {
+            "bad": {"source": failing},
+            "dep": {"requires": ["bad"], "domain": "net"},
+            "next": {"requires": ["dep"], "domain": "net"},
+            "fine": {"domain": "io"},
+        },
+        on_error="continue",
+    )
+    config["domains"] = {"net": {}, "io": {}}
+    boot = initgraph.boot(config, check=False)
+    assert boot.status("bad") == "failed"
+    assert boot.status("dep") == "skipped"
+    assert boot.failures["dep"].message == "skipped: it requires 'bad', which did not commit"
+    assert boot.failures["dep"].root == "bad"
+    assert boot.status("next") == "skipped"
+    assert boot.failures["next"].message == "skipped: it requires 'dep', which did not commit"
+    assert keys(boot) == ["commit.fine"]
+    assert "dep" not in boot.results
+    assert boot.timings["dep"].started is not None  # it ran
+    assert boot.timings["next"].started is None  # it never started
+
+
 # -- failures --------------------------------------------------------------------------------------
 RAISER = """
 from initgraph import hookimpl
