@@ -449,6 +449,84 @@ def test_hook_wrappers_wrap_every_plugin(app: Writer) -> None:
     assert keys(boot) == ["commit.a", "audit.a", "commit.b", "audit.b"]
 
 
+COMMIT_ONLY = """
+import os
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("commit." + ctx.name, (result, sorted(ctx.results), os.getpid()))
+"""
+
+
+def test_a_plugin_without_init_never_goes_to_a_worker(app: Writer) -> None:
+    """Its reservation ends in the parent, with result None and an init of length zero.
+
+    local's result cannot be pickled: sending it to a worker, as the boot once did for every
+    plugin, would fail. It is in progress until then: k's ctx.synchronize() waits for it.
+    """
+    local = """
+    import threading
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_init(ctx):
+        return threading.Lock()
+    """
+    config = app(
+        {
+            "local": {"source": local, "where": "main"},
+            "slow": {},
+            "bare": {"source": COMMIT_ONLY, "requires": ["local", "slow"]},
+            "empty": {"source": "", "where": "main"},
+            "k": {"config": {"kernel": True}},
+        }
+    )
+    boot = initgraph.boot(config)
+    assert boot.registry["commit.bare"] == (None, ["local", "slow"], os.getpid())
+    assert boot.results["bare"] is None
+    assert boot.results["empty"] is None
+    t = boot.timings
+    for name in ("bare", "empty"):
+        assert t[name].pid == os.getpid()
+        assert t[name].init_time == 0.0
+        assert t[name].waits == ()
+    assert t["slow"].ended is not None
+    assert t["bare"].started is not None
+    assert t["bare"].started >= t["slow"].ended  # once slow's init ended, not before
+    # bare is a lower cookie of k's domain: k's ctx.synchronize() waited for it to end.
+    (wait,) = t["k"].waits
+    assert wait.ended >= t["bare"].ended
+    assert keys(boot) == ["commit.slow", "commit.bare", "init.k", "commit.k"]
+
+
+def test_hook_wrappers_do_not_send_a_plugin_without_init_to_a_worker(app: Writer) -> None:
+    """A wrapper of every init wraps only the plugins that have one, in a worker or not."""
+    wrapper = """
+    import os
+    from initgraph import hookimpl
+
+    @hookimpl(wrapper=True)
+    def initgraph_init(ctx):
+        result = yield
+        return ("wrapped", ctx.name, result)
+
+    @hookimpl(hookwrapper=True)
+    def initgraph_commit(ctx, result):
+        yield
+        ctx.publish("audit." + ctx.name, result)
+    """
+    boot = initgraph.boot(
+        app({"audit": {"source": wrapper}, "a": {}, "bare": {"source": COMMIT_ONLY}})
+    )
+    assert boot.results == {"audit": None, "a": ("wrapped", "a", "a"), "bare": None}
+    assert boot.timings["a"].pid != os.getpid()
+    for name in ("audit", "bare"):
+        assert boot.timings[name].pid == os.getpid()
+        assert boot.timings[name].init_time == 0.0
+    assert keys(boot) == ["commit.a", "audit.a", "commit.bare", "audit.bare"]
+
+
 def test_plan_and_finished_hooks(app: Writer) -> None:
     observer = """
     from initgraph import hookimpl

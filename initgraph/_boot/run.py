@@ -6,7 +6,8 @@
         │ every plugin gets its cookie now, in plan order (Scheduler.reserve)
         ▼
     launch a plugin once everything it requires has finished its init
-        (pool: Reservation.provide ─► a worker runs run_init; main: run here)
+        (pool: Reservation.provide ─► a worker runs run_init; main: run in a thread here;
+         no initgraph_init: ended here at once with result None)
         ▼
     outcomes arrive in any order ─► commit each domain in cookie order, each plugin after
         everything it requires committed: the init's publications, then initgraph_commit
@@ -435,6 +436,12 @@ class _Run:
         self.state = BootState(the_plan.plugins, on_error=the_plan.on_error)
         self.stopped_at: float | None = None  # when an interrupt stopped the loop
         self.reservations: dict[str, Reservation] = {}
+        # Plugins without an initgraph_init of their own: nothing to send to a worker.
+        self.no_init = frozenset(
+            p.name
+            for p in the_plan.plugins
+            if not _plugins.implements(pm, "initgraph_init", p.name)
+        )
         self.threads: list[threading.Thread] = []  # where = "main" inits
         self.t0 = 0.0
 
@@ -527,6 +534,12 @@ class _Run:
         # Before the handover, not after: a worker may start it before provide() returns, and an
         # interrupt then must not report as never started a plugin that ran.
         self.state.launched(p.name, self.now())
+        if p.name in self.no_init:
+            # Its init would return None and publish nothing, so no worker round trip (nor
+            # its required results pickled there and back). Ended in this thread, it stays in
+            # progress for whoever synchronizes until now, like any initcall.
+            self.reservations[p.name].run_here(_no_init, None)
+            return
         spec = InitSpec(
             boot_id=self.boot_id,
             plugin=p.name,
@@ -580,12 +593,14 @@ class _Run:
         assert outcome is not None
         error = None if outcome.ok else as_hook_error(p.cookie, outcome)
         ran = bool(outcome.started)
+        # A plugin with no init shows an init of length zero, at the moment it was ended.
+        ended_at = outcome.started if p.name in self.no_init else outcome.ended
         ended = self.state.outcome(
             p.name,
             value=outcome.value,
             error=error,
             started=outcome.started - self.t0 if ran else None,
-            ended=outcome.ended - self.t0 if ran else None,
+            ended=ended_at - self.t0 if ran else None,
             pid=outcome.pid or None,
             waits=tuple(
                 Wait(w.what, w.domain, w.cookie, w.started - self.t0, w.ended - self.t0)
@@ -664,6 +679,11 @@ class _Run:
         self.boot.registry._apply(pubs, mark)
         self.boot.results[p.name] = init.value
         self.state.committed(p.name, at)
+
+
+def _no_init(data: None, cookie: int) -> InitResult:
+    """The initcall of a plugin without ``initgraph_init``, run in the parent."""
+    return InitResult(None)
 
 
 def _timing(record: Record) -> Timing:
