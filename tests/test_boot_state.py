@@ -320,8 +320,11 @@ def test_nothing_is_stuck_while_something_is_in_flight() -> None:
 
 
 def test_a_plugin_ready_to_launch_is_not_stuck() -> None:
-    """A finished requirement lets its dependents start: with the caller launching what is
-    ready after every event, nothing is ever stuck (random_event_orders checks it)."""
+    """A finished requirement lets its dependents start: that is not being stuck.
+
+    With the caller launching what is ready after every event nothing is ever stuck, as the
+    random event orders check; skip_stuck stays as a safety net.
+    """
     state = make(P("a"), P("x"), P("b", requires=("a", "x")), P("c", requires=("b",)))
     run(state, "a")
     run(state, "x")  # finished, never committed: b may start all the same

@@ -358,8 +358,11 @@ class BootState:
         return self._publish(draft)
 
     def commit_started(self, name: str, at: float) -> None:
-        """Its commit starts at ``at``: it finished, first of its domain not yet over, and
-        everything it requires committed."""
+        """Its commit starts at ``at``.
+
+        It finished, it is the first of its domain not yet over, and everything it requires
+        committed.
+        """
         records = self._now.records
         head = self._head(records, self._domains[self._plugins[name].domain])
         if head is None or head.name != name or head.stage is not Stage.FINISHED:
