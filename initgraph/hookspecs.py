@@ -48,9 +48,10 @@ def initgraph_init(ctx: InitContext) -> Any:
     """Do the plugin's start-up work and return its result.
 
     Runs once per boot in a worker process (or in the parent for ``where = "main"``), out of order:
-    it starts as soon as every plugin it requires has committed and a worker is free. Its return
-    value must pickle; it becomes ``ctx.results[name]`` for dependents and is passed to
-    ``initgraph_commit``.
+    it starts as soon as every plugin it requires has finished its init (committed or not) and a
+    worker is free. Its return value must pickle; it becomes ``ctx.results[name]`` for dependents
+    and is passed to ``initgraph_commit``. A plugin without this hook never goes to a worker: its
+    result is ``None``.
 
     Kernel style: call ``ctx.synchronize()`` and then ``ctx.publish(key, value)`` to publish from
     here, in cookie order within the domain. Publishing before synchronizing raises
@@ -64,7 +65,8 @@ def initgraph_commit(ctx: CommitContext, result: Any) -> None:
 
     ``ctx.registry`` is the boot's registry; ``ctx.publish`` adds to it. A plugin without this
     hook has its result recorded only. Commits of one domain never interleave; a commit runs only
-    after every lower cookie of its domain has committed.
+    after every lower cookie of its domain is over and every plugin it requires has committed.
+    If one of those fails to commit, this plugin does not commit: it is skipped.
     """
 
 

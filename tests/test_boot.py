@@ -59,7 +59,8 @@ def test_boot_runs_and_commits_in_order(app: Writer) -> None:
     t = boot.timings["b"]
     assert t.started is not None
     assert t.commit_ended is not None
-    assert t.started >= boot.timings["a"].commit_ended  # requires: starts after a committed
+    assert t.started >= boot.timings["a"].ended  # requires: starts after a's init finished
+    assert t.commit_started >= boot.timings["a"].commit_ended  # and commits after a did
     assert t.pid != os.getpid()
     (wait,) = boot.timings["a"].waits  # the kernel-style ctx.synchronize() of a
     assert (wait.what, wait.domain, wait.cookie) == ("cookie", "default", 1)
@@ -105,6 +106,133 @@ def test_each_domain_commits_in_cookie_order(app: Writer) -> None:
         mine = [p.cookie for p in boot.registry.log if p.domain == d]
         assert mine == sorted(mine)
         assert len(mine) == 8
+
+
+# -- requires: data first, commits in order --------------------------------------------------------
+HELD_INIT = """
+import os, select
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    # Held until dep's init says it started. Under the old rule dep could start only once a
+    # committed, after this plugin's commit, after this init: it would wait in vain.
+    fd = os.open(ctx.config["gate"], os.O_RDONLY)  # the test holds a writer: no blocking
+    try:
+        readable, _, _ = select.select([fd], [], [], 60)
+        if not readable:
+            raise TimeoutError("dep's init did not start while slow's init ran")
+        return os.read(fd, 100).decode()
+    finally:
+        os.close(fd)
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("slow.saw", result)
+"""
+
+GATED_DEP = """
+import os
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    fd = os.open(ctx.config["gate"], os.O_WRONLY)
+    try:
+        os.write(fd, f"dep started with {ctx.results['a']}".encode())
+    finally:
+        os.close(fd)
+    ctx.synchronize()  # slow's and a's inits are over; their commits need not be
+    ctx.publish("dep.init", ctx.results["a"])
+    return "dep"
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("dep.commit", result)
+"""
+
+
+def test_a_dependent_starts_before_an_unrelated_lower_cookie_commits(
+    app: Writer, tmp_path: Path
+) -> None:
+    """dep requires a; slow, a lower cookie, holds its init until dep's init has started.
+
+    a commits after slow, so dep starts before what it requires committed. slow's
+    publication of dep's message proves it; the registry log is the same on every run.
+    """
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    # Held open for reading and writing: opening either end never blocks, and no EOF.
+    gate_fd = os.open(gate, os.O_RDWR)
+    try:
+        config = app(
+            {
+                "slow": {"source": HELD_INIT, "config": {"gate": str(gate)}},
+                "a": {},
+                "dep": {"source": GATED_DEP, "requires": ["a"], "config": {"gate": str(gate)}},
+                "tail": {"requires": ["dep"], "domain": "net"},
+            }
+        )
+        config["domains"] = {"net": {}}
+        logs = []
+        for _ in range(5):
+            boot = initgraph.boot(config)
+            logs.append([(p.cookie, p.domain, p.plugin, p.key, p.value) for p in boot.registry.log])
+            t = boot.timings
+            assert t["dep"].started is not None
+            assert t["dep"].started < t["slow"].commit_started  # proven by slow.saw, too
+            assert t["dep"].started < t["a"].commit_started  # before what it requires committed
+            assert t["dep"].ready is not None
+            assert t["a"].ended is not None
+            assert t["dep"].ready >= t["a"].ended  # ready: when a's init finished
+        assert logs == 5 * [
+            [
+                (1, "default", "slow", "slow.saw", "dep started with a"),
+                (2, "default", "a", "commit.a", []),
+                (3, "default", "dep", "dep.init", "a"),
+                (3, "default", "dep", "dep.commit", "dep"),
+                (4, "net", "tail", "commit.tail", ["dep"]),  # after dep's commit, which it requires
+            ]
+        ]
+    finally:
+        os.close(gate_fd)
+
+
+def test_a_failed_commit_skips_a_dependent_whose_init_already_ran(app: Writer) -> None:
+    failing = """
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_init(ctx):
+        return "data"
+
+    @hookimpl
+    def initgraph_commit(ctx, result):
+        raise RuntimeError("cannot publish")
+    """
+    # The boot launches what bad's result lets start before it commits bad: dep's init runs,
+    # whatever it does dep is skipped once bad's commit failed, and so is next.
+    config = app(
+        {
+            "bad": {"source": failing},
+            "dep": {"requires": ["bad"], "domain": "net"},
+            "next": {"requires": ["dep"], "domain": "net"},
+            "fine": {"domain": "io"},
+        },
+        on_error="continue",
+    )
+    config["domains"] = {"net": {}, "io": {}}
+    boot = initgraph.boot(config, check=False)
+    assert boot.status("bad") == "failed"
+    assert boot.status("dep") == "skipped"
+    assert boot.failures["dep"].message == "skipped: it requires 'bad', which did not commit"
+    assert boot.failures["dep"].root == "bad"
+    assert boot.status("next") == "skipped"
+    assert boot.failures["next"].message == "skipped: it requires 'dep', which did not commit"
+    assert keys(boot) == ["commit.fine"]
+    assert "dep" not in boot.results
+    assert boot.timings["dep"].started is not None  # it ran
+    assert boot.timings["next"].started is None  # it never started
 
 
 # -- failures --------------------------------------------------------------------------------------
@@ -279,6 +407,84 @@ def test_hook_wrappers_wrap_every_plugin(app: Writer) -> None:
     assert keys(boot) == ["commit.a", "audit.a", "commit.b", "audit.b"]
 
 
+COMMIT_ONLY = """
+import os
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("commit." + ctx.name, (result, sorted(ctx.results), os.getpid()))
+"""
+
+
+def test_a_plugin_without_init_never_goes_to_a_worker(app: Writer) -> None:
+    """Its reservation ends in the parent, with result None and an init of length zero.
+
+    local's result cannot be pickled: sending it to a worker, as the boot once did for every
+    plugin, would fail. It is in progress until then: k's ctx.synchronize() waits for it.
+    """
+    local = """
+    import threading
+    from initgraph import hookimpl
+
+    @hookimpl
+    def initgraph_init(ctx):
+        return threading.Lock()
+    """
+    config = app(
+        {
+            "local": {"source": local, "where": "main"},
+            "slow": {},
+            "bare": {"source": COMMIT_ONLY, "requires": ["local", "slow"]},
+            "empty": {"source": "", "where": "main"},
+            "k": {"config": {"kernel": True}},
+        }
+    )
+    boot = initgraph.boot(config)
+    assert boot.registry["commit.bare"] == (None, ["local", "slow"], os.getpid())
+    assert boot.results["bare"] is None
+    assert boot.results["empty"] is None
+    t = boot.timings
+    for name in ("bare", "empty"):
+        assert t[name].pid == os.getpid()
+        assert t[name].init_time == 0.0
+        assert t[name].waits == ()
+    assert t["slow"].ended is not None
+    assert t["bare"].started is not None
+    assert t["bare"].started >= t["slow"].ended  # once slow's init ended, not before
+    # bare is a lower cookie of k's domain: k's ctx.synchronize() waited for it to end.
+    (wait,) = t["k"].waits
+    assert wait.ended >= t["bare"].ended
+    assert keys(boot) == ["commit.slow", "commit.bare", "init.k", "commit.k"]
+
+
+def test_hook_wrappers_do_not_send_a_plugin_without_init_to_a_worker(app: Writer) -> None:
+    """A wrapper of every init wraps only the plugins that have one, in a worker or not."""
+    wrapper = """
+    import os
+    from initgraph import hookimpl
+
+    @hookimpl(wrapper=True)
+    def initgraph_init(ctx):
+        result = yield
+        return ("wrapped", ctx.name, result)
+
+    @hookimpl(hookwrapper=True)
+    def initgraph_commit(ctx, result):
+        yield
+        ctx.publish("audit." + ctx.name, result)
+    """
+    boot = initgraph.boot(
+        app({"audit": {"source": wrapper}, "a": {}, "bare": {"source": COMMIT_ONLY}})
+    )
+    assert boot.results == {"audit": None, "a": ("wrapped", "a", "a"), "bare": None}
+    assert boot.timings["a"].pid != os.getpid()
+    for name in ("audit", "bare"):
+        assert boot.timings[name].pid == os.getpid()
+        assert boot.timings[name].init_time == 0.0
+    assert keys(boot) == ["commit.a", "audit.a", "commit.bare", "audit.bare"]
+
+
 def test_plan_and_finished_hooks(app: Writer) -> None:
     observer = """
     from initgraph import hookimpl
@@ -386,7 +592,7 @@ def test_main_plugin_that_synchronizes_does_not_hold_back_the_boot(app: Writer) 
 
     @hookimpl
     def initgraph_init(ctx):
-        ctx.synchronize(timeout=30)  # waits for x, which starts only after y committed
+        ctx.synchronize(timeout=30)  # waits for x, which starts only after y finished
         ctx.synchronize()
         ctx.publish("main.pid", os.getpid())
     """

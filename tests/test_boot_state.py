@@ -81,18 +81,42 @@ def test_an_outcome_records_the_init_times_and_its_value() -> None:
     assert state.running() == {}
 
 
-def test_a_commit_makes_its_dependents_ready() -> None:
+def test_a_finished_init_makes_its_dependents_ready_before_it_commits() -> None:
     state = make(P("a"), P("b", requires=("a",)), P("c", requires=("a", "b")))
-    run(state, "a")
-    assert state.ready() == ()  # finished is not enough: it must commit
+    state.launched("a", 1.0)
+    assert state.waiting() == {"b": "a", "c": "a"}
+    state.outcome("a", value="value of a", started=1.0, ended=2.0)
+    assert state.ready() == ("b",)  # its init finished: its result exists
+    assert state.waiting() == {"c": "b"}
+    state.launched("b", 2.5)
+    assert state.record("b").ready == 2.5
     state.commit_started("a", 3.0)
     assert state.record("a").stage is Stage.COMMITTING
     assert state.next_commit() is None
     state.committed("a", 3.5)
     record = state.record("a")
     assert (record.stage, record.commit_started, record.commit_ended) == (Stage.COMMITTED, 3.0, 3.5)
-    assert state.ready() == ("b",)
-    assert state.waiting() == {"c": "b"}
+    assert state.ready() == ()  # c still waits for b's init
+    state.outcome("b", value="value of b", started=2.5, ended=4.0)
+    assert state.ready() == ("c",)
+
+
+def test_a_dependent_commits_after_what_it_requires_even_in_another_domain() -> None:
+    state = make(P("slow"), P("a"), P("b", domain="net", requires=("a",)))
+    state.launched("slow", 1.0)
+    run(state, "a")
+    run(state, "b")  # started and finished while slow, a lower cookie, still runs
+    assert state.next_commit() is None  # b's own domain is free, but a has not committed
+    with pytest.raises(
+        ValueError,
+        match=r"^plugin 'b' may not commit now: plugin 'a', which it requires, has not committed$",
+    ):
+        state.commit_started("b", 2.0)
+    state.outcome("slow", value=0, started=1.0, ended=3.0)
+    commit(state, "slow")
+    commit(state, "a")
+    commit(state, "b")
+    assert state.done
 
 
 def test_committed_again_changes_nothing() -> None:
@@ -198,6 +222,45 @@ def test_a_failed_requirement_skips_its_dependents_transitively_depth_first() ->
     assert list(failures) == ["a", "b", "c", "d"]
 
 
+def test_a_failed_commit_skips_dependents_whose_init_ran_or_runs() -> None:
+    state = make(
+        P("a"),
+        P("finished", domain="net", requires=("a",)),
+        P("running", domain="io", requires=("a",)),
+        P("below", domain="io", requires=("running",)),
+        P("waiting", requires=("below",)),
+        P("other"),
+    )
+    run(state, "a")
+    run(state, "finished")
+    state.launched("running", 2.0)
+    state.commit_started("a", 3.0)
+    error = HookError("initgraph_commit of plugin 'a' raised KeyError: 'x'", cookie=1, name="a")
+    # Only what never launched has a reservation to cancel: running reports its own outcome.
+    assert state.commit_failed("a", error, 4.0) == ("below", "waiting")
+    skipped = "skipped: it requires 'a', which did not commit"
+    for name in ("finished", "running"):
+        assert state.record(name).stage is Stage.SKIPPED
+        assert state.record(name).failure == Failure(name, "skipped", skipped, None, "a")
+    assert state.record("below").failure == Failure(
+        "below", "skipped", "skipped: it requires 'running', which did not commit", None, "a"
+    )
+    assert state.record("waiting").stage is Stage.SKIPPED
+    assert state.record("finished").over  # its init ran and finished: nothing more to hear
+    assert not state.record("running").over
+    assert state.next_commit() is None  # finished never commits
+    # running's init ends well, or not: it stays skipped, and its times are kept
+    assert state.outcome("running", value=1, started=2.0, ended=5.0) == ()
+    assert state.record("running").stage is Stage.SKIPPED
+    assert state.record("running").ended == 5.0
+    for name in ("below", "waiting"):
+        state.outcome(name, error=HookError("skipped", cookie=4, name=name))
+    run(state, "other")
+    commit(state, "other")
+    assert state.done
+    assert list(state.failures()) == ["a", "finished", "running", "below", "waiting"]
+
+
 def test_a_failed_commit_publishes_nothing_and_skips_its_dependents() -> None:
     state = make(P("a"), P("b", requires=("a",)))
     run(state, "a")
@@ -256,17 +319,17 @@ def test_nothing_is_stuck_while_something_is_in_flight() -> None:
     assert state.record("b").stage is Stage.WAITING
 
 
-def test_what_can_no_longer_start_is_skipped_naming_what_did_not_commit() -> None:
+def test_a_plugin_ready_to_launch_is_not_stuck() -> None:
+    """A finished requirement lets its dependents start: that is not being stuck.
+
+    With the caller launching what is ready after every event nothing is ever stuck, as the
+    random event orders check; skip_stuck stays as a safety net.
+    """
     state = make(P("a"), P("x"), P("b", requires=("a", "x")), P("c", requires=("b",)))
     run(state, "a")
-    run(state, "x")  # finished, never committed: nothing in flight could let b start
-    assert state.skip_stuck() == ("b", "c")
-    assert state.record("b").failure == Failure(
-        "b", "skipped", "skipped: it requires 'a', 'x', which did not commit"
-    )
-    assert state.record("c").failure == Failure(
-        "c", "skipped", "skipped: it requires 'b', which did not commit", None, "b"
-    )
+    run(state, "x")  # finished, never committed: b may start all the same
+    assert state.skip_stuck() == ()
+    assert state.ready() == ("b",)
 
 
 # -- interrupts ----------------------------------------------------------------------------------
@@ -375,15 +438,21 @@ def test_random_event_orders_keep_every_rule(
         clock += 1.0
         return clock
 
+    init_ok: set[str] = set()  # outcomes that came back ok, in the order they came
+    commit_failed: set[str] = set()
+
     def ended(names: tuple[str, ...]) -> None:
         for name in names:
-            assert state.record(name).stage in (Stage.SKIPPED, Stage.CANCELLED)
+            record = state.record(name)
+            assert record.stage in (Stage.SKIPPED, Stage.CANCELLED)
+            assert record.ready is None, "only what never launched has a reservation to cancel"
             in_flight.append(name)
 
     def launch_ready() -> None:
         for name in state.ready():
             assert not state.aborting
-            assert all(state.record(r).stage is Stage.COMMITTED for r in by_name[name].requires)
+            # an init starts only after every init it requires finished ok
+            assert all(r in init_ok for r in by_name[name].requires)
             state.launched(name, tick())
             if fate[name] == "refused":
                 state.refused(name)
@@ -392,16 +461,18 @@ def test_random_event_orders_keep_every_rule(
     def commit_ready() -> None:
         while (name := state.next_commit()) is not None:
             p = by_name[name]
-            assert all(state.record(r).stage is Stage.COMMITTED for r in p.requires)
+            # a commit runs only after every commit it requires, in any domain, and once
+            # every lower cookie of its domain is over
+            assert all(r in commits for r in p.requires)
             earlier = [q for q in plan if q.domain == p.domain and cookie[q.name] < cookie[name]]
             assert all(state.record(q.name).over for q in earlier), "commit out of cookie order"
             state.commit_started(name, tick())
             if fate[name] == "commit":
                 ended(state.commit_failed(name, ValueError("commit"), tick()))
+                commit_failed.add(name)
             else:
                 state.committed(name, tick())
                 commits.append(name)
-                launch_ready()
 
     launch_ready()
     steps = 0
@@ -413,15 +484,18 @@ def test_random_event_orders_keep_every_rule(
         steps += 1
         name = in_flight.pop(rng.randrange(len(in_flight)))
         record = state.record(name)
-        if record.stage in (Stage.SKIPPED, Stage.CANCELLED):
+        if record.ready is None:  # skipped or cancelled before it launched
             ended(state.outcome(name, error=HookError("cancelled", cookie=1, name=name)))
         elif fate[name] in ("init", "refused"):
             ended(state.outcome(name, error=ValueError("init"), started=tick(), ended=tick()))
         else:
             ended(state.outcome(name, value=name, started=tick(), ended=tick()))
+            init_ok.add(name)
+        launch_ready()
         commit_ready()
         assert state.skip_stuck() == (), "a well-behaved boot never gets stuck"
-    # every plugin ends in exactly one final stage, and the commits kept each domain's order
+    # every plugin ends in exactly one final stage, and the commits kept each domain's order:
+    # the registry's log is the same whatever order the outcomes came in
     assert all(r.stage in FINAL and r.reported for r in state.records())
     for domain in "xyz":
         order = [cookie[c] for c in commits if by_name[c].domain == domain]
@@ -431,15 +505,23 @@ def test_random_event_orders_keep_every_rule(
         record = state.record(p.name)
         assert (record.stage is Stage.COMMITTED) == (p.name not in failures)
         if any(state.record(r).stage is not Stage.COMMITTED for r in p.requires):
-            # a requirement that did not commit skips its dependents, transitively
-            assert record.stage in (Stage.SKIPPED, Stage.CANCELLED)
-            if not state.aborting:
+            # a requirement that did not commit skips its dependents, transitively, unless
+            # one's own init failed first
+            assert record.stage in (Stage.SKIPPED, Stage.CANCELLED, Stage.FAILED)
+            if record.stage is Stage.FAILED:
+                assert fate[p.name] in ("init", "refused")
+                assert record.ready is not None
+            elif not state.aborting:
                 assert record.stage is Stage.SKIPPED
                 root = failures[p.name].root
                 assert root is not None
                 assert state.record(root).stage is Stage.FAILED
         elif not state.aborting:
             assert record.stage in (Stage.COMMITTED, Stage.FAILED)
+        if commit_failed & set(p.requires) and p.name in init_ok:
+            # its init ran and succeeded, then what it requires failed to commit
+            assert record.stage is Stage.SKIPPED
+            assert failures[p.name].message.endswith("which did not commit")
         if record.stage is Stage.FAILED:
             assert fate[p.name] in ("init", "commit", "refused")
 

@@ -31,6 +31,7 @@ __all__ = [
     "InitSpec",
     "PluginSource",
     "call_one",
+    "implements",
     "load_plugins",
     "run_init",
 ]
@@ -142,16 +143,25 @@ def _load(source: PluginSource) -> Any:
         raise PluginError(msg, plugin=source.name) from exc
 
 
+def implements(pm: pluggy.PluginManager, hook_name: str, plugin: str) -> bool:
+    """Whether ``plugin`` has an implementation of the hook of its own, not just a wrapper.
+
+    Wrappers (``wrapper=True`` or ``hookwrapper=True``, of any plugin) wrap only the plugins
+    that implement the hook: :func:`call_one` calls nothing for the others.
+    """
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    return any(i.plugin_name == plugin and not (i.wrapper or i.hookwrapper) for i in impls)
+
+
 def call_one(pm: pluggy.PluginManager, hook_name: str, plugin: str, **kwargs: Any) -> Any:
     """Call ``plugin``'s implementation of a hook, wrapped by every plugin's wrappers.
 
-    Returns NOT_IMPLEMENTED when the plugin does not implement the hook.
+    Returns NOT_IMPLEMENTED, calling no wrapper, when the plugin does not implement the hook.
     """
+    if not implements(pm, hook_name, plugin):
+        return NOT_IMPLEMENTED
     hook = getattr(pm.hook, hook_name)
     impls = hook.get_hookimpls()
-    own = [i for i in impls if i.plugin_name == plugin and not (i.wrapper or i.hookwrapper)]
-    if not own:
-        return NOT_IMPLEMENTED
     chosen = [i for i in impls if i.wrapper or i.hookwrapper or i.plugin_name == plugin]
     firstresult = bool(hook.spec and hook.spec.opts.get("firstresult"))
     return pm._hookexec(hook.name, chosen, kwargs, firstresult)

@@ -5,11 +5,12 @@
     load_config ─► plan_order ─► load_plugins ─► initgraph_plan(plan)
         │ every plugin gets its cookie now, in plan order (Scheduler.reserve)
         ▼
-    launch a plugin once everything it requires has committed
-        (pool: Reservation.provide ─► a worker runs run_init; main: run here)
+    launch a plugin once everything it requires has finished its init
+        (pool: Reservation.provide ─► a worker runs run_init; main: run in a thread here;
+         no initgraph_init: ended here at once with result None)
         ▼
-    outcomes arrive in any order ─► commit each domain in cookie order:
-        the init's own publications, then initgraph_commit(ctx, result)
+    outcomes arrive in any order ─► commit each domain in cookie order, each plugin after
+        everything it requires committed: the init's publications, then initgraph_commit
         ▼
     Boot(registry, results, failures, timings) ─► initgraph_boot_finished(boot)
 
@@ -215,7 +216,7 @@ class Timing:
     """When things happened to one plugin, in seconds since the boot started."""
 
     scheduled: float
-    ready: float | None = None
+    ready: float | None = None  # launched: every plugin it requires had finished its init
     started: float | None = None
     ended: float | None = None
     commit_started: float | None = None
@@ -435,6 +436,12 @@ class _Run:
         self.state = BootState(the_plan.plugins, on_error=the_plan.on_error)
         self.stopped_at: float | None = None  # when an interrupt stopped the loop
         self.reservations: dict[str, Reservation] = {}
+        # Plugins without an initgraph_init of their own: nothing to send to a worker.
+        self.no_init = frozenset(
+            p.name
+            for p in the_plan.plugins
+            if not _plugins.implements(pm, "initgraph_init", p.name)
+        )
         self.threads: list[threading.Thread] = []  # where = "main" inits
         self.t0 = 0.0
 
@@ -527,12 +534,18 @@ class _Run:
         # Before the handover, not after: a worker may start it before provide() returns, and an
         # interrupt then must not report as never started a plugin that ran.
         self.state.launched(p.name, self.now())
+        if p.name in self.no_init:
+            # Its init would return None and publish nothing, so no worker round trip (nor
+            # its required results pickled there and back). Ended in this thread, it stays in
+            # progress for whoever synchronizes until now, like any initcall.
+            self.reservations[p.name].run_here(_no_init, None)
+            return
         spec = InitSpec(
             boot_id=self.boot_id,
             plugin=p.name,
             domain=p.domain,
             config=self.configs[p.name].config,
-            results={r: self.boot.results[r] for r in p.requires},
+            results=self.required_results(p),
             sources=self.sources,
             paths=self.config.settings.paths,
         )
@@ -565,18 +578,29 @@ class _Run:
             err = HookError(failure.message, cookie=self.by_name[name].cookie, name=name)
             self.reservations[name].cancel(err)
 
+    def required_results(self, p: PlannedPlugin) -> dict[str, Any]:
+        """The init results of the plugins ``p`` requires: every one finished its init."""
+        found = {}
+        for r in p.requires:
+            init = self.state.record(r).result
+            assert isinstance(init, InitResult), (r, init)
+            found[r] = init.value
+        return found
+
     # -- outcomes and commits --------------------------------------------------------------------
     def on_outcome(self, p: PlannedPlugin) -> None:
         outcome = self.sched.outcome(p.cookie)
         assert outcome is not None
         error = None if outcome.ok else as_hook_error(p.cookie, outcome)
         ran = bool(outcome.started)
+        # A plugin with no init shows an init of length zero, at the moment it was ended.
+        ended_at = outcome.started if p.name in self.no_init else outcome.ended
         ended = self.state.outcome(
             p.name,
             value=outcome.value,
             error=error,
             started=outcome.started - self.t0 if ran else None,
-            ended=outcome.ended - self.t0 if ran else None,
+            ended=ended_at - self.t0 if ran else None,
             pid=outcome.pid or None,
             waits=tuple(
                 Wait(w.what, w.domain, w.cookie, w.started - self.t0, w.ended - self.t0)
@@ -584,6 +608,7 @@ class _Run:
             ),
         )
         self.cancel(ended)
+        self.launch_ready()  # what requires it may start now, before it commits
         self.commit_ready()
 
     def commit_ready(self) -> None:
@@ -617,7 +642,7 @@ class _Run:
                 cookie=p.cookie,
                 domain=p.domain,
                 config=config,
-                results={r: self.boot.results[r] for r in p.requires},
+                results=self.required_results(p),
             )
             _plugins.call_one(self.pm, "initgraph_commit", p.name, ctx=ctx, result=init.value)
         except Exception as exc:
@@ -641,7 +666,6 @@ class _Run:
         except BaseException:
             self.settle(p, init, pubs, mark, at)
             raise
-        self.launch_ready()
 
     def settle(
         self,
@@ -655,6 +679,11 @@ class _Run:
         self.boot.registry._apply(pubs, mark)
         self.boot.results[p.name] = init.value
         self.state.committed(p.name, at)
+
+
+def _no_init(data: None, cookie: int) -> InitResult:
+    """The initcall of a plugin without ``initgraph_init``, run in the parent."""
+    return InitResult(None)
 
 
 def _timing(record: Record) -> Timing:

@@ -16,12 +16,19 @@ One plugin's stages::
      │  │            REFUSED ──► FAILED ◄──┐        CANCELLED                COMMITTED   │
      │  │           (outcome)              └────────────commit_failed────────────────────┘
      │  └── the boot aborts ──► CANCELLED
-     └── a plugin it requires did not commit ──► SKIPPED
+     └── a plugin it requires did not commit ──► SKIPPED ◄── (from RUNNING, REFUSED, FINISHED too)
+
+``requires`` holds a plugin back twice. Its init is launched once every plugin it requires has
+finished its init (is FINISHED, COMMITTING or COMMITTED: its result exists), so a slow commit
+elsewhere does not delay it. Its commit runs once every plugin it requires has committed, in
+any domain, and every lower cookie of its own domain is over: a domain commits in cookie order,
+so a plugin waits at FINISHED until then. A plugin it requires that ends without committing
+(its init or its commit failed, or it was skipped) skips it, whether or not its init ran: one
+still running stays SKIPPED whatever its outcome, and publishes nothing.
 
 An interrupt moves every plugin that has not reached a final stage to CANCELLED. SKIPPED and
 CANCELLED plugins that never ran still have a reservation: the boot cancels it, and the scheduler
-reports that outcome too (``reported``). A domain commits in cookie order, so a plugin waits at
-FINISHED until every lower cookie of its domain is over.
+reports that outcome too (``reported``); one skipped while it ran reports its own outcome.
 
 The whole state is one immutable value: a transition builds the next one aside and stores it with a
 single assignment. An interrupt (``KeyboardInterrupt`` lands between any two bytecodes) therefore
@@ -53,20 +60,24 @@ __all__ = [
 class Stage(enum.Enum):
     """Where a plugin stands in a boot."""
 
-    WAITING = "waiting"  # not launched: a plugin it requires has not committed yet
+    WAITING = "waiting"  # not launched: a plugin it requires has not finished its init yet
     RUNNING = "running"  # handed to a worker (or a thread of the parent); no outcome yet
     REFUSED = "refused"  # the pool refused it (say, data that cannot be pickled); outcome to come
-    FINISHED = "finished"  # its init succeeded; it waits for its turn to commit
+    FINISHED = "finished"  # its init succeeded; it waits for its turn to commit (and requirements)
     COMMITTING = "committing"  # its initgraph_commit runs
     COMMITTED = "committed"  # everything it published is visible
     FAILED = "failed"  # its init or its commit failed
-    SKIPPED = "skipped"  # a plugin it requires did not commit
+    SKIPPED = "skipped"  # a plugin it requires did not commit (its own init may have run)
     CANCELLED = "cancelled"  # the boot aborted or was interrupted before it committed
 
 
 FINAL = frozenset({Stage.COMMITTED, Stage.FAILED, Stage.SKIPPED, Stage.CANCELLED})
 _LAUNCHED = frozenset({Stage.RUNNING, Stage.REFUSED})
 _UNCOMMITTED = frozenset({Stage.FINISHED, Stage.COMMITTING})
+# Its init succeeded: its result exists, and what requires it may start.
+_INIT_DONE = frozenset({Stage.FINISHED, Stage.COMMITTING, Stage.COMMITTED})
+# Not over, and may still be skipped: a requirement that did not commit ends it.
+_SKIPPABLE = frozenset({Stage.WAITING, Stage.RUNNING, Stage.REFUSED, Stage.FINISHED})
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,7 @@ class Record:
     failure: Failure | None = None
     result: object = None
     scheduled: float | None = None  # its cookie was reserved
-    ready: float | None = None  # launched: everything it requires had committed
+    ready: float | None = None  # launched: everything it requires had finished its init
     started: float | None = None  # its init started (in a worker or a thread of the parent)
     ended: float | None = None
     commit_started: float | None = None
@@ -221,27 +232,31 @@ class BootState:
         return all(record.over for record in self._now.records.values())
 
     def ready(self) -> tuple[str, ...]:
-        """The plugins to launch now, in cookie order: everything they require has committed."""
+        """The plugins to launch now, in cookie order: everything they require finished its init."""
         if self._now.aborting:
             return ()
         records = self._now.records
         return tuple(
             name
             for name, record in records.items()
-            if record.stage is Stage.WAITING
-            and all(records[r].stage is Stage.COMMITTED for r in self._plugins[name].requires)
+            if record.stage is Stage.WAITING and not self._missing(records, name)
         )
 
     def next_commit(self) -> str | None:
         """The plugin whose commit may run now, if any.
 
-        It is the first plugin of its domain not yet over, so every lower cookie of its domain
-        committed or failed, and (being launched after them) every plugin it requires committed.
+        It finished, it is the first plugin of its domain not yet over (every lower cookie of
+        its domain committed or failed), and every plugin it requires, in any domain, committed.
         Domains are taken in the order they first appear in the plan.
         """
+        records = self._now.records
         for names in self._domains.values():
-            head = self._head(self._now.records, names)
-            if head is not None and head.stage is Stage.FINISHED:
+            head = self._head(records, names)
+            if (
+                head is not None
+                and head.stage is Stage.FINISHED
+                and self._uncommitted(records, head.name) is None
+            ):
                 return head.name
         return None
 
@@ -254,7 +269,7 @@ class BootState:
         }
 
     def waiting(self) -> dict[str, str]:
-        """Each plugin not launched yet, with the first plugin it requires not yet committed."""
+        """Each plugin not launched yet, with the first plugin it requires still in its init."""
         records = self._now.records
         waiting: dict[str, str] = {}
         for name, record in records.items():
@@ -343,12 +358,23 @@ class BootState:
         return self._publish(draft)
 
     def commit_started(self, name: str, at: float) -> None:
-        """Its commit starts at ``at``: it finished, first of its domain not yet over."""
-        names = self._domains[self._plugins[name].domain]
-        head = self._head(self._now.records, names)
+        """Its commit starts at ``at``.
+
+        It finished, it is the first of its domain not yet over, and everything it requires
+        committed.
+        """
+        records = self._now.records
+        head = self._head(records, self._domains[self._plugins[name].domain])
         if head is None or head.name != name or head.stage is not Stage.FINISHED:
-            stage = self._now.records[name].stage.value
+            stage = records[name].stage.value
             msg = f"plugin {name!r} may not commit now: it is {stage} or not first in its domain"
+            raise ValueError(msg)
+        required = self._uncommitted(records, name)
+        if required is not None:
+            msg = (
+                f"plugin {name!r} may not commit now: plugin {required!r}, which it requires, "
+                f"has not committed"
+            )
             raise ValueError(msg)
         draft = _Draft(self._now)
         record = draft.records[name]
@@ -382,11 +408,12 @@ class BootState:
     def skip_stuck(self) -> tuple[str, ...]:
         """Skip every plugin that can no longer start, because nothing in flight could let it.
 
+        A safety net: a caller that launches what is ready after every event never needs it.
         Returns the plugins skipped (their reservations must be cancelled); none while a plugin
-        runs or a cancellation has not come back.
+        runs, a cancellation has not come back, or a plugin is ready to launch.
         """
         records = self._now.records
-        if any(
+        if self.ready() or any(
             r.stage in _LAUNCHED or (r.stage in FINAL and not r.reported) for r in records.values()
         ):
             return ()
@@ -455,18 +482,24 @@ class BootState:
             self._skip_dependents(draft, name, root=root or name)
 
     def _skip_dependents(self, draft: _Draft, name: str, *, root: str) -> None:
-        """Skip what requires ``name``, and what requires those, depth first in plan order."""
+        """Skip what requires ``name``, and what requires those, depth first in plan order.
+
+        A dependent may have started (its requirement's init finished before the requirement
+        failed to commit): then it is skipped all the same, and only one that never launched
+        is returned for its reservation to be cancelled; one still running reports its outcome.
+        """
         # An explicit stack, not recursion: a long chain of requirements must not overflow.
         stack = [(dependent, name) for dependent in reversed(self._dependents[name])]
         while stack:
             dependent, required = stack.pop()
             record = draft.records[dependent]
-            if record.stage is not Stage.WAITING:
+            if record.stage not in _SKIPPABLE:
                 continue
             message = f"skipped: it requires {required!r}, which did not commit"
             failure = Failure(dependent, "skipped", message, None, root)
             draft.records[dependent] = replace(record, stage=Stage.SKIPPED, failure=failure)
-            draft.ended.append(dependent)
+            if record.stage is Stage.WAITING:
+                draft.ended.append(dependent)
             stack.extend((d, dependent) for d in reversed(self._dependents[dependent]))
 
     def _discard_uncommitted(self, draft: _Draft) -> None:
@@ -488,8 +521,16 @@ class BootState:
         return None
 
     def _missing(self, records: Mapping[str, Record], name: str) -> list[str]:
+        """What ``name`` requires whose init has not finished: it holds back its launch."""
         requires = self._plugins[name].requires
-        return [r for r in requires if records[r].stage is not Stage.COMMITTED]
+        return [r for r in requires if records[r].stage not in _INIT_DONE]
+
+    def _uncommitted(self, records: Mapping[str, Record], name: str) -> str | None:
+        """The first plugin ``name`` requires that has not committed: it holds back its commit."""
+        for required in self._plugins[name].requires:
+            if records[required].stage is not Stage.COMMITTED:
+                return required
+        return None
 
 
 def _group(record: Record) -> str:
