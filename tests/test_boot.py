@@ -437,7 +437,7 @@ def test_a_plugin_without_init_never_goes_to_a_worker(app: Writer) -> None:
             "slow": {},
             "bare": {"source": COMMIT_ONLY, "requires": ["local", "slow"]},
             "empty": {"source": "", "where": "main"},
-            "k": {"config": {"kernel": True}},
+            "k": {"config": {"synchronize": True}},
         }
     )
     boot = initgraph.boot(config)
