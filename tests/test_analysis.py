@@ -493,19 +493,20 @@ def test_plan_waits_again_where_the_trace_waited() -> None:
 
 
 def test_plan_grows_the_pool_when_every_worker_waits() -> None:
-    # With one worker, waiter (cookie 3) starts while slow (cookie 2) still waits for x to
-    # commit, then holds the only worker waiting for slow: only a new worker can run slow.
+    # With one worker, waiter (cookie 3) starts while x (cookie 1, on the parent) runs, then
+    # holds the only worker waiting for slow (cookie 2), which becomes ready once x's init ends:
+    # only a new worker can run slow.
     the_plan = planned(
-        ("x", (), "default", "pool"),
+        ("x", (), "default", "main"),
         ("slow", ("x",), "default", "pool"),
         ("waiter", (), "default", "pool"),
         workers=1,
     )
-    wait = TracedWait("cookie", "default", 3, 0.111, 0.300)
+    wait = TracedWait("cookie", "default", 3, 0.012, 0.300)
     recorded = trace(
-        traced("x", 1, 0.010, 0.100, commit=(0.105, 0.110)),
-        traced("slow", 2, 0.111, 0.300, ready=0.110),
-        traced("waiter", 3, 0.101, 0.310, pid=11, ready=0.010, waits=(wait,)),
+        traced("x", 1, 0.010, 0.100, commit=(0.105, 0.110), where="main"),
+        traced("slow", 2, 0.101, 0.300, ready=0.100, pid=12, requires=("x",)),
+        traced("waiter", 3, 0.011, 0.310, pid=11, ready=0.010, waits=(wait,)),
     )
     prediction = plan_from(the_plan, recorded, workers=1)
     done = prediction.trace
@@ -515,41 +516,50 @@ def test_plan_grows_the_pool_when_every_worker_waits() -> None:
 
 
 def test_plan_grows_the_pool_when_a_waiting_worker_leaves_too_few_running() -> None:
-    # Two workers: long holds one; waiter (domain d) takes the other once x ends and waits there
-    # for slow, which becomes ready when x commits. One runs, one waits: once waiter has waited
-    # GROW_AFTER, a third worker runs slow, instead of after long.
+    # Two workers: long holds one; waiter (domain d) takes the other once y ends and waits there
+    # for slow, which becomes ready when x's init (on the parent) ends. One runs, one waits: once
+    # waiter has waited GROW_AFTER, a third worker runs slow, instead of after long.
     the_plan = planned(
-        ("x", (), "default", "pool"),
+        ("x", (), "default", "main"),
         ("slow", ("x",), "d", "pool"),
+        ("y", (), "default", "pool"),
         ("long", (), "default", "pool"),
-        ("waiter", (), "d", "pool"),
+        ("waiter", ("y",), "d", "pool"),
         workers=2,
     )
-    wait = TracedWait("cookie", "d", 4, 0.101, 0.300)
+    wait = TracedWait("cookie", "d", 5, 0.091, 0.300)
     recorded = trace(
-        traced("x", 1, 0.010, 0.100, commit=(0.100, 0.105)),
-        traced("slow", 2, 0.111, 0.300, ready=0.110, domain="d", pid=12),
-        traced("long", 3, 0.010, 0.500, pid=11),
-        traced("waiter", 4, 0.101, 0.310, ready=0.010, domain="d", waits=(wait,)),
+        traced("x", 1, 0.010, 0.095, commit=(0.300, 0.301), where="main"),
+        traced("slow", 2, 0.101, 0.300, ready=0.095, domain="d", pid=12, requires=("x",)),
+        traced("y", 3, 0.010, 0.089, pid=10),
+        traced("long", 4, 0.010, 0.500, pid=11),
+        traced("waiter", 5, 0.090, 0.310, ready=0.089, domain="d", waits=(wait,)),
         workers=3,
     )
     done = plan_from(the_plan, recorded, workers=2).trace
-    assert done.plugin("waiter").pid == 1  # after x, on x's worker
-    assert done.plugin("slow").pid == 3  # the extra worker
-    assert done.plugin("slow").started == pytest.approx(0.101 + GROW_AFTER, abs=0.005)
-    assert done.plugin("slow").started < done.plugin("long").ended  # type: ignore[operator]
+    waiter, slow = done.plugin("waiter"), done.plugin("slow")
+    assert waiter.pid == 1  # after y, on y's worker
+    assert slow.pid == 3  # the extra worker
+    assert slow.ready is not None
+    assert slow.started is not None
+    asleep = waiter.waits[0].started + GROW_AFTER
+    assert slow.ready < asleep  # ready before the waiter counted as asleep: growth waited
+    assert slow.started == pytest.approx(asleep, abs=0.005)
+    assert slow.started < done.plugin("long").ended  # type: ignore[operator]
 
 
 def test_plan_runs_main_plugins_on_the_parent_before_commits() -> None:
     the_plan = planned(("a", (), "default", "pool"), ("local", ("a",), "default", "main"))
     recorded = trace(
-        traced("a", 1, 0.010, 0.100, commit=(0.100, 0.101)),
-        traced("local", 2, 0.101, 0.301, ready=0.101, commit=(0.301, 0.302), where="main"),
+        traced("a", 1, 0.010, 0.100, commit=(0.300, 0.301)),
+        traced("local", 2, 0.100, 0.300, ready=0.100, commit=(0.301, 0.302), where="main"),
     )
     prediction = plan_from(the_plan, recorded, workers=3)
     local = prediction.trace.plugin("local")
     assert local.pid == 0  # the simulated parent
-    assert local.started == pytest.approx(0.101, abs=1e-6)
+    # Ready when a's init ended, it runs on the parent before a's commit, as the boot does.
+    assert local.started == pytest.approx(0.100, abs=1e-6)
+    assert prediction.trace.plugin("a").commit_started == pytest.approx(0.300, abs=1e-6)
     assert prediction.wall == pytest.approx(recorded.wall, abs=1e-6)
 
 

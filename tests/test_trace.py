@@ -154,16 +154,18 @@ def test_commits_on_the_parent_in_order(doc: dict[str, Any], booted: initgraph.B
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
 
 
-def test_flow_arrows_from_commit_to_dependent(doc: dict[str, Any], booted: initgraph.Boot) -> None:
+def test_flow_arrows_from_a_requirement_s_init_to_its_dependent(
+    doc: dict[str, Any], booted: initgraph.Boot
+) -> None:
     starts = {e["id"]: e for e in events(doc, "s")}
     ends = {e["id"]: e for e in events(doc, "f")}
     assert starts.keys() == ends.keys()
     assert len(starts) == 2  # dep and local require first; after_broken never ran
-    commit = next(e for e in events(doc, "X", "commit") if e["args"]["plugin"] == "first")
+    first = next(e for e in events(doc, "X", "init") if e["name"] == "first")
     for flow, s in starts.items():
         f = ends[flow]
-        assert s["pid"] == os.getpid()
-        assert commit["ts"] <= s["ts"] <= commit["ts"] + commit["dur"]
+        assert s["pid"] == first["pid"] == booted.timings["first"].pid
+        assert first["ts"] <= s["ts"] <= first["ts"] + first["dur"]  # inside first's init
         assert f["bp"] == "e"
         init = next(e for e in events(doc, "X", "init") if e["ts"] == f["ts"])
         assert init["name"] in ("dep", "local")

@@ -534,13 +534,13 @@ def plan_from(
 
     A list-scheduling simulation: each plugin's init runs as long as it ran in ``trace`` with its
     waits left out (divided by ``faster[name]`` if given), split where it waited so that its
-    synchronize calls wait again; it may start once everything it requires has committed and a
-    worker is free, lowest cookie first; a waiting init holds its worker, but when every worker
+    synchronize calls wait again; it may start once everything it requires has finished its init and
+    a worker is free, lowest cookie first; a waiting init holds its worker, but when every worker
     waits, one more starts (as the pool does). ``where = "main"`` inits run on the parent. Each
-    domain commits in cookie order on the parent, one commit at a time, each as long as measured.
-    Measured from ``trace`` and added: the time until the first plugin was ready and after the
-    last commit (starting and stopping the pool), and the median delay to start a ready init and
-    to commit a finished one.
+    domain commits in cookie order on the parent, after what each plugin requires has committed, one
+    commit at a time, each as long as measured. Measured from ``trace`` and added: the time until
+    the first plugin was ready and after the last commit (starting and stopping the pool), and the
+    median delay to start a ready init and to commit a finished one.
     """
     faster = dict(faster or {})
     count = workers if workers is not None else plan.workers
@@ -598,7 +598,15 @@ def _overheads(trace: TraceData) -> dict[str, float]:
             for q in trace.plugins
             if q.domain == p.domain and q.cookie < p.cookie and q.commit_ended is not None
         ]
-        report.append(max(0.0, p.commit_started - max([p.ended, *earlier])))
+        # The parent's other work before it: commits of any domain and where = "main" inits.
+        busy = [
+            end
+            for q in trace.plugins
+            if q is not p
+            for end in (q.commit_ended, q.ended if q.where == "main" else None)
+            if end is not None and end <= p.commit_started
+        ]
+        report.append(max(0.0, p.commit_started - max([p.ended, *earlier, *busy])))
     return {
         "start": min(readies, default=0.0),
         "stop": max(0.0, trace.wall - last_commit),
@@ -622,8 +630,8 @@ def _segments(p: TracedPlugin, factor: float) -> tuple[_Segment, ...]:
 class _Simulation:
     """Discrete-event list scheduling of one boot; see :func:`plan_from`.
 
-    Worker 0 is the parent: it runs ``where = "main"`` inits (first, as the boot launches them
-    from inside the commit that made them ready) and commits, one thing at a time.
+    Worker 0 is the parent: it runs ``where = "main"`` inits (before any waiting commit) and
+    commits, one thing at a time.
     """
 
     def __init__(
@@ -778,6 +786,14 @@ class _Simulation:
             self.idle.append(worker)  # an extra worker retires once nothing waits
         self.times[name]["commit_ready"] = now + self.overheads["commit"]
         self.push(now + self.overheads["commit"], "commit", name)
+        # A plugin may start once every plugin it requires has finished its init.
+        for p in self.plan.plugins:
+            if (
+                name in p.requires
+                and "ready" not in self.times[p.name]
+                and all(r in self.ended for r in p.requires)
+            ):
+                self.make_ready(p.name, now + self.overheads["commit"])
 
     # -- commits ---------------------------------------------------------------------------------
     def commit_next(self, now: float) -> None:
@@ -785,7 +801,12 @@ class _Simulation:
             if not queue:
                 continue
             t = self.times[queue[0]]
-            if "commit_started" not in t and t.get("commit_ready", float("inf")) <= now:
+            requires = self.by_name[queue[0]].requires
+            if (
+                "commit_started" not in t
+                and t.get("commit_ready", float("inf")) <= now
+                and all(r in self.committed for r in requires)
+            ):
                 t["commit_started"] = now
                 self.parent_busy = True
                 self.push(now + self.commit_times[queue[0]], "committed", queue[0])
@@ -796,13 +817,6 @@ class _Simulation:
         self.committed.add(name)
         self.queues[self.by_name[name].domain].pop(0)
         self.parent_busy = False
-        for p in self.plan.plugins:
-            if (
-                name in p.requires
-                and "ready" not in self.times[p.name]
-                and all(r in self.committed for r in p.requires)
-            ):
-                self.make_ready(p.name, now)
 
     def result(self, wall: float) -> TraceData:
         plugins = []

@@ -21,7 +21,8 @@ exactly when a viewer converts them):
   ``running`` and wait spans (``synchronize(<cookie>)``, ``synchronize_full()``,
   ``after(<cookie>)``);
 - a ``queued`` async span (``ph: "b"``/``"e"``) on the parent from ready to started;
-- a flow arrow (``ph: "s"``/``"f"``) from each requirement's commit to its dependent's init;
+- a flow arrow (``ph: "s"``/``"f"``) from the end of each requirement's init to its dependent's
+  init;
 - an instant event (``ph: "i"``) for each plugin that never ran (skipped or cancelled);
 - optionally, moving a plugin's data between processes: spans with ``cat: "transfer"`` named
   ``serialize`` (pickling), ``transfer`` (in flight: a pipe, shared memory) or ``load``
@@ -262,14 +263,14 @@ def to_chrome_trace(boot: Boot, *, parent_pid: int | None = None) -> dict[str, A
         events += _init_children(pid, start, end, timing.waits)
         for required in p.requires:
             r = boot.timings.get(required)
-            if r is None or r.commit_started is None or r.commit_ended is None:
+            if r is None or r.started is None or r.ended is None or r.pid is None:
                 continue
             flow += 1
-            c_start, c_end = _us(r.commit_started), _us(r.commit_ended)
-            source = c_start + max(0, c_end - c_start - 1)  # inside the commit span
+            r_start, r_end = _us(r.started), _us(r.ended)
+            source = r_start + max(0, r_end - r_start - 1)  # inside the required init's span
             common = {"cat": "requires", "name": "requires", "id": flow}
             events += [
-                {"ph": "s", "pid": parent, "tid": parent, "ts": source, **common},
+                {"ph": "s", "pid": r.pid, "tid": r.pid, "ts": source, **common},
                 {"ph": "f", "bp": "e", "pid": pid, "tid": pid, "ts": start, **common},
             ]
     for p in boot.plan.plugins:
