@@ -562,7 +562,7 @@ def test_compare_measures_the_speed_up_over_running_in_process(cli: Cli) -> None
 
 
 def test_in_process_run_calls_each_init_then_its_commit_in_plan_order(tmp_path: Path) -> None:
-    from initgraph._cli.compare import run_in_process
+    from initgraph._boot.inprocess import run_in_process
 
     hooks = """
         import os

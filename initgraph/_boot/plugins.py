@@ -60,7 +60,7 @@ class PluginSource:
 
 
 @contextlib.contextmanager
-def _on_path(paths: Sequence[str]) -> Iterator[None]:
+def on_path(paths: Sequence[str]) -> Iterator[None]:
     added = [p for p in paths if p not in sys.path]
     sys.path[:0] = added
     try:
@@ -80,7 +80,7 @@ def load_plugins(sources: Sequence[PluginSource], paths: Sequence[str]) -> plugg
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     owners: dict[int, str] = {}
-    with _on_path(paths):
+    with on_path(paths):
         for source in sources:
             obj = _load(source)
             other = owners.get(id(obj))
@@ -299,7 +299,7 @@ def run_init(spec: InitSpec, cookie: int) -> InitResult:
         config=spec.config,
         results=spec.results,
     )
-    with _on_path(spec.paths):
+    with on_path(spec.paths):
         value = call_one(pm, "initgraph_init", spec.plugin, ctx=ctx)
     if value is NOT_IMPLEMENTED:
         value = None

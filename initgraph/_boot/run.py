@@ -356,6 +356,27 @@ _DEBUG_LOG = logging.getLogger("initgraph.initcall_debug")
 Watcher = Callable[[Mapping[str, float], Mapping[str, str]], None]
 
 
+Prepared = tuple[
+    Config, Plan, tuple[PluginConfig, ...], tuple[PluginSource, ...], pluggy.PluginManager
+]
+"""A config loaded, planned, its plugins loaded and ``initgraph_plan`` called: ready to run."""
+
+
+def prepare(
+    config: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[str, Any]
+) -> Prepared:
+    """Load and plan ``config``, load its plugins and call ``initgraph_plan``; start nothing.
+
+    What every way of running a config shares: a boot, and ``inprocess.run_in_process``.
+    """
+    loaded = _with_entry_points(load_config(config, **overrides))
+    the_plan, ordered = _make_plan(loaded)
+    sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
+    pm = _plugins.load_plugins(sources, loaded.settings.paths)
+    _call_each(pm, the_plan, "initgraph_plan", plan=the_plan)
+    return loaded, the_plan, ordered, sources, pm
+
+
 def run_boot(
     config: str | os.PathLike[str] | Mapping[str, Any],
     *,
@@ -369,11 +390,7 @@ def run_boot(
     (``time.monotonic()``); ``waiting``: each plugin not yet started, with the requirement it
     waits on. For progress displays.
     """
-    loaded = _with_entry_points(load_config(config, **overrides))
-    the_plan, ordered = _make_plan(loaded)
-    sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
-    pm = _plugins.load_plugins(sources, loaded.settings.paths)
-    _call_each(pm, the_plan, "initgraph_plan", plan=the_plan)
+    loaded, the_plan, ordered, sources, pm = prepare(config, overrides)
     run = _Run(loaded, the_plan, ordered, sources, pm, watch)
     result = run.run()
     try:

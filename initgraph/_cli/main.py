@@ -338,7 +338,7 @@ def _run(args: argparse.Namespace) -> int:
                 boot, failure = exc.boot, exc
             sequential = None
             if args.compare and failure is None:
-                from .compare import run_in_process
+                from .._boot.inprocess import run_in_process
 
                 sequential = run_in_process(args.config, _overrides(args))
     except KeyboardInterrupt as exc:

@@ -11,8 +11,8 @@ from typing import IO, TYPE_CHECKING, Any
 from . import PROG
 
 if TYPE_CHECKING:
+    from .._boot.inprocess import InProcessRun
     from .._boot.run import Boot, Interruption, Plan
-    from .compare import InProcessRun
 
 
 _STATUS_STYLES = {
@@ -123,7 +123,7 @@ def failure_text(boot: Boot, name: str) -> str:
 
 
 BASELINE = "running the plugins one after another in this process"
-"""What ``--compare`` measures the boot against (see ``compare.run_in_process``)."""
+"""What ``--compare`` measures the boot against (see ``initgraph._boot.inprocess``)."""
 
 
 def speed_text(boot: Boot, sequential: InProcessRun | None) -> str:

@@ -1,14 +1,12 @@
-"""What ``initgraph run --compare`` measures a boot against: its plugins run in this process.
+"""Running a config's plugins one after another in this process, with no scheduler.
 
-The honest alternative to a boot is no scheduler at all: the same plugins, loaded the same way,
-each ``initgraph_init`` then its ``initgraph_commit`` called here, one after another in plan
-order. That is what :func:`run_in_process` times. ``ctx.synchronize()`` returns at once (every
-lower cookie is done by then). The clock runs from the first init to the last commit, as a
-boot's wall time runs from its start to its end, loading the plugins left out of both.
-
-It reaches into the boot layer for how ``run_boot`` loads a config and its plugins
-(``_with_entry_points``, ``_make_plan``, ``_on_path``), so that the two run the same plugins
-with the same configs; a boot-layer ``run_in_process`` would replace those three names.
+The honest alternative to a boot is no scheduler at all: the same plugins, loaded the same way
+(:func:`~.run.prepare`), each ``initgraph_init`` then its ``initgraph_commit`` called here, in
+plan order. ``initgraph run --compare`` measures a boot against it. ``ctx.synchronize()`` returns
+at once (every lower cookie is done by then). The clock runs from the first init to the last
+commit, as a boot's wall time runs from its start to its end, loading the plugins left out of
+both. Module-level ``initgraph.schedule`` and ``initgraph.synchronize_*`` have no scheduler to
+act on here.
 """
 
 from __future__ import annotations
@@ -18,6 +16,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from . import plugins as _plugins
+from .run import prepare
+from .state import describe_error
 
 __all__ = ["InProcessRun", "run_in_process"]
 
@@ -49,23 +51,13 @@ def run_in_process(
 
     An optional plugin that fails is passed over with what requires it, as a boot does.
     """
-    from .._boot import plugins as _plugins
-    from .._boot import run as _boot
-    from .._boot.config import load_config
-    from .._boot.state import describe_error
-
-    loaded = _boot._with_entry_points(load_config(config, **overrides))
-    the_plan, ordered = _boot._make_plan(loaded)
-    sources = tuple(_plugins.PluginSource(p.name, p.module, p.entry_point) for p in ordered)
-    pm = _plugins.load_plugins(sources, loaded.settings.paths)
-    for p in the_plan.plugins:
-        _plugins.call_one(pm, "initgraph_plan", p.name, plan=the_plan)
+    loaded, the_plan, ordered, _, pm = prepare(config, overrides)
     configs = {p.name: p.config for p in ordered}
     results: dict[str, Any] = {}
     registry: dict[str, Any] = {}
     passed: set[str] = set()  # optional plugins that failed, and what requires them
     started = time.monotonic()
-    with _plugins._on_path(loaded.settings.paths):
+    with _plugins.on_path(loaded.settings.paths):
         for p in the_plan.plugins:
             if passed.intersection(p.requires):
                 passed.add(p.name)
