@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import re
 import sys
 import textwrap
 import threading
@@ -407,6 +408,130 @@ def test_hook_wrappers_wrap_every_plugin(app: Writer) -> None:
     assert keys(boot) == ["commit.a", "audit.a", "commit.b", "audit.b"]
 
 
+# -- instances: one module backing several plugins ---------------------------------------------
+def instances(app: Writer, source: str, **plugins: dict[str, Any]) -> dict[str, Any]:
+    """A config where ``primary`` and every plugin of ``plugins`` share one module."""
+    config = app({"primary": {"source": source, "config": {"url": "rw"}}})
+    module = config["plugins"]["primary"]["module"]
+    for name, spec in plugins.items():
+        config["plugins"][name] = {"module": module, **spec}
+    return config
+
+
+INSTANCE = """
+import os
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    return (ctx.name, ctx.cookie, ctx.config["url"], os.getpid())
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("db." + ctx.name, result[2])
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_one_module_backs_several_plugins(app: Writer, method: str) -> None:
+    """Each instance has its own name, config, cookie, result, publications and timings."""
+    config = instances(
+        app,
+        INSTANCE,
+        replica={"config": {"url": "ro"}, "requires": ["primary"]},
+        other={"config": {"url": "x"}, "domain": "net"},
+    )
+    config["domains"] = {"net": {}}
+    boot = initgraph.boot(config, start_method=method)
+    assert [(p.cookie, p.name) for p in boot.plan] == [(1, "primary"), (2, "replica"), (3, "other")]
+    assert {name: result[:3] for name, result in boot.results.items()} == {
+        "primary": ("primary", 1, "rw"),
+        "replica": ("replica", 2, "ro"),
+        "other": ("other", 3, "x"),
+    }
+    assert dict(boot.registry) == {"db.primary": "rw", "db.replica": "ro", "db.other": "x"}
+    assert set(boot.timings) == {"primary", "replica", "other"}
+    assert all(boot.results[name][3] != os.getpid() for name in boot.results)  # in workers
+
+
+def test_an_instance_fails_alone(app: Writer) -> None:
+    config = instances(
+        app, INSTANCE, replica={"config": {}, "optional": True}, third={"config": {"url": "3"}}
+    )
+    boot = initgraph.boot(config)
+    assert boot.ok
+    assert boot.status("replica") == "failed"
+    assert boot.failures["replica"].message.endswith("KeyError: 'url'")
+    assert sorted(boot.registry) == ["db.primary", "db.third"]
+
+
+def test_a_single_instance_module_backs_one_plugin(app: Writer) -> None:
+    config = instances(app, INSTANCE + "initgraph_single_instance = True\n", replica={})
+    module = config["plugins"]["primary"]["module"]
+    message = (
+        f"plugin 'replica': module {module} allows only one instance "
+        f"(initgraph_single_instance = True) and already backs plugin 'primary'; "
+        f"remove one of them"
+    )
+    with pytest.raises(PluginError, match=rf"^{re.escape(message)}$") as info:
+        initgraph.boot(config)
+    assert info.value.plugin == "replica"
+
+
+WRAPPED = """
+from initgraph import hookimpl
+
+calls = []
+
+@hookimpl
+def initgraph_plan(plan):
+    calls.append("plan")
+
+@hookimpl(wrapper=True)
+def initgraph_commit(ctx, result):
+    yield
+    calls.append("wrapped " + ctx.name)
+
+@hookimpl
+def initgraph_boot_finished(boot):
+    calls.append("finished")
+"""
+
+
+def test_a_shared_modules_hooks_run_once_per_instance(app: Writer) -> None:
+    """Each instance is a plugin: its plan, boot_finished and wrappers run once per instance."""
+    config = instances(app, WRAPPED, second={})
+    config["plugins"]["a"] = {"module": app({"a": {}})["plugins"]["a"]["module"]}
+    module = config["plugins"]["primary"]["module"]
+    initgraph.boot(config)
+    calls = sys.modules[module].calls
+    # Two wrappers of initgraph_commit (one per instance) around a's commit, the only one.
+    assert calls == ["plan", "plan", "wrapped a", "wrapped a", "finished", "finished"]
+
+
+def test_a_module_without_hook_implementations_is_refused(app: Writer) -> None:
+    config = app({"empty": {"source": "import os\n"}})
+    module = config["plugins"]["empty"]["module"]
+    message = (
+        f"plugin 'empty': module {module} has no hook implementation; mark its hooks with "
+        f"@initgraph.hookimpl"
+    )
+    with pytest.raises(PluginError, match=rf"^{re.escape(message)}$"):
+        initgraph.boot(config)
+
+
+def test_a_hook_without_hookimpl_is_refused(app: Writer) -> None:
+    source = "def initgraph_init(ctx):\n    return 1\n"
+    config = app({"bare": {"source": source}})
+    module = config["plugins"]["bare"]["module"]
+    message = (
+        f"plugin 'bare': initgraph_init in module {module} is not marked @initgraph.hookimpl; "
+        f"add the decorator"
+    )
+    with pytest.raises(PluginError, match=rf"^{re.escape(message)}$"):
+        initgraph.boot(config)
+
+
 COMMIT_ONLY = """
 import os
 from initgraph import hookimpl
@@ -414,6 +539,16 @@ from initgraph import hookimpl
 @hookimpl
 def initgraph_commit(ctx, result):
     ctx.publish("commit." + ctx.name, (result, sorted(ctx.results), os.getpid()))
+"""
+
+
+# A plugin with a hook but no init and no commit.
+PLAN_ONLY = """
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_plan(plan):
+    pass
 """
 
 
@@ -436,7 +571,7 @@ def test_a_plugin_without_init_never_goes_to_a_worker(app: Writer) -> None:
             "local": {"source": local, "where": "main"},
             "slow": {},
             "bare": {"source": COMMIT_ONLY, "requires": ["local", "slow"]},
-            "empty": {"source": "", "where": "main"},
+            "empty": {"source": PLAN_ONLY, "where": "main"},
             "k": {"config": {"synchronize": True}},
         }
     )

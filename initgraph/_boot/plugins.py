@@ -72,27 +72,31 @@ def on_path(paths: Sequence[str]) -> Iterator[None]:
 
 
 def load_plugins(sources: Sequence[PluginSource], paths: Sequence[str]) -> pluggy.PluginManager:
-    """A plugin manager with every plugin registered under its name, checked for misspellings.
+    """A plugin manager with one registered object per plugin, checked for misspellings.
 
-    Raises PluginError naming the plugin whose module fails to import, whose hook
+    A module (or entry point) may back several plugins: each is registered as an
+    :class:`_Instance` of its own, under its own name, so pluggy sees one object per plugin and
+    two instances never share a registration. Raises PluginError naming the plugin whose module
+    fails to import, forbids a second instance, has no hook implementation, whose hook
     implementation does not match the contract, or which implements an unknown hook.
     """
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    owners: dict[int, str] = {}
+    first_of: dict[int, str] = {}  # id of a loaded module -> the first plugin it backs
     with on_path(paths):
         for source in sources:
-            obj = _load(source)
-            other = owners.get(id(obj))
-            if other is not None:
+            loaded = _load(source)
+            first = first_of.setdefault(id(loaded), source.name)
+            if first != source.name and getattr(loaded, SINGLE_INSTANCE, False) is True:
                 msg = (
-                    f"plugin {source.name!r}: {source.describe()} already backs plugin "
-                    f"{other!r}; each plugin needs a module of its own"
+                    f"plugin {source.name!r}: {source.describe()} allows only one instance "
+                    f"({SINGLE_INSTANCE} = True) and already backs plugin {first!r}; "
+                    f"remove one of them"
                 )
                 raise PluginError(msg, plugin=source.name)
-            owners[id(obj)] = source.name
+            instance = _Instance(source.name, loaded)
             try:
-                pm.register(obj, name=source.name)
+                pm.register(instance, name=source.name)
             except (pluggy.PluginValidationError, ValueError) as exc:
                 msg = f"plugin {source.name!r} breaks the hook contract: {exc}"
                 raise PluginError(msg, plugin=source.name) from exc
@@ -107,6 +111,8 @@ def load_plugins(sources: Sequence[PluginSource], paths: Sequence[str]) -> plugg
                 )
                 msg = f"plugin {name!r} implements unknown hook {attr!r}{hint}"
                 raise PluginError(msg, plugin=str(name))
+    for source in sources:
+        _check_marked(pm, source, pm.get_plugin(source.name))
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -114,6 +120,51 @@ def load_plugins(sources: Sequence[PluginSource], paths: Sequence[str]) -> plugg
         msg = f"plugin {plugin_name!r}: {exc}"
         raise PluginError(msg, plugin=plugin_name) from exc
     return pm
+
+
+SINGLE_INSTANCE = "initgraph_single_instance"
+"""A module attribute: ``initgraph_single_instance = True`` lets the module back one plugin only."""
+
+
+class _Instance:
+    """What pluggy registers for one plugin: the ``initgraph_*`` attributes of its module.
+
+    A module backing several plugins is wrapped once per plugin, so each plugin has its own
+    registration (and its own name on every hook implementation) while the functions, and the
+    module's globals, stay the module's.
+    """
+
+    def __init__(self, name: str, loaded: object) -> None:
+        self._initgraph_name = name
+        self._initgraph_loaded = loaded
+        for attr in dir(loaded):
+            if attr.startswith("initgraph_"):
+                with contextlib.suppress(Exception):
+                    setattr(self, attr, getattr(loaded, attr))
+
+    def __repr__(self) -> str:
+        return f"<plugin {self._initgraph_name!r} of {self._initgraph_loaded!r}>"
+
+
+def _check_marked(pm: pluggy.PluginManager, source: PluginSource, instance: object) -> None:
+    """Refuse a plugin with a hook function not marked ``@hookimpl``, or with no hook at all.
+
+    pluggy ignores an unmarked function silently, so such a plugin would run nothing.
+    """
+    registered = {caller.name for caller in pm.get_hookcallers(instance) or ()}
+    unmarked = [h for h in HOOKS if h not in registered and callable(getattr(instance, h, None))]
+    if unmarked:
+        msg = (
+            f"plugin {source.name!r}: {unmarked[0]} in {source.describe()} is not marked "
+            f"@initgraph.hookimpl; add the decorator"
+        )
+        raise PluginError(msg, plugin=source.name)
+    if not registered:
+        msg = (
+            f"plugin {source.name!r}: {source.describe()} has no hook implementation; "
+            f"mark its hooks with @initgraph.hookimpl"
+        )
+        raise PluginError(msg, plugin=source.name)
 
 
 def _load(source: PluginSource) -> Any:
