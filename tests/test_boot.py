@@ -532,6 +532,47 @@ def test_a_hook_without_hookimpl_is_refused(app: Writer) -> None:
         initgraph.boot(config)
 
 
+# -- conditions: plugins skipped at plan time ---------------------------------------------------
+def test_plugins_skipped_by_a_condition_get_no_cookie_and_do_not_fail_the_boot(
+    app: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IGTEST_NOT_SET", raising=False)
+    config = app(
+        {
+            "off": {"enabled": False},
+            "a": {},
+            "after_off": {"requires": ["off", "a"]},
+            "unset": {"when": {"env": "IGTEST_NOT_SET"}},
+            "b": {"requires": ["a"]},
+        }
+    )
+    boot = initgraph.boot(config)
+    assert boot.ok
+    assert [(p.cookie, p.name) for p in boot.plan] == [(1, "a"), (2, "b")]
+    assert dict(boot.plan.skipped) == {
+        "off": "disabled in init.toml",
+        "after_off": "it requires 'off', which is disabled",
+        "unset": "when.env 'IGTEST_NOT_SET' is not set",
+    }
+    assert {name: boot.status(name) for name in boot.plan.skipped} == dict.fromkeys(
+        boot.plan.skipped, "skipped"
+    )
+    assert set(boot.results) == {"a", "b"}
+    assert boot.failures == {}
+    assert keys(boot) == ["commit.a", "commit.b"]
+    assert boot.summary().startswith("boot of 2 plugins finished in ")
+
+
+def test_enable_and_disable_override_conditions_for_one_boot(app: Writer) -> None:
+    config = app({"off": {"enabled": False}, "a": {}, "b": {"requires": ["a"]}})
+    boot = initgraph.boot(config, enable=["off"], disable=["a"])
+    assert [p.name for p in boot.plan] == ["off"]
+    assert dict(boot.plan.skipped) == {
+        "a": "disabled for this run",
+        "b": "it requires 'a', which is disabled",
+    }
+
+
 COMMIT_ONLY = """
 import os
 from initgraph import hookimpl

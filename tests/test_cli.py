@@ -205,6 +205,98 @@ def test_plugin_error_is_exit_2(cli: Cli) -> None:
     )
 
 
+def test_check_finds_what_a_run_would_refuse(cli: Cli) -> None:
+    """Each mistake `run` would refuse after loading plugins, `check` refuses: exit 2, one line."""
+    single = "from initgraph import hookimpl\ninitgraph_single_instance = True\n"
+    single += "\n@hookimpl\ndef initgraph_init(ctx):\n    pass\n"
+    (cli.cwd / "single.py").write_text(single)
+    (cli.cwd / "typo.py").write_text(
+        "from initgraph import hookimpl\n\n@hookimpl\ndef initgraph_innit(ctx):\n    pass\n"
+    )
+    (cli.cwd / "bare.py").write_text("def initgraph_init(ctx):\n    pass\n")
+    (cli.cwd / "empty.py").write_text("VALUE = 1\n")
+    cases = {
+        '[plugins.one]\nmodule = "single"\n[plugins.two]\nmodule = "single"\n': (
+            "plugin 'two': module single allows only one instance "
+            "(initgraph_single_instance = True) and already backs plugin 'one'; remove one of them"
+        ),
+        '[plugins.a]\nmodule = "typo"\n': (
+            "plugin 'a' implements unknown hook 'initgraph_innit'; did you mean 'initgraph_init'?"
+        ),
+        '[plugins.a]\nmodule = "bare"\n': (
+            "plugin 'a': initgraph_init in module bare is not marked @initgraph.hookimpl; "
+            "add the decorator"
+        ),
+        '[plugins.a]\nmodule = "empty"\n': (
+            "plugin 'a': module empty has no hook implementation; mark its hooks with "
+            "@initgraph.hookimpl"
+        ),
+    }
+    for text, message in cases.items():
+        write_config(cli.cwd, text)
+        done = cli.run("check")
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        assert assert_one_error_line(done.stderr) == f"initgraph: error: {message}"
+
+
+def test_check_and_run_print_each_skip_with_its_reason(cli: Cli) -> None:
+    write_plugin(cli.cwd, "a", "ok")
+    write_config(
+        cli.cwd,
+        """\
+        [plugins.a]
+        module = "a"
+        [plugins.off]
+        module = "a"
+        enabled = false
+        [plugins.needs_off]
+        module = "a"
+        requires = ["off"]
+        [plugins.windows]
+        module = "a"
+        when = {platform = "win32"}
+        """,
+    )
+    done = cli.run("check", "--workers", "1")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[-4:] == [
+        "init.toml: ok, 1 plugin in 1 domain, 3 skipped; 1 worker, start method "
+        + _boot.plan(cli.cwd / "init.toml").start_method
+        + ", on_error abort",
+        "  off: skipped: disabled in init.toml",
+        "  needs_off: skipped: it requires 'off', which is disabled",
+        f"  windows: skipped: when.platform 'win32' does not match {sys.platform!r}",
+    ]
+    done = cli.run("run", "--enable", "off", "--disable", "a", "--json")
+    assert (done.returncode, done.stderr) == (0, "")
+    data = json.loads(done.stdout)
+    assert [(p["name"], p["status"]) for p in data["plugins"]] == [
+        ("off", "ok"),
+        ("needs_off", "ok"),
+    ]
+    assert data["skipped"] == [
+        {"name": "a", "status": "skipped", "reason": "disabled for this run"},
+        {
+            "name": "windows",
+            "status": "skipped",
+            "reason": f"when.platform 'win32' does not match {sys.platform!r}",
+        },
+    ]
+    done = cli.run("run", "--disable", "a")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "  a: skipped: disabled for this run" in done.stdout.splitlines()
+
+
+def test_an_unknown_when_key_is_exit_2(cli: Cli) -> None:
+    write_plugin(cli.cwd, "a", "ok")
+    write_config(cli.cwd, '[plugins.a]\nmodule = "a"\nwhen = {evn = "HOME"}\n')
+    done = cli.run("check")
+    assert done.returncode == 2
+    assert assert_one_error_line(done.stderr) == (
+        "initgraph: error: init.toml: plugins.a.when.evn: unknown key; did you mean 'env'?"
+    )
+
+
 def test_verbose_adds_the_traceback(cli: Cli) -> None:
     _unknown_key(cli.cwd)
     done = cli.run("run", "--verbose")
@@ -220,7 +312,7 @@ def test_internal_error_is_exit_3(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("oops")
 
-    monkeypatch.setattr(_boot, "plan", broken)
+    monkeypatch.setattr(_boot, "check", broken)
     assert main(["check", str(EXAMPLE)]) == 3
     line = assert_one_error_line(capsys.readouterr().err)
     assert line == (
@@ -289,14 +381,17 @@ def test_check_orders_by_dependency_then_file(
         [domains.aux]
         exclusive = true
         [plugins.web]
-        module = "json"
+        module = "igtest_check_order"
         requires = ["db"]
         [plugins.db]
-        module = "csv"
+        module = "igtest_check_order"
         [plugins.log]
-        module = "io"
+        module = "igtest_check_order"
         domain = "aux"
         """,
+    )
+    (tmp_path / "igtest_check_order.py").write_text(
+        "from initgraph import hookimpl\n\n@hookimpl\ndef initgraph_init(ctx):\n    pass\n"
     )
     assert main(["check", str(path), "--on-error", "continue"]) == 0
     out = capsys.readouterr().out
@@ -313,7 +408,8 @@ def test_check_orders_by_dependency_then_file(
 def test_check_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(EXAMPLE), "--json", "--workers", "3"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"config", "workers", "start_method", "on_error", "plugins"}
+    assert set(data) == {"config", "workers", "start_method", "on_error", "plugins", "skipped"}
+    assert data["skipped"] == []
     assert data["config"] == str(EXAMPLE)
     assert data["workers"] == 3
     assert [p["cookie"] for p in data["plugins"]] == list(range(1, 11))
@@ -373,6 +469,7 @@ def test_run_json_is_one_object_with_the_registry_log(repo_cli: Cli) -> None:
         "start_method",
         "on_error",
         "plugins",
+        "skipped",
         "registry",
     }
     assert data["ok"] is True

@@ -42,6 +42,7 @@ __all__ = [
     "FrozenMapping",
     "PluginConfig",
     "Settings",
+    "When",
     "load_config",
 ]
 
@@ -71,8 +72,11 @@ _PLUGIN_KEYS = (
     "where",
     "timeout",
     "optional",
+    "enabled",
+    "when",
     "config",
 )
+_WHEN_KEYS = ("env", "env_equals", "platform", "path_exists")
 _START_METHODS = ("fork", "forkserver", "spawn")
 _ON_ERROR = ("abort", "continue")
 _WHERE = ("pool", "main")
@@ -161,12 +165,28 @@ class DomainConfig:
 
 
 @dataclass(frozen=True)
+class When:
+    """A plugin's ``when`` table: conditions, all of which must hold at plan time for it to run.
+
+    ``env``: an environment variable that must be set; ``env_equals``: variables that must have
+    these values; ``platform``: ``sys.platform`` must equal or start with one of these;
+    ``path_exists``: an absolute path (written relative to the file's folder) that must exist.
+    """
+
+    env: str | None = None
+    env_equals: Mapping[str, str] = _EMPTY
+    platform: tuple[str, ...] = ()
+    path_exists: str | None = None
+
+
+@dataclass(frozen=True)
 class PluginConfig:
     """One ``[plugins.<name>]`` table: where a plugin comes from, what it needs, where it runs.
 
     Exactly one of ``module`` and ``entry_point`` is set. ``timeout`` ``None`` means the
     settings' default. ``config`` is the plugin's own ``config`` table, deeply frozen: tables are
-    :class:`FrozenMapping`, arrays are tuples.
+    :class:`FrozenMapping`, arrays are tuples. ``enabled`` and ``when`` decide at plan time whether
+    it runs (a plugin left out is skipped, not failed).
     """
 
     name: str
@@ -178,6 +198,8 @@ class PluginConfig:
     timeout: float | None = None
     optional: bool = False
     config: Mapping[str, Any] = _EMPTY
+    enabled: bool = True
+    when: When = When()
 
 
 @dataclass(frozen=True)
@@ -185,13 +207,16 @@ class Config:
     """A validated ``init.toml``: settings, domains and plugins, in file order.
 
     ``path`` is the absolute path of the file (``None`` when built from a mapping). ``domains``
-    always holds the registered ``default`` domain first, then the declared ones.
+    always holds the registered ``default`` domain first, then the declared ones. ``enable`` and
+    ``disable`` name plugins turned on or off for one run, whatever ``enabled`` and ``when`` say.
     """
 
     path: str | None
     settings: Settings
     domains: Mapping[str, DomainConfig]
     plugins: tuple[PluginConfig, ...]
+    enable: tuple[str, ...] = ()
+    disable: tuple[str, ...] = ()
 
     def plugin(self, name: str) -> PluginConfig:
         """The plugin called ``name``; ``KeyError`` if there is none."""
@@ -205,6 +230,8 @@ def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
     check_modules: bool = True,
+    enable: Sequence[str] | None = None,
+    disable: Sequence[str] | None = None,
     **overrides: Any,
 ) -> Config:
     """Read, validate and freeze a configuration; raise :class:`ConfigError` on any mistake.
@@ -214,7 +241,9 @@ def load_config(
     the key as it is. Relative ``paths`` are taken from the file's folder (the current directory
     for a mapping). With ``check_modules``, every plugin's module must be findable with those
     paths in front of ``sys.path`` (parent packages get imported, as ``importlib.util.find_spec``
-    must), and every entry point must exist in the ``"initgraph"`` group.
+    must), and every entry point must exist in the ``"initgraph"`` group. ``enable`` and
+    ``disable`` name plugins to run or skip this time, overriding their ``enabled`` and ``when``
+    (``initgraph run --enable/--disable``).
 
     A cyclic ``requires`` raises :class:`CycleError`, a subclass of :class:`ConfigError`.
     """
@@ -244,10 +273,16 @@ def load_config(
     domains = _domains(doc, top.get("domains", _EMPTY))
     plugins = _plugins(doc, top.get("plugins", _EMPTY), domains)
     plan_order(plugins, path=doc.path)
+    names = [plugin.name for plugin in plugins]
+    turned_on = _switched(doc, "enable", enable, names)
+    turned_off = _switched(doc, "disable", disable, names)
+    for name in turned_on:
+        if name in turned_off:
+            raise doc.error(("enable",), f"{name!r} is both enabled and disabled; pick one")
     if check_modules:
         _check_sources(doc, plugins, settings.paths)
     path = None if doc.path is None else os.path.abspath(doc.path)
-    return Config(path=path, settings=settings, domains=domains, plugins=plugins)
+    return Config(path, settings, domains, plugins, turned_on, turned_off)
 
 
 class _Document:
@@ -462,6 +497,8 @@ def _plugin(
         timeout=_field(doc, body, at, "timeout", _finite_seconds, None),
         optional=_field(doc, body, at, "optional", _bool, False),
         config=_field(doc, body, at, "config", _config_table, _EMPTY),
+        enabled=_field(doc, body, at, "enabled", _bool, True),
+        when=_field(doc, body, at, "when", _when, When()),
     )
 
 
@@ -478,6 +515,19 @@ def _check_requires(
         if required not in names:
             raise doc.error(key, unknown_plugin(required, names))
         seen.add(required)
+
+
+def _switched(doc: _Document, what: str, value: object, names: Sequence[str]) -> tuple[str, ...]:
+    """The plugins named by an ``enable`` or ``disable`` override: each must exist."""
+    if value is None:
+        return ()
+    if isinstance(value, str):  # one name, not its letters
+        value = [value]
+    listed = _strings(doc, value, (what,), "plugin name")
+    for name in listed:
+        if name not in names:
+            raise doc.error((what,), unknown_plugin(name, names))
+    return tuple(dict.fromkeys(listed))
 
 
 def _unknown_domain(name: str, known: Sequence[str]) -> str:
@@ -587,6 +637,51 @@ def _domain_name(doc: _Document, value: object, key: _Key) -> str:
     if isinstance(value, str):
         return value
     raise doc.expected(key, "a domain name", value)
+
+
+def _when(doc: _Document, value: object, key: _Key) -> When:
+    table = doc.table(value, key)
+    doc.check_keys(table, key, _WHEN_KEYS)
+    path = _field(doc, table, key, "path_exists", _path, None)
+    return When(
+        env=_field(doc, table, key, "env", _variable, None),
+        env_equals=_field(doc, table, key, "env_equals", _variable_values, _EMPTY),
+        platform=_field(doc, table, key, "platform", _platforms, ()),
+        path_exists=None if path is None else os.path.abspath(os.path.join(doc.base, path)),
+    )
+
+
+def _variable(doc: _Document, value: object, key: _Key) -> str:
+    if isinstance(value, str) and value and "=" not in value and "\0" not in value:
+        return value
+    raise doc.expected(key, "an environment variable name", value)
+
+
+def _variable_values(doc: _Document, value: object, key: _Key) -> FrozenMapping[str, str]:
+    table = doc.table(value, key)
+    for name, wanted in table.items():
+        _variable(doc, name, (*key, name))
+        if not isinstance(wanted, str):
+            raise doc.expected((*key, name), "a string", wanted)
+    return FrozenMapping(table)
+
+
+def _platforms(doc: _Document, value: object, key: _Key) -> tuple[str, ...]:
+    what = 'a platform name such as "linux", or a list of them'
+    listed = [value] if isinstance(value, str) else value
+    if (
+        isinstance(listed, (list, tuple))
+        and listed
+        and all(isinstance(item, str) and item for item in listed)
+    ):
+        return tuple(listed)
+    raise doc.expected(key, what, value)
+
+
+def _path(doc: _Document, value: object, key: _Key) -> str:
+    if isinstance(value, str) and value and "\0" not in value:
+        return value
+    raise doc.expected(key, "a path", value)
 
 
 def _config_table(doc: _Document, value: object, key: _Key) -> FrozenMapping[str, Any]:

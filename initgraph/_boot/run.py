@@ -45,7 +45,8 @@ from .._errors import (
     RegistryConflict,
 )
 from . import plugins as _plugins
-from .config import Config, PluginConfig, load_config
+from .conditions import skipped_plugins
+from .config import Config, FrozenMapping, PluginConfig, load_config
 from .debuglog import debug_lines
 from .graph import plan_order
 from .plugins import CommitContext, InitResult, InitSpec, PluginSource
@@ -61,6 +62,7 @@ __all__ = [
     "Timing",
     "Wait",
     "boot",
+    "check",
     "plan",
 ]
 
@@ -82,7 +84,11 @@ class PlannedPlugin:
 
 @dataclass(frozen=True)
 class Plan:
-    """Every plugin of a boot in cookie order, and how the boot will run."""
+    """Every plugin of a boot in cookie order, and how the boot will run.
+
+    ``skipped``: each plugin a condition left out (``enabled``, ``when``, ``--disable``, or a
+    skipped requirement), with why, in plan order; they have no cookie and never run.
+    """
 
     __module__ = "initgraph"
 
@@ -91,6 +97,7 @@ class Plan:
     workers: int
     start_method: str
     on_error: str
+    skipped: Mapping[str, str] = FrozenMapping()
 
     def __iter__(self) -> Iterator[PlannedPlugin]:
         return iter(self.plugins)
@@ -117,7 +124,9 @@ def _with_entry_points(config: Config) -> Config:
 
 
 def _make_plan(config: Config) -> tuple[Plan, tuple[PluginConfig, ...]]:
-    ordered = plan_order(config.plugins, path=config.path)
+    skipped = skipped_plugins(config)
+    running = [p for p in config.plugins if p.name not in skipped]
+    ordered = plan_order(running, path=config.path)
     settings = config.settings
     planned = tuple(
         PlannedPlugin(
@@ -134,13 +143,30 @@ def _make_plan(config: Config) -> tuple[Plan, tuple[PluginConfig, ...]]:
     )
     workers = settings.workers or os.cpu_count() or 1
     method = settings.start_method or default_start_method()
-    return Plan(config.path, planned, workers, method, settings.on_error), ordered
+    the_plan = Plan(
+        config.path, planned, workers, method, settings.on_error, FrozenMapping(skipped)
+    )
+    return the_plan, ordered
 
 
 def plan(config: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any) -> Plan:
     """Validate ``config`` and plan it, starting nothing: what ``initgraph check`` prints."""
     loaded = _with_entry_points(load_config(config, **overrides))
     return _make_plan(loaded)[0]
+
+
+def check(config: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any) -> Plan:
+    """:func:`plan`, and load every planned plugin as a boot would, calling no hook.
+
+    What ``initgraph check`` runs: every :class:`PluginError` a boot would raise before its first
+    hook (a module that fails to import, a misspelled or unmarked hook, a module with no hook, a
+    second instance of a single-instance module) is raised here.
+    """
+    loaded = _with_entry_points(load_config(config, **overrides))
+    the_plan, ordered = _make_plan(loaded)
+    sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
+    _plugins.load_plugins(sources, loaded.settings.paths)
+    return the_plan
 
 
 # -- what a boot leaves ----------------------------------------------------------------------------
@@ -285,6 +311,8 @@ class Boot:
 
     def status(self, plugin: str) -> str:
         """``ok``, ``failed``, ``timeout``, ``crashed``, ``skipped`` or ``cancelled``."""
+        if plugin in self.plan.skipped:  # left out at plan time by a condition
+            return "skipped"
         failure = self.failures.get(plugin)
         if failure is None:
             return "ok" if plugin in self.results else "cancelled"

@@ -44,6 +44,7 @@ from .render import (
     plan_json,
     print_failure_tracebacks,
     print_json,
+    print_skipped,
     print_summary,
     print_table,
     settings_text,
@@ -214,6 +215,18 @@ def _parser() -> argparse.ArgumentParser:
         help="after a failed plugin: stop the boot, or skip its dependents and go on",
     )
     common.add_argument(
+        "--enable",
+        action="append",
+        metavar="NAME",
+        help="run plugin NAME this time, whatever its enabled and when say (repeatable)",
+    )
+    common.add_argument(
+        "--disable",
+        action="append",
+        metavar="NAME",
+        help="skip plugin NAME (and what requires it) this time (repeatable)",
+    )
+    common.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
     common.add_argument("-v", "--verbose", action="store_true", help="print tracebacks with errors")
@@ -291,7 +304,13 @@ def _workers(text: str) -> int | str:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"workers": args.workers, "start_method": args.start_method, "on_error": args.on_error}
+    return {
+        "workers": args.workers,
+        "start_method": args.start_method,
+        "on_error": args.on_error,
+        "enable": args.enable,
+        "disable": args.disable,
+    }
 
 
 # -- check ---------------------------------------------------------------------------------------
@@ -300,7 +319,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _check(args: argparse.Namespace) -> int:
     from .._boot import run as _boot
 
-    plan = _boot.plan(args.config, **_overrides(args))
+    plan = _boot.check(args.config, **_overrides(args))
     out = sys.stdout
     if args.json:
         print_json(out, {"config": plan.path, **plan_json(plan)})
@@ -311,11 +330,13 @@ def _check(args: argparse.Namespace) -> int:
     ]
     print_table(out, ["cookie", "plugin", "domain", "requires", "where"], rows, numeric={0})
     domains = len({p.domain for p in plan.plugins})
+    skipped = f", {len(plan.skipped)} skipped" if plan.skipped else ""
     print(
         f"{args.config}: ok, {count(len(plan.plugins), 'plugin')} in "
-        f"{count(domains, 'domain')}; {settings_text(plan)}",
+        f"{count(domains, 'domain')}{skipped}; {settings_text(plan)}",
         file=out,
     )
+    print_skipped(out, plan)
     return EXIT_OK
 
 

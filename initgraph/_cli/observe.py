@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .._errors import ConfigError
 from . import EXIT_OK, EXIT_USAGE, PROG
-from .render import count, ms_text, print_table
+from .render import count, ms_text, print_skipped, print_table
 
 if TYPE_CHECKING:
     from .._observe.trace import TraceData
@@ -279,5 +279,9 @@ def plan_command(args: argparse.Namespace) -> int:
     print("predicted critical chain:", file=out)
     for line in format_critical_chain(prediction.chain):
         print(f"  {line}", file=out)
+    if the_plan.skipped:
+        print(file=out)
+        print("not planned:", file=out)
+        print_skipped(out, the_plan)
     out.flush()
     return EXIT_OK

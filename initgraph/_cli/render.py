@@ -93,11 +93,18 @@ def print_summary(out: IO[str], boot: Boot, sequential: InProcessRun | None) -> 
         if failure is not None:
             optional = " (optional)" if p.optional else ""
             print(f"  {p.name}{optional}: {failure_text(boot, p.name)}", file=out)
+    print_skipped(out, boot.plan)
     if boot.ok and boot.plan.workers != 1:
         print(chain_text(boot), file=out)
     if boot.ok and (boot.plan.workers != 1 or sequential is not None):
         print(speed_text(boot, sequential), file=out)
     out.flush()
+
+
+def print_skipped(out: IO[str], plan: Plan) -> None:
+    """One line per plugin a condition left out of ``plan``: ``  name: skipped: why``."""
+    for name, why in plan.skipped.items():
+        print(f"  {name}: skipped: {why}", file=out)
 
 
 def chain_text(boot: Boot) -> str:
@@ -179,6 +186,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 "source": p.source,
             }
             for p in plan.plugins
+        ],
+        "skipped": [
+            {"name": name, "status": "skipped", "reason": why} for name, why in plan.skipped.items()
         ],
     }
 
