@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from initgraph._boot.conditions import skipped_plugins
 from initgraph._boot.config import (
     Config,
     DomainConfig,
@@ -29,6 +30,7 @@ from initgraph._boot.config import (
 )
 from initgraph._boot.graph import plan_order
 from initgraph._boot.keys import key_path
+from initgraph._boot.run import plan
 from initgraph._cli.main import main as cli_main
 from initgraph._errors import ConfigError, CycleError
 
@@ -166,6 +168,47 @@ def test_defaults(load: Load, here: Path) -> None:
     assert dict(a.config) == {}
 
 
+def test_retry_and_shutdown_keys(load: Load) -> None:
+    config = load(
+        "[initgraph]\nretries = 2\nretry_delay = 0.5\nretry_delay_max = 8\nshutdown_timeout = 20\n"
+        '[plugins.a]\nmodule = "json"\n'
+        '[plugins.b]\nmodule = "json"\nretries = 0\nretry_delay = 3\nshutdown_timeout = 2.5\n'
+        'retry_on = ["sqlite3.OperationalError", "builtins.ConnectionError"]\n'
+        "retry_crashes = true\n"
+    )
+    s = config.settings
+    assert (s.retries, s.retry_delay, s.retry_delay_max, s.shutdown_timeout) == (2, 0.5, 8.0, 20.0)
+    a, b = config.plugins
+    assert (a.retries, a.retry_delay, a.retry_on, a.retry_crashes, a.shutdown_timeout) == (
+        None,
+        None,
+        (),
+        False,
+        10.0,
+    )
+    assert (b.retries, b.retry_delay, b.retry_crashes, b.shutdown_timeout) == (0, 3.0, True, 2.5)
+    assert b.retry_on == ("sqlite3.OperationalError", "builtins.ConnectionError")
+    # The plan applies the [initgraph] defaults.
+    planned_a, planned_b = plan(config_path(config))
+    assert (planned_a.retries, planned_a.retry_delay, planned_a.retry_delay_max) == (2, 0.5, 8.0)
+    assert (planned_b.retries, planned_b.retry_delay, planned_b.retry_crashes) == (0, 3.0, True)
+    assert (planned_a.shutdown_timeout, planned_b.shutdown_timeout) == (10.0, 2.5)
+
+
+def config_path(config: Config) -> str:
+    assert config.path is not None
+    return config.path
+
+
+def test_retry_and_shutdown_defaults(load: Load) -> None:
+    config = load('[plugins.a]\nmodule = "json"\n')
+    s = config.settings
+    assert (s.retries, s.retry_delay, s.retry_delay_max, s.shutdown_timeout) == (0, 1.0, 60.0, 30.0)
+    (p,) = plan(config_path(config))
+    assert (p.retries, p.retry_delay, p.retry_delay_max, p.retry_on) == (0, 1.0, 60.0, ())
+    assert (p.retry_crashes, p.shutdown_timeout) == (False, 10.0)
+
+
 def test_empty_mapping(here: Path) -> None:
     config = load_config({})
     assert config.path is None
@@ -295,7 +338,8 @@ def test_override_replaces_a_bad_file_value(load: Load) -> None:
         (
             {"zzz": 1},
             "init.toml: initgraph.zzz: unknown override; valid keys: entry_points, max_pending, "
-            "on_error, paths, start_method, timeout, workers",
+            "on_error, paths, retries, retry_delay, retry_delay_max, shutdown_timeout, "
+            "start_method, timeout, workers",
         ),
         (
             {"workers": 0},
@@ -539,6 +583,50 @@ TYPE_AND_VALUE_ERRORS = [
         '[plugins.a]\nmodule = "a"\nconfig = [1]',
         "init.toml: plugins.a.config: expected a table, got [1] (list)",
     ),
+    # retries and shutdown
+    (
+        '[plugins.a]\nmodule = "a"\nretries = -1',
+        "init.toml: plugins.a.retries: expected 0 or more retries, got -1 (int)",
+    ),
+    (
+        "[initgraph]\nretries = -2",
+        "init.toml: initgraph.retries: expected 0 or more retries, got -2 (int)",
+    ),
+    (
+        '[plugins.a]\nmodule = "a"\nretries = true',
+        "init.toml: plugins.a.retries: expected 0 or more retries, got True (bool)",
+    ),
+    (
+        '[plugins.a]\nmodule = "a"\nretry_delay = 0',
+        "init.toml: plugins.a.retry_delay: expected a positive number of seconds, got 0 (int)",
+    ),
+    (
+        "[initgraph]\nretry_delay_max = -1",
+        "init.toml: initgraph.retry_delay_max: expected a positive number of seconds, got -1 (int)",
+    ),
+    (
+        '[plugins.a]\nmodule = "a"\nretry_on = "builtins.OSError"',
+        "init.toml: plugins.a.retry_on: expected a list of exception names, "
+        "got 'builtins.OSError' (str)",
+    ),
+    (
+        '[plugins.a]\nmodule = "a"\nretry_on = ["OSError"]',
+        'init.toml: plugins.a.retry_on[0]: expected an exception as "module.Name" '
+        "(builtins.OSError for a builtin), got 'OSError' (str)",
+    ),
+    (
+        '[plugins.a]\nmodule = "a"\nretry_crashes = 1',
+        "init.toml: plugins.a.retry_crashes: expected true or false, got 1 (int)",
+    ),
+    (
+        '[plugins.a]\nmodule = "a"\nshutdown_timeout = inf',
+        "init.toml: plugins.a.shutdown_timeout: expected a positive number of seconds, "
+        "got inf (float)",
+    ),
+    (
+        "[initgraph]\nshutdown_timeout = 0",
+        "init.toml: initgraph.shutdown_timeout: expected a positive number of seconds, got 0 (int)",
+    ),
     # conditions
     (
         '[plugins.a]\nmodule = "a"\nenabled = "no"',
@@ -592,7 +680,8 @@ UNKNOWN_KEYS = [
     (
         '[plugins.corpus]\nmodule = "c"\nzzz = 1',
         "init.toml: plugins.corpus.zzz: unknown key; valid keys: config, domain, enabled, "
-        "entry_point, module, optional, requires, timeout, when, where",
+        "entry_point, module, optional, requires, retries, retry_crashes, retry_delay, retry_on, "
+        "shutdown_timeout, timeout, when, where",
     ),
     (
         "[initgraph]\nworker = 4",
@@ -983,6 +1072,10 @@ SETTINGS_KEYS = [
     "on_error",
     "paths",
     "entry_points",
+    "retries",
+    "retry_delay",
+    "retry_delay_max",
+    "shutdown_timeout",
 ]
 PLUGIN_KEYS = [
     "module",
@@ -992,6 +1085,13 @@ PLUGIN_KEYS = [
     "where",
     "timeout",
     "optional",
+    "enabled",
+    "when",
+    "retries",
+    "retry_delay",
+    "retry_on",
+    "retry_crashes",
+    "shutdown_timeout",
     "config",
 ]
 NAMES = ["a", "b", "c", "net", "default", "a.b", "9x", ""]
@@ -1048,6 +1148,21 @@ def merged(*tables: dict[str, Any]) -> dict[str, Any]:
     return {key: value for table in tables for key, value in table.items()}
 
 
+EXCEPTION_NAMES = ["builtins.OSError", "sqlite3.OperationalError", "a.b.Error"]
+when_tables = st.fixed_dictionaries(
+    {},
+    optional={
+        "env": good_or_any(st.sampled_from(["HOME", "IGTEST_UNSET"]), st.just("A=1") | anything),
+        "env_equals": good_or_any(
+            st.dictionaries(st.sampled_from(["HOME", "X"]), st.text(max_size=3), max_size=2)
+        ),
+        "platform": good_or_any(st.sampled_from(["linux", "win32"]) | st.just(["darwin"])),
+        "path_exists": good_or_any(st.sampled_from([".", "nope", "/tmp"])),
+        "evn": anything,
+    },
+)
+
+
 def documents(modules: st.SearchStrategy[str], loose: bool) -> st.SearchStrategy[Any]:
     """Documents shaped like init.toml, with every value plausibly right or anything at all.
 
@@ -1069,6 +1184,16 @@ def documents(modules: st.SearchStrategy[str], loose: bool) -> st.SearchStrategy
             "timeout": good_or_any(st.floats(min_value=0.01, max_value=100)),
             "optional": good_or_any(st.booleans()),
             "config": good_or_any(st.dictionaries(st.text(max_size=4), anything, max_size=3)),
+            "enabled": good_or_any(st.booleans()),
+            "when": good_or_any(when_tables),
+            "retries": good_or_any(st.integers(0, 5), st.integers(-3, -1) | anything),
+            "retry_delay": good_or_any(st.floats(min_value=0.01, max_value=10)),
+            "retry_on": good_or_any(
+                st.lists(st.sampled_from(EXCEPTION_NAMES), max_size=2),
+                st.lists(st.sampled_from(["Error", "a.", ".b", "1.x", ""])) | anything,
+            ),
+            "retry_crashes": good_or_any(st.booleans()),
+            "shutdown_timeout": good_or_any(st.floats(min_value=0.01, max_value=100)),
         },
     )
     plugin = st.builds(merged, sources, details)
@@ -1082,6 +1207,10 @@ def documents(modules: st.SearchStrategy[str], loose: bool) -> st.SearchStrategy
             "on_error": good_or_any(st.sampled_from(["abort", "continue"])),
             "paths": good_or_any(st.lists(st.sampled_from([".", "lib", "/tmp"]), max_size=2)),
             "entry_points": good_or_any(st.booleans()),
+            "retries": good_or_any(st.integers(0, 5), st.integers(-3, -1) | anything),
+            "retry_delay": good_or_any(st.floats(min_value=0.01, max_value=10)),
+            "retry_delay_max": good_or_any(st.integers(1, 120)),
+            "shutdown_timeout": good_or_any(st.integers(1, 60)),
         },
     )
     domain = st.fixed_dictionaries({}, optional={"exclusive": good_or_any(st.booleans())})
@@ -1111,10 +1240,23 @@ def check_loaded(config: Config) -> None:
     """What every loaded Config promises."""
     assert "default" in config.domains
     assert len(plan_order(config.plugins)) == len(config.plugins)
+    settings = config.settings
+    assert settings.retries >= 0
+    assert 0 < settings.retry_delay < math.inf
+    assert 0 < settings.retry_delay_max < math.inf
+    assert 0 < settings.shutdown_timeout < math.inf
     for p in config.plugins:
         assert (p.module is None) != (p.entry_point is None)
         assert p.domain in config.domains
+        assert p.retries is None or p.retries >= 0
+        assert p.retry_delay is None or 0 < p.retry_delay < math.inf
+        assert all(re.fullmatch(r"\w+(\.\w+)+", name) for name in p.retry_on)
+        assert isinstance(p.retry_crashes, bool)
+        assert isinstance(p.enabled, bool)
+        assert 0 < p.shutdown_timeout < math.inf
+        assert p.when.path_exists is None or os.path.isabs(p.when.path_exists)
     pickle.loads(pickle.dumps(config))
+    skipped_plugins(config)  # conditions evaluate on any loaded config
 
 
 @pytest.mark.slow
@@ -1188,6 +1330,18 @@ FRAGMENTS = [
     "[[plugins]]",
     "= =",
     "a.b.c = 1",
+    "retries = 2",
+    "retries = -1",
+    "retry_delay = 0.5",
+    "retry_delay_max = 0",
+    "shutdown_timeout = 5",
+    'retry_on = ["builtins.OSError"]',
+    'retry_on = ["OSError"]',
+    "retry_crashes = true",
+    "enabled = false",
+    'when = {env = "HOME"}',
+    'when = {platform = ["linux"], path_exists = "."}',
+    "when = {evn = 1}",
 ]
 toml_texts = st.lists(st.sampled_from(FRAGMENTS), max_size=12).map("\n".join)
 

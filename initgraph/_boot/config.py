@@ -62,6 +62,10 @@ _SETTINGS_KEYS = (
     "on_error",
     "paths",
     "entry_points",
+    "retries",
+    "retry_delay",
+    "retry_delay_max",
+    "shutdown_timeout",
 )
 _DOMAIN_KEYS = ("exclusive",)
 _PLUGIN_KEYS = (
@@ -74,6 +78,11 @@ _PLUGIN_KEYS = (
     "optional",
     "enabled",
     "when",
+    "retries",
+    "retry_delay",
+    "retry_on",
+    "retry_crashes",
+    "shutdown_timeout",
     "config",
 )
 _WHEN_KEYS = ("env", "env_equals", "platform", "path_exists")
@@ -82,6 +91,7 @@ _ON_ERROR = ("abort", "continue")
 _WHERE = ("pool", "main")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+_EXCEPTION_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+\Z")
 _NAME_RULE = "use letters, digits, '_', '.' and '-', starting with a letter or '_'"
 # The core keeps domain names in shared memory with a bounded size.
 _MAX_DOMAIN_NAME = 120
@@ -145,6 +155,8 @@ class Settings:
     ``workers`` is ``None`` for "auto" (the CPU count); ``start_method`` ``None`` lets the scheduler
     choose; ``timeout`` is the default per-plugin timeout in seconds; ``on_error`` is ``"abort"``
     or ``"continue"``; ``paths`` are absolute directories put in front of ``sys.path``.
+    ``retries`` and ``retry_delay`` are the plugins' defaults; a retry's delay doubles after each
+    attempt up to ``retry_delay_max``. ``shutdown_timeout`` caps the whole shutdown, in seconds.
     """
 
     workers: int | None = None
@@ -154,6 +166,10 @@ class Settings:
     on_error: str = "abort"
     paths: tuple[str, ...] = ()
     entry_points: bool = False
+    retries: int = 0
+    retry_delay: float = 1.0
+    retry_delay_max: float = 60.0
+    shutdown_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -186,7 +202,10 @@ class PluginConfig:
     Exactly one of ``module`` and ``entry_point`` is set. ``timeout`` ``None`` means the
     settings' default. ``config`` is the plugin's own ``config`` table, deeply frozen: tables are
     :class:`FrozenMapping`, arrays are tuples. ``enabled`` and ``when`` decide at plan time whether
-    it runs (a plugin left out is skipped, not failed).
+    it runs (a plugin left out is skipped, not failed). ``retries`` and ``retry_delay`` ``None``
+    mean the settings' defaults; ``retry_on`` names exception types (``"module.Name"``) retried
+    besides ``initgraph.NotReady``; ``retry_crashes`` retries crashes and timeouts too;
+    ``shutdown_timeout`` bounds its shutdown hook, in seconds.
     """
 
     name: str
@@ -200,6 +219,11 @@ class PluginConfig:
     config: Mapping[str, Any] = _EMPTY
     enabled: bool = True
     when: When = When()
+    retries: int | None = None
+    retry_delay: float | None = None
+    retry_on: tuple[str, ...] = ()
+    retry_crashes: bool = False
+    shutdown_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -433,6 +457,10 @@ def _settings(doc: _Document, value: object, overrides: Mapping[str, Any]) -> Se
         on_error=_field(doc, merged, key, "on_error", _choice(*_ON_ERROR), "abort"),
         paths=tuple(os.path.abspath(os.path.join(doc.base, path)) for path in paths),
         entry_points=_field(doc, merged, key, "entry_points", _bool, False),
+        retries=_field(doc, merged, key, "retries", _retries, 0),
+        retry_delay=_field(doc, merged, key, "retry_delay", _finite_seconds, 1.0),
+        retry_delay_max=_field(doc, merged, key, "retry_delay_max", _finite_seconds, 60.0),
+        shutdown_timeout=_field(doc, merged, key, "shutdown_timeout", _finite_seconds, 30.0),
     )
 
 
@@ -499,6 +527,11 @@ def _plugin(
         config=_field(doc, body, at, "config", _config_table, _EMPTY),
         enabled=_field(doc, body, at, "enabled", _bool, True),
         when=_field(doc, body, at, "when", _when, When()),
+        retries=_field(doc, body, at, "retries", _retries, None),
+        retry_delay=_field(doc, body, at, "retry_delay", _finite_seconds, None),
+        retry_on=_field(doc, body, at, "retry_on", _exception_names, ()),
+        retry_crashes=_field(doc, body, at, "retry_crashes", _bool, False),
+        shutdown_timeout=_field(doc, body, at, "shutdown_timeout", _finite_seconds, 10.0),
     )
 
 
@@ -544,6 +577,21 @@ def _positive_int(doc: _Document, value: object, key: _Key) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return _at_most(doc, value, key)
     raise doc.expected(key, "a positive integer", value)
+
+
+def _retries(doc: _Document, value: object, key: _Key) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise doc.expected(key, "0 or more retries", value)
+
+
+def _exception_names(doc: _Document, value: object, key: _Key) -> tuple[str, ...]:
+    names = _strings(doc, value, key, "exception name")
+    for index, name in enumerate(names):
+        if not _EXCEPTION_NAME.match(name):
+            what = 'an exception as "module.Name" (builtins.OSError for a builtin)'
+            raise doc.expected((*key, index), what, name)
+    return names
 
 
 def _workers(doc: _Document, value: object, key: _Key) -> int | None:

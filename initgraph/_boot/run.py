@@ -70,7 +70,12 @@ __all__ = [
 # -- the plan ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PlannedPlugin:
-    """One plugin of a plan, with the cookie it will get."""
+    """One plugin of a plan, with the cookie it will get.
+
+    The retry and shutdown fields are the plugin's keys with the ``[initgraph]`` defaults
+    applied: ``retries`` after the first attempt, the first ``retry_delay`` (doubling, at most
+    ``retry_delay_max``), ``retry_on``, ``retry_crashes``, and ``shutdown_timeout``.
+    """
 
     name: str
     cookie: int
@@ -80,6 +85,12 @@ class PlannedPlugin:
     optional: bool
     timeout: float | None
     source: str
+    retries: int = 0
+    retry_delay: float = 1.0
+    retry_delay_max: float = 60.0
+    retry_on: tuple[str, ...] = ()
+    retry_crashes: bool = False
+    shutdown_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +149,12 @@ def _make_plan(config: Config) -> tuple[Plan, tuple[PluginConfig, ...]]:
             optional=p.optional,
             timeout=p.timeout if p.timeout is not None else settings.timeout,
             source=f"module {p.module}" if p.module else f"entry point {p.entry_point}",
+            retries=settings.retries if p.retries is None else p.retries,
+            retry_delay=settings.retry_delay if p.retry_delay is None else p.retry_delay,
+            retry_delay_max=settings.retry_delay_max,
+            retry_on=p.retry_on,
+            retry_crashes=p.retry_crashes,
+            shutdown_timeout=p.shutdown_timeout,
         )
         for i, p in enumerate(ordered, start=1)
     )
