@@ -297,6 +297,50 @@ def test_an_unknown_when_key_is_exit_2(cli: Cli) -> None:
     )
 
 
+LOGGING_PLUGIN = """\
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    ctx.log.debug("debug from %s", ctx.name)
+    ctx.log.info("info from %s", ctx.name)
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.log.warning("committed %s", ctx.name)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_log_level_shows_the_plugins_records_from_workers(cli: Cli, method: str) -> None:
+    (cli.cwd / "talk.py").write_text(LOGGING_PLUGIN)
+    write_config(
+        cli.cwd,
+        '[plugins.pool]\nmodule = "talk"\n[plugins.main]\nmodule = "talk"\nwhere = "main"\n',
+    )
+    done = cli.run("run", "--start-method", method, "--log-level", "info", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stderr.splitlines()) == [
+        "INFO initgraph.plugin.main: info from main",
+        "INFO initgraph.plugin.pool: info from pool",
+        "WARNING initgraph.plugin.main: committed main",
+        "WARNING initgraph.plugin.pool: committed pool",
+    ]
+    # Without it, Python's default: warnings and errors only, the message alone.
+    done = cli.run("run", "--start-method", method, "--quiet")
+    assert done.returncode == 0
+    assert sorted(done.stderr.splitlines()) == ["committed main", "committed pool"]
+
+
+def test_log_level_must_be_a_level(cli: Cli) -> None:
+    done = cli.run("run", "--log-level", "loud")
+    assert done.returncode == 2
+    assert assert_one_error_line(done.stderr) == (
+        "initgraph: error: argument --log-level: invalid choice: 'LOUD' (choose from 'DEBUG', "
+        "'INFO', 'WARNING', 'ERROR', 'CRITICAL') (see 'initgraph run --help')"
+    )
+
+
 def test_verbose_adds_the_traceback(cli: Cli) -> None:
     _unknown_key(cli.cwd)
     done = cli.run("run", "--verbose")

@@ -106,7 +106,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return exc.code if isinstance(exc.code, int) else EXIT_OK
         verbose = args.verbose
         command: Callable[[argparse.Namespace], int] = args.command
-        return command(args)
+        with _logging_to_stderr(getattr(args, "log_level", None)):
+            return command(args)
     except KeyboardInterrupt as exc:
         return _interrupted(exc, verbose=verbose)
     except _UsageError as exc:
@@ -271,6 +272,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print kernel-style initcall debug lines (bootgraph.pl reads them) on stderr",
     )
+    run.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=_LOG_LEVELS,
+        metavar="LEVEL",
+        help="print log records of this level and above on stderr, from the plugins' workers "
+        f"too ({', '.join(_LOG_LEVELS)}; default: Python's, warnings and errors alone)",
+    )
     run.set_defaults(command=_run)
 
     check = commands.add_parser(
@@ -288,6 +297,34 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(commands)
     return parser
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(level: str | None) -> Iterator[None]:
+    """With a level, let log records of that level and above reach stderr while the command runs.
+
+    Set before the boot starts, so workers take the level too: they send their records to this
+    process, whose handlers print them.
+    """
+    if level is None:
+        yield
+        return
+    import logging
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    saved = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved)
 
 
 def _workers(text: str) -> int | str:
