@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import Any
 
 import pluggy
@@ -28,12 +28,11 @@ from conftest import ROOT, write_files
 
 import initgraph.hookspecs
 from plugins import (
-    admin_routes,
-    api_routes,
     cache,
     corpus,
     database,
     hashes,
+    routes,
     rules,
     settings,
     stats,
@@ -574,20 +573,21 @@ def test_build_routes_refuses_bad_routes(specs: list[str], message: str) -> None
         build_routes(specs)
 
 
-@pytest.mark.parametrize(("module", "prefix"), [(api_routes, "/api"), (admin_routes, "/admin")])
-def test_route_hooks_publish_in_order_after_synchronizing(module: ModuleType, prefix: str) -> None:
+@pytest.mark.parametrize(("name", "prefix"), [("api_routes", "/api"), ("admin_routes", "/admin")])
+def test_route_hooks_publish_in_order_after_synchronizing(name: str, prefix: str) -> None:
+    """Two instances of one module: the prefix comes from the instance's name."""
     ctx = FakeContext(
-        module.__name__.rpartition(".")[2],
+        name,
         config={"routes": ("POST /b", "GET /b", "GET /a")},
         results={"settings": settings.load_settings({"base_path": "/svc"})},
         domain="http",
     )
-    routes = module.initgraph_init(ctx)
+    published = routes.initgraph_init(ctx)
     keys = [
         f"http.route.{m} /svc{prefix}{p}" for m, p in [("GET", "/a"), ("GET", "/b"), ("POST", "/b")]
     ]
     assert ctx.events == ["synchronize", *(f"publish {k}" for k in keys)]
-    assert list(ctx.registry.values()) == list(routes)
+    assert list(ctx.registry.values()) == list(published)
 
 
 # ---- stats ----------------------------------------------------------------------------------
@@ -731,7 +731,9 @@ def test_init_toml_declares_the_documented_app() -> None:
         "api_routes",
         "admin_routes",
     }
-    assert all(p["module"] == f"plugins.{n}" for n, p in plugins.items())
+    modules = {n: p["module"] for n, p in plugins.items()}
+    assert modules.pop("api_routes") == modules.pop("admin_routes") == "plugins.routes"
+    assert all(module == f"plugins.{n}" for n, module in modules.items())
 
 
 def test_init_toml_boots_serially_on_a_small_corpus(small_repo: Path) -> None:
