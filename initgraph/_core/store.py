@@ -108,8 +108,6 @@ _HEADROOM = 64 << 20  # leave this much memory to everyone else
 class StoreError(InitgraphError):
     """A value cannot cross to another process; ``.owner`` names whose value it is."""
 
-    __module__ = "initgraph"
-
     def __init__(self, message: str, *, owner: str) -> None:
         super().__init__(message)
         self.owner = owner
@@ -121,8 +119,6 @@ class StoreError(InitgraphError):
 class UnpicklableError(StoreError, TypeError):
     """Pickle refuses a part of the value; ``.type_name`` is the type of that part."""
 
-    __module__ = "initgraph"
-
     def __init__(self, message: str, *, owner: str, type_name: str) -> None:
         super().__init__(message, owner=owner)
         self.type_name = type_name
@@ -130,8 +126,6 @@ class UnpicklableError(StoreError, TypeError):
 
 class TooLargeError(StoreError, ValueError):
     """The value needs more than ``max_result_bytes``: ``.size`` (at least) and ``.limit``."""
-
-    __module__ = "initgraph"
 
     def __init__(self, message: str, *, owner: str, size: int, limit: int) -> None:
         super().__init__(message, owner=owner)
@@ -141,8 +135,6 @@ class TooLargeError(StoreError, ValueError):
 
 class NoRoomError(StoreError, MemoryError):
     """Shared memory is short: ``.size`` bytes were needed, ``.available`` (or None) were left."""
-
-    __module__ = "initgraph"
 
     def __init__(self, message: str, *, owner: str, size: int, available: int | None) -> None:
         super().__init__(message, owner=owner)
@@ -197,8 +189,6 @@ class Store:
     ``max_result_bytes``: a larger value raises :class:`TooLargeError` before it is written
     (None: no limit but available memory).
     """
-
-    __module__ = "initgraph"
 
     def __init__(self, *, threshold: int = THRESHOLD, max_result_bytes: int | None = None) -> None:
         if threshold < 0:
@@ -609,7 +599,7 @@ def _too_large(owner: str, size: int, limit: int) -> TooLargeError:
 def _no_room(owner: str, size: int, available: int | None, exc: OSError | None) -> NoRoomError:
     why = f"{_mib(available)} available" if available is not None else f"{exc}"
     msg = (
-        f"{owner}: no room in shared memory for a value of at least {_mib(size)} ({why}); "
+        f"{owner}: no room in shared memory for a value of at least {_mib(size)}: {why}; "
         f"free memory or make the value smaller"
     )
     return NoRoomError(msg, owner=owner, size=size, available=available)
