@@ -46,8 +46,16 @@ writer checks available memory and writes with ``pwrite``: a full memory is an e
 (:class:`NoRoomError`), never a SIGBUS. Receivers map only segments sealed against writing and
 shrinking, so a view can neither change nor lose its pages.
 
-The interface is :class:`Store` (``encode``, ``send``, ``receive``, ``statistics``),
-:class:`Encoded` and :class:`Handle`; another engine's object store could back the same four calls.
+The interface, small enough for another engine's object store to back the same calls::
+
+    store = Store(threshold=THRESHOLD, max_result_bytes=None)
+    store.encode(value, *, owner: str) -> Encoded   # .ref .fd .nbytes .inline .serialize_s
+    store.send(sock, encoded) -> None                # sock: a socket, or a duplex Connection
+    store.receive(sock) -> Handle                    # .ref .nbytes .inline .transfer_s .load_s
+    handle.value() -> Any                            # lazy, cached
+    handle.forward(sock) -> None                     # the same segment, not loaded here
+    handle.close(), encoded.close()                  # or let them be collected
+    store.statistics() -> Statistics                 # counts of writes, sends, maps
 """
 
 from __future__ import annotations
