@@ -449,7 +449,7 @@ def test_full_sync_of_another_domain_is_allowed() -> None:
 
 
 def test_pool_grows_while_every_worker_is_blocked(gates: Any) -> None:
-    """One worker blocks on a domain whose work is queued behind it: the pool must grow."""
+    """One worker blocks on a domain whose work waits for a worker: the pool must grow."""
     gate = gates.new()
     with Scheduler(1, max_workers=3) as s:
         waiter = s.schedule(gate_then_full_sync, (gate, "late"))

@@ -62,7 +62,6 @@ from .dispatch import GROW_AFTER, Dispatcher
 from .domain import Domain
 from .messages import (
     Blocked,
-    Declined,
     Done,
     Log,
     Run,
@@ -75,13 +74,12 @@ from .messages import (
     loads,
 )
 from .runtime import InitcallFunc, seconds
-from .shared import PARENT, W_ALL, SharedState, ticket
+from .shared import PARENT, W_ALL, SharedState
 
 __all__ = ["Outcome", "Reservation", "Scheduler", "default_start_method"]
 
 START_METHODS = ("fork", "forkserver", "spawn")
 PARENT_SLOTS = 16  # parent threads that may wait at once
-PIPELINE = 2  # initcalls a worker may hold: the one it runs and the next, so it never idles
 _KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
 _STOP_GRACE = 2.0  # seconds a worker gets to leave on Stop before it is killed
 # The manager-held lists are pushed when the pool thread has been idle this long (seconds), and
@@ -92,10 +90,6 @@ _MIRROR_IDLE = 0.005
 _MIRROR_EVERY = 0.1
 _LOAD_GRACE = 60.0  # seconds a timed initcall may take to start (worker start, imports)
 _STALL_GRACE = 1.0  # seconds every worker may stay blocked, at max_workers, with work ready
-# A worker idle with nothing ready takes the initcalls queued behind one that has run this long
-# (seconds): long enough that a quick initcall's queue is never disturbed (the pipe already
-# holds the next one), short next to any initcall worth running in parallel.
-_STEAL_AFTER = 0.002
 
 
 def default_start_method() -> str:
@@ -246,8 +240,6 @@ class Scheduler:
         self._free_worker_slots = list(range(max_workers - 1, -1, -1))
         self._runs: dict[int, Run] = {}  # ready or waiting, not sent
         self._sent: dict[int, Run] = {}  # sent to a worker, not finished
-        self._tickets: dict[int, int] = {}  # sent cookie -> the ticket its worker must claim
-        self._serial = 0  # tickets issued
         self._sent_at: dict[int, float] = {}  # when, for the outcome of a crash
         self._timeouts: dict[int, float] = {}
         # cookie -> (deadline, worker slot, timeout)
@@ -260,7 +252,6 @@ class Scheduler:
         self._wake_r, self._wake_w = os.pipe()
         self._stopping = False
         self._stalled: tuple[int, float] | None = None  # (cookie, since when)
-        self._steal_at: float | None = None  # when a queue behind a long initcall may move
         self._blocked_at: dict[int, float] = {}  # slot -> when its worker went to sleep
         self._grow_at: float | None = None  # when a sleeping worker may count as asleep
         self._fatal: BaseException | None = None
@@ -422,7 +413,7 @@ class Scheduler:
             if timeout is not None:
                 self._timeouts[run.cookie] = timeout
             self._mirror.add(run.domain, run.cookie, run.name)
-            self._dispatcher.add(run.cookie, after, queueable=timeout is None)
+            self._dispatcher.add(run.cookie, after)
             self._pump()
 
     def _record(self, cookie: int, outcome: Outcome) -> None:
@@ -432,7 +423,6 @@ class Scheduler:
             self._runs.pop(cookie, None)
             self._sent.pop(cookie, None)
             self._sent_at.pop(cookie, None)
-            self._tickets.pop(cookie, None)
             self._timeouts.pop(cookie, None)
             self._deadlines.pop(cookie, None)
             domain = self._domains_of.get(cookie)
@@ -477,7 +467,7 @@ class Scheduler:
                 self._timeouts[cookie] = timeout
             self._mirror.add(domain, cookie, name)
             # held until its payload arrives
-            self._dispatcher.add(cookie, (-cookie,), queueable=timeout is None)
+            self._dispatcher.add(cookie, (-cookie,))
         return Reservation(self, cookie)
 
     def outcome(self, cookie: int) -> Outcome | None:
@@ -495,7 +485,6 @@ class Scheduler:
 
     def _run_here(self, cookie: int, func: InitcallFunc, data: Any) -> None:
         name, domain = self._names[cookie], self._domains_of[cookie]
-        self._shared.run_elsewhere(cookie)  # no worker will take it: queues need not wait
         runtime = self._runtime
         runtime.take_waits()
         started = time.monotonic()
@@ -532,34 +521,17 @@ class Scheduler:
         """Carry out the dispatcher's decisions: send ready work, grow or shrink the pool."""
         if self._stopping:
             return
-        hints = self._dispatcher.take_hints()
-        if hints:
-            self._shared.wait_for(hints)
         asleep = self._asleep()
         while self._dispatcher.should_grow(self.max_workers, self.workers, asleep):
             self._start_worker()
-        assigned = self._dispatcher.assign(PIPELINE)
-        if not assigned:
-            for slot in self._dispatcher.surplus(self.workers):
-                self._retire(slot)
-            return
-        running = self._dispatcher.running
-        serial = self._serial
-        tickets = self._tickets
-        sent = []
-        for w, c in assigned:
-            serial += 1
-            tickets[c] = value = ticket(PARENT_SLOTS + w, running(w) != c, serial)
-            sent.append((c, value))
-        self._serial = serial
-        self._shared.assign_runners(sent)
+        assigned = self._dispatcher.assign()
         now = time.monotonic()
         for slot, cookie in assigned:
             run = self._sent[cookie] = self._runs.pop(cookie)
             self._sent_at[cookie] = now
             worker = self._pool[slot]
             timeout = self._timeouts.pop(cookie, None)
-            if timeout is not None:  # never queued: it starts on arrival
+            if timeout is not None:
                 # Its clock starts when the worker says Started, once the code is loaded (a
                 # spawned worker's start and the import of the initcall's module are not its
                 # run); until then a generous bound catches a worker stuck before it.
@@ -569,8 +541,7 @@ class Scheduler:
                 run = self._sent[cookie] = dataclasses.replace(run, timed=True)
             # If it died, its sentinel reports the crash of this initcall.
             with contextlib.suppress(OSError):
-                message = (tickets[cookie], run)
-                worker.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+                worker.conn.send_bytes(pickle.dumps(run, protocol=pickle.HIGHEST_PROTOCOL))
         for slot in self._dispatcher.surplus(self.workers):
             self._retire(slot)
 
@@ -607,7 +578,7 @@ class Scheduler:
     def _retire(self, slot: int) -> None:
         worker = self._pool.pop(slot)
         self._blocked_at.pop(slot, None)
-        self._dispatcher.remove_worker(slot)  # idle: nothing to give back
+        self._dispatcher.remove_worker(slot)  # idle: it runs nothing
         with contextlib.suppress(OSError):
             worker.conn.send_bytes(pickle.dumps(Stop()))
         worker.proc.join(_STOP_GRACE)
@@ -667,7 +638,6 @@ class Scheduler:
                         self._lost(worker)
                     self._expire()
                     self._unstall()
-                    self._steal()
                     if self._grow_at is not None and time.monotonic() >= self._grow_at:
                         self._grow_at = None  # _pump re-arms it (not while stopping: no spin)
                         self._pump()
@@ -702,8 +672,6 @@ class Scheduler:
         times += [w.kill_at for w in self._pool.values() if w.kill_at is not None]
         if self._stalled is not None:
             times.append(self._stalled[1] + _STALL_GRACE)
-        if self._steal_at is not None:
-            times.append(self._steal_at)
         if self._grow_at is not None:
             times.append(self._grow_at)
         if self._mirror.dirty:
@@ -732,7 +700,6 @@ class Scheduler:
         elif isinstance(message, Blocked):
             self._blocked_at[worker.slot] = time.monotonic()
             self._dispatcher.blocked(worker.slot)
-            self._take_back(worker.slot)
             self._pump()
         elif isinstance(message, Unblocked):
             self._blocked_at.pop(worker.slot, None)
@@ -742,20 +709,6 @@ class Scheduler:
             if entry is not None:
                 _, slot, timeout = entry
                 self._deadlines[message.cookie] = (time.monotonic() + timeout, slot, timeout)
-        elif isinstance(message, Declined):
-            # Ready again, and from now on only ever sent as a head, which is never declined:
-            # a queued cookie could otherwise be declined over and over while a lower one is
-            # not ready yet (120,000 declines in the 16-worker stress).
-            self._dispatcher.give_back(worker.slot, message.cookie)
-            self._runs[message.cookie] = self._sent[message.cookie]
-            # A follower queued behind it waits for it again: take it out, or the worker's
-            # death would report as crashed an initcall that never started. (If the worker
-            # handed it back first, its Declined follows.)
-            for cookie in self._dispatcher.not_ready(worker.slot):
-                if self._shared.reclaim(cookie, self._tickets[cookie]):
-                    self._dispatcher.take_out(worker.slot, cookie)
-                    self._runs[cookie] = self._sent[cookie]
-            self._pump()
         elif isinstance(message, Log):
             record = logging.makeLogRecord(message.record)
             logging.getLogger(record.name).handle(record)
@@ -794,18 +747,6 @@ class Scheduler:
             )
         self._record(done.cookie, outcome)
 
-    def _take_back(self, slot: int, *, ready_only: bool = False) -> None:
-        """Queued initcalls of a worker that cannot start them soon go back to the ready set.
-
-        ``ready_only``: leave its followers (they can start nowhere before it gets to them).
-        """
-        dispatcher = self._dispatcher
-        queued = dispatcher.queued_ready(slot) if ready_only else dispatcher.queued(slot)
-        for cookie in queued:
-            if self._shared.reclaim(cookie, self._tickets[cookie]):
-                self._dispatcher.requeue(slot, cookie)
-                self._runs[cookie] = self._sent[cookie]
-
     def _asleep(self) -> set[int]:
         """Workers asleep in a synchronize for GROW_AFTER; arm the timer for the next one."""
         self._grow_at = None
@@ -818,30 +759,6 @@ class Scheduler:
                 self._grow_at = since + GROW_AFTER
         return asleep
 
-    def _steal(self) -> None:
-        """Move initcalls queued behind a long-running one to an idle worker.
-
-        A worker holds the next initcall while it runs one (PIPELINE); if the one it runs takes
-        long while another worker idles, the queued one is taken back (if not yet started) and
-        runs there.
-        """
-        self._steal_at = None
-        victims = self._dispatcher.stealable()
-        if not victims:
-            return
-        now = time.monotonic()
-        moved = False
-        for slot in victims:
-            head = self._dispatcher.running(slot)
-            since = self._sent_at.get(head, now) if head is not None else now
-            if now - since >= _STEAL_AFTER:
-                self._take_back(slot, ready_only=True)
-                moved = True
-            elif self._steal_at is None or since + _STEAL_AFTER < self._steal_at:
-                self._steal_at = since + _STEAL_AFTER
-        if moved:
-            self._pump()
-
     def _lost(self, worker: _Worker) -> None:
         """A worker's process ended: report what it ran, release its cookies, replace it."""
         self._drain(worker)
@@ -849,9 +766,7 @@ class Scheduler:
         exitcode = worker.proc.exitcode
         del self._pool[worker.slot]
         self._blocked_at.pop(worker.slot, None)
-        cookie, queued = self._dispatcher.remove_worker(worker.slot)
-        for c in queued:  # they never started; they run elsewhere
-            self._runs[c] = self._sent[c]
+        cookie = self._dispatcher.remove_worker(worker.slot)
         worker.conn.close()
         self._free_worker_slots.append(worker.slot)
         released = self._shared.release_owner(PARENT_SLOTS + worker.slot)
@@ -875,7 +790,7 @@ class Scheduler:
                     f"{name!r}; the worker was replaced"
                 )
                 err = WorkerCrashed(msg, cookie=c, name=name, exitcode=exitcode)
-            # It ran from about when it was sent (the head of a queue starts on arrival).
+            # It ran from about when it was sent: a worker starts what it gets on arrival.
             now = time.monotonic()
             started = self._sent_at.get(c, now)
             self._record(c, Outcome(name, False, None, err, started, now, worker.proc.pid))

@@ -21,7 +21,6 @@ from . import lifeline as _lifeline
 from . import runtime as _runtime
 from .messages import (
     Blocked,
-    Declined,
     Done,
     Log,
     Run,
@@ -33,7 +32,7 @@ from .messages import (
     dumps,
     loads,
 )
-from .shared import CLAIMED, DECLINED, TAKEN_BACK, SharedState, is_queued
+from .shared import SharedState
 
 __all__ = ["main"]
 
@@ -160,7 +159,6 @@ def main(
     _runtime.set_process_runtime(runtime)
     funcs: dict[bytes, Any] = {}
     running = runtime.running()
-    declining = False  # handing back queued initcalls until a head comes
     while True:
         try:
             message = pickle.loads(conn.recv_bytes())
@@ -168,24 +166,7 @@ def main(
             return
         if isinstance(message, Stop):
             return
-        value, message = message  # the ticket this copy was sent with, and the initcall
         assert isinstance(message, Run), message
-        if declining and is_queued(value):
-            # What was queued behind one we handed back was queued on the assumption that it
-            # runs first (it may even wait for it, as a follower): hand it back too, until
-            # the parent sends a head again.
-            claim = DECLINED if shared.reclaim(message.cookie, value) else TAKEN_BACK
-        else:
-            declining = False
-            claim = shared.claim(message.cookie, value)
-        if claim != CLAIMED:
-            if claim == DECLINED:  # a lower cookie waits for a worker: it goes first
-                declining = True
-                try:
-                    runtime.send(Declined(message.cookie))
-                except (EOFError, OSError):
-                    return
-            continue  # else the parent took it back to run it elsewhere
         started = time.monotonic()
         ok, value, exc = True, None, None
         try:
