@@ -87,6 +87,54 @@ def test_dependency_completed_before_it_was_added() -> None:
     assert d.ready == [6]
 
 
+def test_a_held_initcall_starts_only_once_released() -> None:
+    """The boot reserves cookies first and provides the work later."""
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1, held=True)
+    d.add(2, after=[1])
+    assert d.assign() == []
+    assert d.release(1)
+    assert d.assign() == [(0, 1)]
+    with pytest.raises(ValueError, match=r"^cookie 1 is not held$"):
+        d.release(1)
+
+
+def test_a_held_initcall_released_before_its_dependencies_waits_for_them() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1)
+    d.add(2, after=[1], held=True)
+    assert d.assign() == [(0, 1)]
+    assert not d.release(2)  # still waits for 1
+    assert d.complete(1) == [2]
+    assert d.assign() == [(0, 2)]
+
+
+def test_a_held_initcall_stays_held_when_its_dependencies_end() -> None:
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1)
+    d.add(2, after=[1], held=True)
+    d.add(3, after=[2])
+    assert d.assign() == [(0, 1)]
+    assert d.complete(1) == []  # 2 is held
+    assert d.assign() == []
+
+
+def test_a_held_initcall_may_complete_without_running() -> None:
+    """Cancelled, or run in the parent: its dependents go on, it is never handed out."""
+    d = Dispatcher()
+    d.add_worker(0)
+    d.add(1, held=True)
+    d.add(2, after=[1])
+    assert d.complete(1) == [2]
+    assert d.assign() == [(0, 2)]
+    assert d.pending == 1
+    with pytest.raises(ValueError, match=r"^cookie 1 is not held$"):
+        d.release(1)
+
+
 def test_added_twice_is_a_bug() -> None:
     d = Dispatcher()
     d.add(1)
@@ -221,17 +269,18 @@ def test_every_initcall_runs_once_lowest_ready_first(
     n=st.integers(1, 20),
     workers=st.integers(1, 3),
     edges=st.lists(st.tuples(st.integers(1, 20), st.integers(1, 20)), max_size=30),
+    held=st.sets(st.integers(1, 20), max_size=4),
     order=st.randoms(use_true_random=False),
 )
 def test_blocks_and_crashes_never_run_anything_twice_or_early(
-    n: int, workers: int, edges: list[tuple[int, int]], order: object
+    n: int, workers: int, edges: list[tuple[int, int]], held: set[int], order: object
 ) -> None:
     """Random DAGs with every event the pool feeds in, in random order.
 
     Workers run what they are given, block in a synchronize and wake, and die (what they ran
-    fails, a new worker joins). Checked: a worker holds one initcall at a time, nothing starts
-    before what it runs after, everything completes exactly once, and the lowest ready cookie
-    always goes first.
+    fails, a new worker joins); initcalls added ``held`` are released at random moments.
+    Checked: a worker holds one initcall at a time, nothing starts before what it runs after or
+    while held, everything completes exactly once, and the lowest ready cookie goes first.
     """
     import random
 
@@ -254,8 +303,9 @@ def test_blocks_and_crashes_never_run_anything_twice_or_early(
 
     for _ in range(workers):
         add_worker()
+    holding = {c for c in held if c <= n}
     for c in range(1, n + 1):
-        d.add(c, after=deps[c])
+        d.add(c, after=deps[c], held=c in holding)
     for step in range(60 * n + 20):
         if len(done) == n:
             break
@@ -265,12 +315,17 @@ def test_blocks_and_crashes_never_run_anything_twice_or_early(
             assert worker not in runs, "handed a second initcall"
             assert cookie not in done, "handed out after it completed"
             assert deps[cookie] <= set(done), "started before what it runs after"
+            assert cookie not in holding, "started while held"
             runs[worker] = cookie
         busy = [w for w in runs if w not in blocked]
         # The random phase first; then (generated randomness may be adversarial) only
         # completions and wake-ups, so everything must end.
         event = order.random() if step < 20 * n else 1.0
-        if blocked and (event < 0.15 or not busy):  # a blocked worker wakes
+        if holding and (0.4 <= event < 0.5 or not (busy or blocked)):  # its work arrives
+            c = order.choice(sorted(holding))
+            holding.discard(c)
+            d.release(c)
+        elif blocked and (event < 0.15 or not busy):  # a blocked worker wakes
             w = order.choice(sorted(blocked))
             blocked.discard(w)
             d.unblocked(w)

@@ -81,8 +81,13 @@ class WorkerState(Enum):
 class _Initcall:
     cookie: int
     waiting_on: set[int]
+    held: bool = False
     dependents: list[int] = field(default_factory=list)
     worker: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        return not self.waiting_on and not self.held and self.worker is None
 
 
 class Dispatcher:
@@ -104,13 +109,16 @@ class Dispatcher:
         self._waiting_for_unknown: dict[int, list[int]] = {}  # cookie not yet added -> dependents
 
     # -- initcalls -----------------------------------------------------------------------------
-    def add(self, cookie: int, after: Iterable[int] = ()) -> None:
-        """Add an initcall that may start once every cookie of ``after`` has completed."""
+    def add(self, cookie: int, after: Iterable[int] = (), *, held: bool = False) -> None:
+        """Add an initcall that may start once every cookie of ``after`` has completed.
+
+        ``held``: it may not start before :meth:`release` either (its work is not known yet).
+        """
         if cookie in self._initcalls or cookie in self._done:
             msg = f"cookie {cookie} was added twice"
             raise ValueError(msg)
         pending = {c for c in after if c not in self._done and c != cookie}
-        call = _Initcall(cookie, pending)
+        call = _Initcall(cookie, pending, held)
         self._initcalls[cookie] = call
         for dep in pending:
             dep_call = self._initcalls.get(dep)
@@ -119,8 +127,20 @@ class Dispatcher:
             else:
                 self._waiting_for_unknown.setdefault(dep, []).append(cookie)
         call.dependents.extend(self._waiting_for_unknown.pop(cookie, ()))
-        if not pending:
+        if call.ready:
             heapq.heappush(self._ready, cookie)
+
+    def release(self, cookie: int) -> bool:
+        """Let ``cookie``, added ``held``, start; return whether it is ready now."""
+        call = self._initcalls.get(cookie)
+        if call is None or not call.held:
+            msg = f"cookie {cookie} is not held"
+            raise ValueError(msg)
+        call.held = False
+        if call.ready:
+            heapq.heappush(self._ready, cookie)
+            return True
+        return False
 
     def complete(self, cookie: int) -> list[int]:
         """Record that ``cookie`` returned, failed or crashed; return the cookies it made ready."""
@@ -144,7 +164,7 @@ class Dispatcher:
             if dep_call is None:
                 continue
             dep_call.waiting_on.discard(cookie)
-            if not dep_call.waiting_on and dep_call.worker is None:
+            if dep_call.ready:
                 heapq.heappush(self._ready, dep)
                 newly.append(dep)
         return newly

@@ -466,8 +466,7 @@ class Scheduler:
             if timeout is not None:
                 self._timeouts[cookie] = timeout
             self._mirror.add(domain, cookie, name)
-            # held until its payload arrives
-            self._dispatcher.add(cookie, (-cookie,))
+            self._dispatcher.add(cookie, held=True)  # until its payload arrives
         return Reservation(self, cookie)
 
     def outcome(self, cookie: int) -> Outcome | None:
@@ -480,7 +479,7 @@ class Scheduler:
         run = Run(cookie, self._domains_of[cookie], name, _dump(func, name), _dump(data, name))
         with self._lock:
             self._runs[cookie] = run
-            self._dispatcher.complete(-cookie)
+            self._dispatcher.release(cookie)
             self._pump()
 
     def _run_here(self, cookie: int, func: InitcallFunc, data: Any) -> None:
@@ -504,14 +503,10 @@ class Scheduler:
         finally:
             self._shared.finish([cookie])
         self._record(cookie, outcome)
-        with self._lock:
-            self._dispatcher.complete(-cookie)
 
     def _cancel(self, cookie: int, error: HookError) -> None:
         self._shared.finish([cookie])
         self._record(cookie, Outcome(self._names[cookie], False, None, error))  # never ran
-        with self._lock:
-            self._dispatcher.complete(-cookie)
 
     def _names_of(self, cookies: Iterable[int]) -> dict[int, str]:
         with self._lock:
