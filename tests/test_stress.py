@@ -140,15 +140,16 @@ class Stalled(BaseException):
 
 
 def _progress(sched: Scheduler) -> tuple[int, int]:
-    return sched._shared.last_cookie, len(sched._outcomes)
+    return sched._shared.last_cookie, sum(
+        c.outcome is not None for c in sched._pool.calls.copy().values()
+    )
 
 
 def _state(sched: Scheduler) -> str:
-    with sched._lock:
-        disp = sched._dispatcher
-        workers = {w: s.value for w, s in disp.workers.items()}
-        runs = {w: disp.running(w) for w in disp.workers}
-        ready = disp.ready[:10]
+    disp = sched._pool.dispatcher  # read from another thread: a diagnostic, not exact
+    workers = {w: s.value for w, s in disp.workers.items()}
+    runs = {w: disp.running(w) for w in workers}
+    ready = disp.ready[:10]
     pending = sched._shared.in_progress()[:10]
     return f"workers {workers}; running {runs}; ready {ready}; in progress {pending}"
 
