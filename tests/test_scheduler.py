@@ -611,3 +611,25 @@ def test_full_and_blocked_pool_fails_each_initcall_that_cannot_start(gates: Any)
                 s.result(cookie, timeout=WAIT)
             assert isinstance(info.value.__cause__, DeadlockError)
         assert s.result(waiter, timeout=WAIT) > 0
+
+
+def thread_identity(data: Any, cookie: int) -> tuple[str, bool, bool]:
+    """How this worker's main thread looks, and what a thread an initcall starts inherits."""
+    here = threading.current_thread()
+    started = threading.Thread(target=lambda: None)
+    return here.name, here.daemon, started.daemon
+
+
+def test_replacement_workers_start_like_the_first_ones() -> None:
+    """Under fork, a worker forked by the pool thread used to inherit that thread's identity.
+
+    CPython makes the forking thread the child's main thread: 'initgraph-pool', a daemon, so the
+    threads an initcall started in a replacement worker were daemons, and in a first worker not.
+    """
+    with Scheduler(1, start_method="fork") as s:
+        first = s.result(s.schedule(thread_identity))
+        with pytest.raises(WorkerCrashed):
+            s.result(s.schedule(exit_with, 3))
+        replaced = s.result(s.schedule(thread_identity))
+    assert first == ("MainThread", False, False)
+    assert replaced == first

@@ -19,6 +19,7 @@ from typing import Any
 from .._errors import format_remote
 from . import lifeline as _lifeline
 from . import runtime as _runtime
+from .backend import as_main_thread
 from .messages import (
     Blocked,
     Done,
@@ -144,10 +145,13 @@ def main(
     ``parent`` is the scheduler's pid: if that process dies, so does this one (even in the
     middle of an initcall, and even while other processes hold the pipe open).
     """
+    # Forked by the pool thread or by the caller, every worker runs on a plain main thread, so
+    # the threads an initcall starts are alike in every worker, whatever the start method.
+    as_main_thread()
     _lifeline.watch(parent)
     # Ctrl-C reaches the whole process group; the parent decides what an interrupt means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The parent held these while it forked us (see Scheduler._start_worker).
+    # The parent held these while it forked us (see Workers.start).
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     runtime = WorkerRuntime(shared, max_pending, slot, conn)
     # What initcalls log goes to the parent's handlers, whatever the start method: a forked
