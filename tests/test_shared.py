@@ -106,3 +106,21 @@ def test_domains(shared: SharedState) -> None:
     assert shared.exclusive_names() == frozenset()
     shared.domain_index("probe", True)
     assert shared.exclusive_names() == {"probe"}
+
+
+def test_a_zombie_counts_as_ended() -> None:
+    """The lock's recovery and the lifeline both take a dead, unreaped process as gone."""
+    import os
+
+    from initgraph._core.lifeline import alive
+
+    assert alive(os.getpid())
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # exited, left a zombie
+        assert not alive(pid)
+    finally:
+        os.waitpid(pid, 0)
+    assert not alive(pid)

@@ -34,6 +34,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from .._errors import ConfigError, InitgraphError
+from .lifeline import alive
 
 __all__ = ["PARENT", "SharedState"]
 
@@ -158,7 +159,7 @@ class SharedState:
     def _acquire_slow(self) -> None:
         while True:
             holder = self._header[_HOLDER]
-            if holder and not _alive(holder):
+            if holder and not alive(holder):
                 # The holder was killed inside a critical section. Each section leaves the block
                 # consistent at every store that matters, so taking the lock over is safe.
                 self._header[_HOLDER] = 0
@@ -512,19 +513,3 @@ class _Pid:
 
 
 _PID = _Pid()
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs; a zombie (dead, not yet reaped) counts as dead."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: ask the kernel instead
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return state not in (b"Z", b"X")
