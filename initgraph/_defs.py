@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MOST", "START_METHODS", "WHY", "positive_int_problem"]
+__all__ = ["MOST", "START_METHODS", "WHY", "default_max_workers", "positive_int_problem"]
 
 START_METHODS = ("fork", "forkserver", "spawn")
 
@@ -15,6 +15,11 @@ WHY = {
     "max_workers": "each has a wait slot and a named semaphore",
     "max_pending": "each costs 32 bytes of shared memory, all allocated at start",
 }
+
+
+def default_max_workers(workers: int) -> int:
+    """How far a pool of ``workers`` may grow while workers are blocked: 4x, at least 16."""
+    return min(max(4 * workers, 16), MOST["max_workers"])
 
 
 def positive_int_problem(value: Any, key: str) -> str | None:

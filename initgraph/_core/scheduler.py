@@ -20,7 +20,7 @@ from typing import Any
 
 import multiprocess
 
-from .._defs import MOST, START_METHODS, positive_int_problem
+from .._defs import START_METHODS, default_max_workers, positive_int_problem
 from .._errors import ConfigError, HookError, InitgraphError
 from . import backend as _backend
 from . import runtime as _runtime
@@ -128,7 +128,7 @@ class Scheduler:
         _check_positive_int(workers, "workers")
         _check_positive_int(max_pending, "max_pending")
         if max_workers is None:
-            max_workers = min(max(4 * workers, 16), MOST["max_workers"])
+            max_workers = default_max_workers(workers)
         _check_positive_int(max_workers, "max_workers")
         if max_workers < workers:
             msg = f"max_workers ({max_workers}) must be at least workers ({workers})"
