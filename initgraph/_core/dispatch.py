@@ -1,7 +1,7 @@
 """The pure decisions of the core: what runs next, and whether a waiter may pass.
 
 Nothing here touches a process, a clock, a pipe or a file, so every rule is tested step by step
-in ``tests/test_state.py``. The pool (``_scheduler.py``) feeds events in and carries the decisions
+in ``tests/test_state.py``. The pool loop (``pool.py``) feeds events in and carries the decisions
 out.
 """
 
@@ -258,7 +258,7 @@ class Dispatcher:
         """The lowest ready cookie, when every worker is blocked and the pool may not grow.
 
         Nothing can run then until a blocked initcall gives up: the pool must fail that
-        initcall rather than hang (see ``Scheduler``).
+        initcall rather than hang (see ``Pool._expired_stall``).
         """
         if not self._ready or len(self._workers) < max_workers or not self._workers:
             return None

@@ -33,7 +33,7 @@ def watch(pid: int) -> None:
 def helper_start(pid: int) -> None:
     """First thing in a helper process (the manager): watch ``pid`` and take SIGTERM again.
 
-    A process forked from a thread that held SIGINT and SIGTERM (see ``Scheduler``) would keep
+    A process forked from a thread that held SIGINT and SIGTERM (see ``Workers.start``) would keep
     them blocked for life, and a terminate would then wait out its grace period. (The manager
     itself ignores SIGINT, as the standard library's does.)
     """

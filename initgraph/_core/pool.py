@@ -415,7 +415,7 @@ class Pool:
             # It ran from about when it was sent: a worker starts what it gets on arrival.
             started = call.sent_at if call is not None and call.sent_at else now
             self._record(c, Outcome(name, False, None, err, started, now, worker.pid))
-        if len(self.workers) < self.target:
+        if self._stop is None and len(self.workers) < self.target:
             self.start_worker()
 
     def _drain(self, worker: Worker) -> None:
