@@ -137,8 +137,7 @@ class Pool:
         self.unfinished = 0  # calls in the pool without an outcome
         self._commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
-        self._selector: selectors.BaseSelector | None = None
-        self._watched: dict[int, tuple[Worker, int, int]] = {}  # slot -> worker, pipe, sentinel
+        self._watch: _Watch | None = None  # made by run(), in the loop's thread
         self._asleep: set[int] = set()  # slots blocked in a synchronize for GROW_AFTER
         self._stalled: int | None = None  # the cookie failed when the stall grace ends
         self._busy_at = 0.0  # when the loop last had something to do
@@ -204,16 +203,11 @@ class Pool:
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:
         """The pool thread: wait, take commands, handle messages, expire deadlines, pump."""
-        # poll, not epoll: epoll watches open file descriptions, and workers forked later hold
-        # copies of a departed worker's pipe, so epoll would keep reporting that old pipe under
-        # a number that now belongs to another. One selector for the pool's life: building one
-        # per wait cost more than the rest of a dispatch.
-        self._selector = selector = selectors.PollSelector()
-        selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._watch = watch = _Watch(self._wake_r)
         try:
             while self._stop is None:
-                self._rewatch()
-                events = selector.select(self.deadlines.timeout())
+                watch.update(self.workers.by_slot)
+                events = watch.selector.select(self.deadlines.timeout())
                 lost: list[Worker] = []
                 for key, _ in events:
                     if key.data is None:
@@ -240,7 +234,7 @@ class Pool:
         except BaseException as exc:  # the pool cannot go on: fail every waiter loudly
             self._fail(exc)
         finally:
-            selector.close()
+            watch.selector.close()
             self.close_now(now=self._stop is not False)
 
     def close_now(self, *, now: bool) -> None:
@@ -264,24 +258,6 @@ class Pool:
                 return
             if command[0] == "snapshot":
                 command[1].put(InitgraphError(f"the scheduler's pool failed: {exc}"))
-
-    def _rewatch(self) -> None:
-        selector, watched, pool = self._selector, self._watched, self.workers.by_slot
-        assert selector is not None
-        # By fd number, taken when registering: a worker that left has closed its pipe, and the
-        # number may already belong to the pipe of the worker that replaced it.
-        for slot, (worker, conn_fd, sentinel) in list(watched.items()):
-            if pool.get(slot) is not worker:
-                for fd in (conn_fd, sentinel):
-                    with contextlib.suppress(KeyError, ValueError, OSError):
-                        selector.unregister(fd)
-                del watched[slot]
-        for slot, worker in pool.items():
-            if slot not in watched:
-                fds = (worker.conn.fileno(), worker.proc.sentinel)
-                selector.register(fds[0], selectors.EVENT_READ, ("conn", worker))
-                selector.register(fds[1], selectors.EVENT_READ, ("sentinel", worker))
-                watched[slot] = (worker, *fds)
 
     # -- 2. commands from other threads ----------------------------------------------------------
     def _run_commands(self) -> None:
@@ -398,20 +374,7 @@ class Pool:
         for c in sorted(lost):
             call = self.calls.get(c)
             name = call.name if call is not None else "?"
-            if worker.timed_out is not None and worker.timed_out[0] == c:
-                limit = worker.timed_out[1]
-                msg = (
-                    f"initcall {c} {name!r} ran past its timeout of {limit:g} s and was "
-                    f"stopped; its worker was replaced"
-                )
-                err: HookError = HookTimeout(msg, cookie=c, name=name, timeout=limit)
-            else:
-                how = describe_exitcode(exitcode)
-                msg = (
-                    f"worker {worker.pid} crashed with {how} while running initcall {c} "
-                    f"{name!r}; the worker was replaced"
-                )
-                err = WorkerCrashed(msg, cookie=c, name=name, exitcode=exitcode)
+            err = _lost_error(worker, c, name, exitcode)
             # It ran from about when it was sent: a worker starts what it gets on arrival.
             started = call.sent_at if call is not None and call.sent_at else now
             self._record(c, Outcome(name, False, None, err, started, now, worker.pid))
@@ -488,9 +451,9 @@ class Pool:
     def _start_mirror(self) -> None:
         if self.mirror.start():  # watch the manager's process from now on
             sentinel = self.mirror.sentinel
-            assert self._selector is not None
+            assert self._watch is not None
             assert sentinel is not None
-            self._selector.register(sentinel, selectors.EVENT_READ, "manager")
+            self._watch.selector.register(sentinel, selectors.EVENT_READ, "manager")
 
     # -- 5. carrying out the dispatcher's decisions ----------------------------------------------
     def _pump(self) -> None:
@@ -543,6 +506,56 @@ class Pool:
             self.changed.notify_all()
             for listener in self.listeners:
                 listener.put(cookie)
+
+
+class _Watch:
+    """What the loop waits on: its wake pipe, each worker's pipe and sentinel, the manager.
+
+    poll, not epoll: epoll watches open file descriptions, and workers forked later hold copies
+    of a departed worker's pipe, so epoll would keep reporting that old pipe under a number that
+    now belongs to another. One selector for the pool's life: building one per wait cost more
+    than the rest of a dispatch.
+    """
+
+    def __init__(self, wake_fd: int) -> None:
+        self.selector = selectors.PollSelector()
+        self.selector.register(wake_fd, selectors.EVENT_READ, None)
+        self._watched: dict[int, tuple[Worker, int, int]] = {}  # slot -> worker, pipe, sentinel
+
+    def update(self, pool: dict[int, Worker]) -> None:
+        """Watch exactly the workers of ``pool``."""
+        selector, watched = self.selector, self._watched
+        # By fd number, taken when registering: a worker that left has closed its pipe, and the
+        # number may already belong to the pipe of the worker that replaced it.
+        for slot, (worker, conn_fd, sentinel) in list(watched.items()):
+            if pool.get(slot) is not worker:
+                for fd in (conn_fd, sentinel):
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        selector.unregister(fd)
+                del watched[slot]
+        for slot, worker in pool.items():
+            if slot not in watched:
+                fds = (worker.conn.fileno(), worker.proc.sentinel)
+                selector.register(fds[0], selectors.EVENT_READ, ("conn", worker))
+                selector.register(fds[1], selectors.EVENT_READ, ("sentinel", worker))
+                watched[slot] = (worker, *fds)
+
+
+def _lost_error(worker: Worker, cookie: int, name: str, exitcode: int | None) -> HookError:
+    """The failure of initcall ``cookie``, lost with ``worker``: a timeout or a crash."""
+    if worker.timed_out is not None and worker.timed_out[0] == cookie:
+        limit = worker.timed_out[1]
+        msg = (
+            f"initcall {cookie} {name!r} ran past its timeout of {limit:g} s and was "
+            f"stopped; its worker was replaced"
+        )
+        return HookTimeout(msg, cookie=cookie, name=name, timeout=limit)
+    how = describe_exitcode(exitcode)
+    msg = (
+        f"worker {worker.pid} crashed with {how} while running initcall {cookie} "
+        f"{name!r}; the worker was replaced"
+    )
+    return WorkerCrashed(msg, cookie=cookie, name=name, exitcode=exitcode)
 
 
 def _outcome_of(done: Done) -> Outcome:
