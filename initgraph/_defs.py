@@ -13,7 +13,7 @@ MOST = {"workers": 1024, "max_workers": 1024, "max_pending": 1 << 20}
 WHY = {
     "workers": "each is a process",
     "max_workers": "each has a wait slot and a named semaphore",
-    "max_pending": "each costs 32 bytes of shared memory, all allocated at start",
+    "max_pending": "each costs 24 bytes of shared memory, all allocated at start",
 }
 
 
