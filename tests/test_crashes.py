@@ -556,11 +556,7 @@ def test_worker_killed_while_blocked_in_a_synchronize(gates: Any) -> None:
 
 
 def _runs(pid: int, name: str, sched: Scheduler, cookie: int) -> bool:
-    with sched._lock:
-        return any(
-            w.proc.pid == pid and sched._dispatcher.running(w.slot) == cookie
-            for w in sched._pool.values()
-        )
+    return sched._pool.running_pid(cookie) == pid
 
 
 def test_idle_worker_killed_from_outside_is_replaced() -> None:
