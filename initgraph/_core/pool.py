@@ -566,7 +566,9 @@ def _outcome_of(done: Done) -> Outcome:
         except Exception as exc:
             exc.__cause__ = None
             err = TypeError(f"the result of initcall {done.cookie} cannot be loaded: {exc}")
-            return Outcome(done.name, False, None, err, done.started, done.ended)
+            return Outcome(
+                done.name, False, None, err, done.started, done.ended, done.pid, done.waits
+            )
         return Outcome(done.name, True, value, None, done.started, done.ended, done.pid, done.waits)
     error: BaseException
     try:
