@@ -155,8 +155,7 @@ class Node:
     """A plugin: ``_datatasks.run_step(step, config, results of requires)``.
 
     ``where``: "pool" (a worker), "main" (initgraph: ``where = "main"``; others: in the driver)
-    or "commit" (initgraph: a commit-only plugin; others: in the driver). ``stamp``: its
-    initgraph commit records ``time.monotonic()`` in ``_datatasks.STAMPS`` (the transfer rows).
+    or "commit" (initgraph: a commit-only plugin; others: in the driver).
     """
 
     name: str
@@ -165,7 +164,6 @@ class Node:
     where: str = "pool"
     domain: str = "default"
     config: dict[str, Any] = field(default_factory=dict)
-    stamp: bool = False
 
 
 _INIT = '''\
@@ -178,12 +176,6 @@ import _datatasks
 def initgraph_init(ctx):
     return _datatasks.run_step({step!r}, ctx.config, ctx.results)
 '''
-_STAMP = """
-
-@initgraph.hookimpl
-def initgraph_commit(ctx):
-    _datatasks.STAMPS[ctx.name] = __import__("time").monotonic()
-"""
 _COMMIT = '''\
 """initgraph benchmark plugin {name!r}: commit-only step {step!r}."""
 import initgraph
@@ -202,8 +194,6 @@ def write_plugins(folder: Path, prefix: str, nodes: Sequence[Node]) -> dict[str,
     for n in nodes:
         mod = f"igbench_{prefix}_{n.name}"
         src = (_COMMIT if n.where == "commit" else _INIT).format(name=n.name, step=n.step)
-        if n.stamp:
-            src += _STAMP
         (folder / f"{mod}.py").write_text(src)
         modules[n.name] = mod
     return modules
@@ -402,7 +392,7 @@ class PssSampler:
 # -- 7. transfer ----------------------------------------------------------------------------------
 def transfer_nodes(kind: str, size: int) -> list[Node]:
     return [
-        Node("producer", "produce_step", config={"kind": kind, "size": size}, stamp=True),
+        Node("producer", "produce_step", config={"kind": kind, "size": size}),
         Node("reader", "read_one", ("producer",)),
     ]
 
@@ -484,12 +474,14 @@ def transfer_once(
         t1 = time.perf_counter()
         _datatasks.touch(v)
         del v
-        # the dependent: a boot, producer plugin -> reader plugin; from the producer's commit
-        # (the parent holds its result) to the reader having read one element
-        _datatasks.STAMPS.clear()
+        # the dependent: a boot, producer plugin -> reader plugin; from the parent holding the
+        # producer's result (the reader is ready: its requirement's init ended) to the end of
+        # the reader's init, which reads one element and returns
         b = initgraph.boot(config)
-        read_at, _ = b.results["reader"]
-        return t1 - t0, read_at - _datatasks.STAMPS["producer"]
+        reader = b.timings["reader"]
+        assert reader.ready is not None
+        assert reader.ended is not None
+        return t1 - t0, reader.ended - reader.ready
     if name == PPE:
         t0 = time.perf_counter()
         v = ppe.submit(_datatasks.produce_task, spec).result()

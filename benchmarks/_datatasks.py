@@ -118,9 +118,6 @@ def run_step_timed(
     return value, t0, time.monotonic()
 
 
-STAMPS: dict[str, float] = {}  # plugin -> time.monotonic() of its commit, in the parent
-
-
 def ray_step(name: str, config: Mapping[str, Any], names: tuple[str, ...], *values: Any) -> Any:
     """``run_step`` for Ray: the requirements come as positional arguments (refs resolved)."""
     return run_step(name, config, dict(zip(names, values, strict=True)))

@@ -627,14 +627,14 @@ def profile(out_dir: Path, batches: int) -> None:
     import cProfile
     import pstats
 
-    from initgraph._core import scheduler as _scheduler
+    from initgraph._core import pool as _pool
     from initgraph._core import worker as _worker
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.prof"):
         old.unlink()
     worker_main = _worker.main
-    pool_loop = _scheduler.Scheduler._loop
+    pool_loop = _pool.Pool.run
 
     def profiled_main(*args: Any) -> None:
         prof = cProfile.Profile()
@@ -645,7 +645,7 @@ def profile(out_dir: Path, batches: int) -> None:
             prof.disable()
             prof.dump_stats(out_dir / f"worker-{os.getpid()}.prof")
 
-    def profiled_loop(self: initgraph.Scheduler) -> None:
+    def profiled_loop(self: _pool.Pool) -> None:
         prof = cProfile.Profile()
         prof.enable()
         try:
@@ -655,7 +655,7 @@ def profile(out_dir: Path, batches: int) -> None:
             prof.dump_stats(out_dir / "pool-thread.prof")
 
     setattr(_worker, "main", profiled_main)  # noqa: B010
-    setattr(_scheduler.Scheduler, "_loop", profiled_loop)  # noqa: B010
+    setattr(_pool.Pool, "run", profiled_loop)  # noqa: B010
     try:
         with initgraph.Scheduler(WORKERS, start_method="fork") as sched:
             for _ in range(200):
@@ -675,7 +675,7 @@ def profile(out_dir: Path, batches: int) -> None:
             main_prof.dump_stats(out_dir / "parent-main.prof")
     finally:
         setattr(_worker, "main", worker_main)  # noqa: B010
-        setattr(_scheduler.Scheduler, "_loop", pool_loop)  # noqa: B010
+        setattr(_pool.Pool, "run", pool_loop)  # noqa: B010
     print(f"under cProfile: {', '.join(f'{w:.0f}' for w in walls)} µs per initcall")
     files = sorted(out_dir.glob("*.prof"))
     for path in files:

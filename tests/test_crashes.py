@@ -13,9 +13,7 @@ a whole boot (``initgraph.boot``, plugin modules written to ``tmp_path``), each 
 - whether the worker was replaced: exactly when its process died;
 - that nothing is left running (the autouse ``no_leaked_processes`` fixture).
 
-What the table pins is what initgraph does today; where that is a bug, a strict xfail below
-the table names it (``pid_lost``: ``test_failed_load_keeps_the_pid``). Timeouts are 0.3 s to
-keep it fast; the rows under fork are the fast part (``-m 'not slow'``).
+Timeouts are 0.3 s to keep it fast; the rows under fork are the fast part (``-m 'not slow'``).
 """
 
 from __future__ import annotations
@@ -157,7 +155,6 @@ class Crash:
     timeout: float | None = None
     kind: str = "error"  # the boot's Failure.kind
     data_row: bool = False  # the data cannot be sent: refused in schedule()
-    pid_lost: bool = False  # the boot's Timing of it has no pid (test_failed_load_keeps_the_pid)
 
     def pattern(self, cookie: int, name: str, worker: int | None = None) -> str:
         pid = r"\d+" if worker is None else str(worker)
@@ -253,7 +250,6 @@ ROWS = [
         r"be loaded: this result cannot be loaded here$",
         cause=TypeError,
         remote_traceback=False,
-        pid_lost=True,
     ),
     Crash(
         "unpicklable-data",
@@ -436,9 +432,7 @@ def test_boot(crash: Crash, method: str, on_error: str, app: AppWriter) -> None:
 
     waiter, bad = boot.timings["waiter"], boot.timings["bad"]
     assert waiter.ended is not None  # its ctx.synchronize() returned
-    if crash.pid_lost:
-        assert bad.pid is None
-    elif not crash.data_row:  # one worker: a new pid for the waiter means a new worker
+    if not crash.data_row:  # one worker: a new pid for the waiter means a new worker
         assert (waiter.pid != bad.pid) == crash.died, (bad.pid, waiter.pid)
     statuses = {p.name: boot.status(p.name) for p in boot.plan}
     if on_error == "continue":
@@ -556,11 +550,7 @@ def test_worker_killed_while_blocked_in_a_synchronize(gates: Any) -> None:
 
 
 def _runs(pid: int, name: str, sched: Scheduler, cookie: int) -> bool:
-    with sched._lock:
-        return any(
-            w.proc.pid == pid and sched._dispatcher.running(w.slot) == cookie
-            for w in sched._pool.values()
-        )
+    return sched._pool.running_pid(cookie) == pid
 
 
 def test_idle_worker_killed_from_outside_is_replaced() -> None:
@@ -618,11 +608,8 @@ def test_empty_message_has_no_dangling_colon() -> None:
     assert str(info.value) == "initcall 1 'interrupted' raised KeyboardInterrupt"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a result that fails to load becomes an Outcome without the worker's pid and waits",
-)
 def test_failed_load_keeps_the_pid() -> None:
+    """A result the parent cannot load still ran in a worker: its outcome keeps the worker's pid."""
     with Scheduler(1) as sched:
         cookie = sched.schedule(returns_what_the_parent_cannot_load)
         with pytest.raises(HookError):

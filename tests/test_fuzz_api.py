@@ -380,6 +380,6 @@ def test_huge_max_pending_is_refused_or_cheap() -> None:
     )
     # refused since the limit of 2**20 (the name keeps the docs' reference to it)
     assert proc.stdout == (
-        "ConfigError max_pending must be at most 1,048,576, got 1,000,000,000: each costs 32 "
+        "ConfigError max_pending must be at most 1,048,576, got 1,000,000,000: each costs 24 "
         "bytes of shared memory, all allocated at start\n"
     ), proc.stderr

@@ -28,6 +28,7 @@ from initgraph import (
     HookTimeout,
     InitgraphError,
     Scheduler,
+    WorkerCrashed,
 )
 
 METHODS = ["fork", "forkserver", "spawn"]
@@ -406,7 +407,7 @@ def test_full_sync_of_another_domain_is_allowed() -> None:
 
 
 def test_pool_grows_while_every_worker_is_blocked(gates: Any) -> None:
-    """One worker blocks on a domain whose work is queued behind it: the pool must grow."""
+    """One worker blocks on a domain whose work waits for a worker: the pool must grow."""
     gate = gates.new()
     with Scheduler(1, max_workers=3) as s:
         waiter = s.schedule(gate_then_full_sync, (gate, "late"))
@@ -586,3 +587,29 @@ def test_full_and_blocked_pool_fails_each_initcall_that_cannot_start(gates: Any)
                 s.result(cookie, timeout=WAIT)
             assert isinstance(info.value.__cause__, DeadlockError)
         assert s.result(waiter, timeout=WAIT) > 0
+
+
+def exit_with(code: int, cookie: int) -> None:
+    os._exit(code)
+
+
+def thread_identity(data: Any, cookie: int) -> tuple[str, bool, bool]:
+    """How this worker's main thread looks, and what a thread an initcall starts inherits."""
+    here = threading.current_thread()
+    started = threading.Thread(target=lambda: None)
+    return here.name, here.daemon, started.daemon
+
+
+def test_replacement_workers_start_like_the_first_ones() -> None:
+    """Under fork, a worker forked by the pool thread used to inherit that thread's identity.
+
+    CPython makes the forking thread the child's main thread: 'initgraph-pool', a daemon, so the
+    threads an initcall started in a replacement worker were daemons, and in a first worker not.
+    """
+    with Scheduler(1, start_method="fork") as s:
+        first = s.result(s.schedule(thread_identity))
+        with pytest.raises(WorkerCrashed):
+            s.result(s.schedule(exit_with, 3))
+        replaced = s.result(s.schedule(thread_identity))
+    assert first == ("MainThread", False, False)
+    assert replaced == first

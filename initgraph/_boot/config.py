@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
-from .._defs import DEFAULT_DOMAIN, ENTRY_POINT_GROUP, MOST, WHY
+from .._defs import DEFAULT_DOMAIN, ENTRY_POINT_GROUP, MOST, START_METHODS, WHY
 from .._errors import ConfigError
 from .graph import plan_order
 from .keys import key_path, unknown_plugin
@@ -86,7 +86,6 @@ _PLUGIN_KEYS = (
     "config",
 )
 _WHEN_KEYS = ("env", "env_equals", "platform", "path_exists")
-_START_METHODS = ("fork", "forkserver", "spawn")
 _ON_ERROR = ("abort", "continue")
 _WHERE = ("pool", "main")
 
@@ -451,7 +450,7 @@ def _settings(doc: _Document, value: object, overrides: Mapping[str, Any]) -> Se
     paths = _field(doc, merged, key, "paths", _directories, here)
     return Settings(
         workers=_field(doc, merged, key, "workers", _workers, None),
-        start_method=_field(doc, merged, key, "start_method", _choice(*_START_METHODS), None),
+        start_method=_field(doc, merged, key, "start_method", _choice(*START_METHODS), None),
         max_pending=_field(doc, merged, key, "max_pending", _positive_int, 32768),
         timeout=_field(doc, merged, key, "timeout", _finite_seconds, 60.0),
         on_error=_field(doc, merged, key, "on_error", _choice(*_ON_ERROR), "abort"),

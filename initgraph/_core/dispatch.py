@@ -1,7 +1,7 @@
 """The pure decisions of the core: what runs next, and whether a waiter may pass.
 
 Nothing here touches a process, a clock, a pipe or a file, so every rule is tested step by step
-in ``tests/test_state.py``. The pool (``_scheduler.py``) feeds events in and carries the decisions
+in ``tests/test_state.py``. The pool loop (``pool.py``) feeds events in and carries the decisions
 out.
 """
 
@@ -81,8 +81,13 @@ class WorkerState(Enum):
 class _Initcall:
     cookie: int
     waiting_on: set[int]
+    held: bool = False
     dependents: list[int] = field(default_factory=list)
     worker: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        return not self.waiting_on and not self.held and self.worker is None
 
 
 class Dispatcher:
@@ -90,37 +95,31 @@ class Dispatcher:
 
     Initcalls enter with :meth:`add` (with the cookies they must run after that are still in
     progress) and leave with :meth:`complete`. Ready initcalls are handed out lowest cookie first
-    (invariant 3). A cookie may be completed before it was added: work scheduled and finished
-    inside a worker reaches the parent that way.
-
-    A worker may hold a short queue: the initcall it runs (the head) and, with ``depth`` above 1,
-    the next ones, so it never waits for the parent between two initcalls. Only initcalls added
-    as ``queueable`` wait in a queue (one with a timeout must start when it is sent). Queued
-    initcalls that have not started can be taken back (:meth:`requeue`) when their worker
-    blocks, dies or runs long, so a queue never holds back work that others wait for.
+    (invariant 3), each to an idle worker: a worker holds only the initcall it runs. A cookie may
+    be completed before it was added: work scheduled and finished inside a worker reaches the
+    parent that way.
     """
 
     def __init__(self) -> None:
         self._initcalls: dict[int, _Initcall] = {}
         self._ready: list[int] = []
         self._done: set[int] = set()
-        self._queueable: set[int] = set()
         self._workers: dict[int, WorkerState] = {}
-        self._queues: dict[int, list[int]] = {}  # worker -> its cookies; the head runs
+        self._running: dict[int, int] = {}  # worker -> the cookie it runs
         self._waiting_for_unknown: dict[int, list[int]] = {}  # cookie not yet added -> dependents
-        self._hints: list[tuple[int, int]] = []  # (cookie, a cookie it still waits for, or 0)
 
     # -- initcalls -----------------------------------------------------------------------------
-    def add(self, cookie: int, after: Iterable[int] = (), *, queueable: bool = False) -> None:
-        """Add an initcall that may start once every cookie of ``after`` has completed."""
+    def add(self, cookie: int, after: Iterable[int] = (), *, held: bool = False) -> None:
+        """Add an initcall that may start once every cookie of ``after`` has completed.
+
+        ``held``: it may not start before :meth:`release` either (its work is not known yet).
+        """
         if cookie in self._initcalls or cookie in self._done:
             msg = f"cookie {cookie} was added twice"
             raise ValueError(msg)
         pending = {c for c in after if c not in self._done and c != cookie}
-        call = _Initcall(cookie, pending)
+        call = _Initcall(cookie, pending, held)
         self._initcalls[cookie] = call
-        if queueable:
-            self._queueable.add(cookie)
         for dep in pending:
             dep_call = self._initcalls.get(dep)
             if dep_call is not None:
@@ -128,25 +127,33 @@ class Dispatcher:
             else:
                 self._waiting_for_unknown.setdefault(dep, []).append(cookie)
         call.dependents.extend(self._waiting_for_unknown.pop(cookie, ()))
-        if not pending:
+        if call.ready:
             heapq.heappush(self._ready, cookie)
-        elif cookie > 0:
-            self._hint(cookie, pending)
+
+    def release(self, cookie: int) -> bool:
+        """Let ``cookie``, added ``held``, start; return whether it is ready now."""
+        call = self._initcalls.get(cookie)
+        if call is None or not call.held:
+            msg = f"cookie {cookie} is not held"
+            raise ValueError(msg)
+        call.held = False
+        if call.ready:
+            heapq.heappush(self._ready, cookie)
+            return True
+        return False
 
     def complete(self, cookie: int) -> list[int]:
         """Record that ``cookie`` returned, failed or crashed; return the cookies it made ready."""
         if cookie in self._done:
             return []
         self._done.add(cookie)
-        self._queueable.discard(cookie)
         call = self._initcalls.pop(cookie, None)
         dependents = call.dependents if call is not None else []
         dependents = dependents + self._waiting_for_unknown.pop(cookie, [])
         if call is not None and call.worker is not None:
-            queue = self._queues.get(call.worker)
-            if queue is not None and cookie in queue:
-                queue.remove(cookie)
-                if not queue and call.worker in self._workers:
+            if self._running.get(call.worker) == cookie:
+                del self._running[call.worker]
+                if call.worker in self._workers:
                     self._workers[call.worker] = WorkerState.IDLE
         elif call is not None and cookie in self._ready:
             self._ready.remove(cookie)
@@ -157,39 +164,18 @@ class Dispatcher:
             if dep_call is None:
                 continue
             dep_call.waiting_on.discard(cookie)
-            if not dep_call.waiting_on and dep_call.worker is None:
+            if dep_call.ready:
                 heapq.heappush(self._ready, dep)
                 newly.append(dep)
-            elif dep_call.waiting_on and cookie > 0 and dep > 0:
-                self._hint(dep, dep_call.waiting_on)
         return newly
-
-    def _hint(self, cookie: int, pending: set[int]) -> None:
-        waits = [c for c in pending if c > 0]
-        self._hints.append((cookie, max(waits) if waits else 0))
-
-    def take_hints(self) -> list[tuple[int, int]]:
-        """``(cookie, dep)`` for initcalls that wait, each for one cookie ``dep`` it waits for.
-
-        The pool writes them to the shared ring, where a worker about to start a queued
-        initcall can tell a lower cookie that surely cannot start yet (``dep`` is still in
-        progress) from one that may be ready. ``dep`` 0: no known cookie to name.
-        """
-        hints, self._hints = self._hints, []
-        return hints
 
     def is_done(self, cookie: int) -> bool:
         """Whether ``cookie`` has completed."""
         return cookie in self._done
 
     def running(self, worker: int) -> int | None:
-        """The cookie ``worker`` is running (the head of its queue), if any."""
-        queue = self._queues.get(worker)
-        return queue[0] if queue else None
-
-    def queued(self, worker: int) -> list[int]:
-        """The cookies waiting behind the one ``worker`` runs."""
-        return list(self._queues.get(worker, [])[1:])
+        """The cookie ``worker`` is running, if any."""
+        return self._running.get(worker)
 
     @property
     def ready(self) -> list[int]:
@@ -205,64 +191,15 @@ class Dispatcher:
     def add_worker(self, worker: int) -> None:
         """A worker joined the pool, idle."""
         self._workers[worker] = WorkerState.IDLE
-        self._queues[worker] = []
 
-    def remove_worker(self, worker: int) -> tuple[int | None, list[int]]:
-        """A worker left the pool (died or retired).
-
-        Returns the cookie it was running and the queued ones, which go back to the ready set:
-        they never started.
-        """
+    def remove_worker(self, worker: int) -> int | None:
+        """A worker left the pool (died or retired); return the cookie it was running."""
         self._workers.pop(worker, None)
-        queue = self._queues.pop(worker, [])
-        for cookie in queue[1:]:
-            self._back_to_ready(cookie)
-        return (queue[0] if queue else None), queue[1:]
-
-    def requeue(self, worker: int, cookie: int) -> None:
-        """Take back ``cookie``, queued on ``worker`` and not started: it is ready again."""
-        queue = self._queues.get(worker)
-        if queue is None or cookie not in queue[1:]:
-            msg = f"cookie {cookie} is not queued behind another on worker {worker}"
-            raise ValueError(msg)
-        queue.remove(cookie)
-        self._back_to_ready(cookie)
-
-    def give_back(self, worker: int, cookie: int) -> None:
-        """``worker`` handed back ``cookie`` without starting it: it is ready again.
-
-        Unlike :meth:`requeue`, ``cookie`` may have become the head of the queue (the initcall
-        before it completed): the worker declined to start it while a lower cookie waited. It
-        may not wait in a queue again, so the next worker that gets it starts it.
-        """
-        self._queueable.discard(cookie)  # from now on it goes to an idle worker only
-        self.take_out(worker, cookie)
-
-    def not_ready(self, worker: int) -> list[int]:
-        """Cookies in ``worker``'s queue that wait for something (followers of one handed back)."""
-        return [c for c in self._queues.get(worker, []) if self._initcalls[c].waiting_on]
-
-    def take_out(self, worker: int, cookie: int) -> None:
-        """Take ``cookie``, not started, out of ``worker``'s queue, wherever it is in it."""
-        queue = self._queues.get(worker)
-        if queue is None or cookie not in queue:
-            msg = f"cookie {cookie} is not in the queue of worker {worker}"
-            raise ValueError(msg)
-        queue.remove(cookie)
-        if not queue:
-            self._workers[worker] = WorkerState.IDLE
-        self._back_to_ready(cookie)
-
-    def _back_to_ready(self, cookie: int) -> None:
-        call = self._initcalls.get(cookie)
-        if call is not None:
-            call.worker = None
-            if not call.waiting_on:  # a follower taken back waits for what it followed
-                heapq.heappush(self._ready, cookie)
+        return self._running.pop(worker, None)
 
     def blocked(self, worker: int) -> None:
         """A worker went to sleep in a synchronize."""
-        if worker in self._workers and self._queues.get(worker):
+        if worker in self._running and worker in self._workers:
             self._workers[worker] = WorkerState.BLOCKED
 
     def unblocked(self, worker: int) -> None:
@@ -279,97 +216,35 @@ class Dispatcher:
         """Every worker and its state."""
         return dict(self._workers)
 
-    def assign(self, depth: int = 1) -> list[tuple[int, int]]:
-        """Hand ready initcalls to workers, lowest cookie first.
-
-        Idle workers are served first, lowest worker id first; then, up to ``depth`` initcalls
-        per worker, queues of busy (not blocked) workers, with queueable initcalls only. An
-        initcall that may not wait in a queue stops the second round, so a higher cookie never
-        overtakes it.
-
-        A queue may also take a *follower*: an initcall that waits only for the last one in
-        that queue, and so becomes ready exactly when the worker gets to it (a continuation:
-        no round trip to the pool in between). It is taken when it is lower than the lowest
-        ready cookie, so the order stays lowest first.
-        """
+    def assign(self) -> list[tuple[int, int]]:
+        """Hand ready initcalls to idle workers: lowest cookie first, lowest worker id first."""
         out: list[tuple[int, int]] = []
-        for level in range(depth):
-            candidates = sorted(
-                w
-                for w, s in self._workers.items()
-                if s is not WorkerState.BLOCKED and len(self._queues[w]) == level
-            )
-            for worker in candidates:
-                follower = self._follower(worker) if level > 0 else None
-                ready = self._ready[0] if self._ready else None
-                if ready is not None and level > 0 and ready not in self._queueable:
-                    # It must start when sent; nothing higher may overtake it in a queue.
-                    if follower is None or follower > ready:
-                        return out
-                    ready = None
-                if follower is not None and (ready is None or follower < ready):
-                    cookie = follower
-                elif ready is not None:
-                    cookie = heapq.heappop(self._ready)
-                else:
-                    continue
-                self._initcalls[cookie].worker = worker
-                self._workers[worker] = WorkerState.BUSY
-                self._queues[worker].append(cookie)
-                out.append((worker, cookie))
+        if not self._ready:
+            return out
+        idle = sorted(w for w, s in self._workers.items() if s is WorkerState.IDLE)
+        for worker in idle:
+            if not self._ready:
+                break
+            cookie = heapq.heappop(self._ready)
+            self._initcalls[cookie].worker = worker
+            self._workers[worker] = WorkerState.BUSY
+            self._running[worker] = cookie
+            out.append((worker, cookie))
         return out
-
-    def _follower(self, worker: int) -> int | None:
-        """The lowest queueable initcall that waits only for the last one queued on ``worker``."""
-        queue = self._queues[worker]
-        if not queue:
-            return None
-        tail = queue[-1]
-        call = self._initcalls.get(tail)
-        if call is None:
-            return None
-        best = None
-        for dep in call.dependents:
-            dep_call = self._initcalls.get(dep)
-            if (
-                dep_call is not None
-                and dep_call.worker is None
-                and dep_call.waiting_on == {tail}
-                and dep in self._queueable
-                and (best is None or dep < best)
-            ):
-                best = dep
-        return best
-
-    def stealable(self) -> list[int]:
-        """Busy workers with initcalls queued behind the one they run, while another is idle.
-
-        Nothing is ready, so the idle worker has nothing else to do: what waits in a queue
-        could start there at once (the pool decides whether the queue has waited long enough).
-        """
-        if self._ready or WorkerState.IDLE not in self._workers.values():
-            return []
-        return sorted(
-            w for w, s in self._workers.items() if s is WorkerState.BUSY and self.queued_ready(w)
-        )
-
-    def queued_ready(self, worker: int) -> list[int]:
-        """The ready cookies queued behind the one ``worker`` runs (not its followers)."""
-        return [c for c in self._queues.get(worker, [])[1:] if not self._initcalls[c].waiting_on]
 
     def should_grow(self, max_workers: int, target: int = 1, asleep: Collection[int] = ()) -> bool:
         """Whether to start one more worker, up to ``max_workers``, for work that waits.
 
         At once when every worker is blocked and work is ready (invariant 5). And when the
         workers ``asleep`` (blocked in a synchronize for a while; the pool decides how long)
-        leave fewer than ``target`` running while work waits (ready, or ready and queued
-        behind a running initcall) and no worker is idle: a sleeping worker uses no CPU, so
-        the pool starts another, as a ForkJoinPool compensates for a managed block.
+        leave fewer than ``target`` running while work is ready and no worker is idle: a
+        sleeping worker uses no CPU, so the pool starts another, as a ForkJoinPool compensates
+        for a managed block.
         """
-        if len(self._workers) >= max_workers:
+        if len(self._workers) >= max_workers or not self._ready:
             return False
         states = self._workers.values()
-        if self._ready and all(s is WorkerState.BLOCKED for s in states):
+        if all(s is WorkerState.BLOCKED for s in states):
             return True
         if not asleep or WorkerState.IDLE in states:
             return False
@@ -377,16 +252,13 @@ class Dispatcher:
             s is WorkerState.BUSY or (s is WorkerState.BLOCKED and w not in asleep)
             for w, s in self._workers.items()
         )
-        if running >= target:
-            return False
-        busy = [w for w, s in self._workers.items() if s is WorkerState.BUSY]
-        return bool(self._ready) or any(self.queued_ready(w) for w in busy)
+        return running < target
 
     def stalled(self, max_workers: int) -> int | None:
         """The lowest ready cookie, when every worker is blocked and the pool may not grow.
 
         Nothing can run then until a blocked initcall gives up: the pool must fail that
-        initcall rather than hang (see ``Scheduler``).
+        initcall rather than hang (see ``Pool._expired_stall``).
         """
         if not self._ready or len(self._workers) < max_workers or not self._workers:
             return None

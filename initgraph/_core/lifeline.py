@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 
-__all__ = ["EXIT_ORPHANED", "helper_start", "watch"]
+__all__ = ["EXIT_ORPHANED", "alive", "helper_start", "watch"]
 
 EXIT_ORPHANED = 75  # the exit code of a helper whose scheduler died (EX_TEMPFAIL)
 _POLL = 0.5
@@ -33,7 +33,7 @@ def watch(pid: int) -> None:
 def helper_start(pid: int) -> None:
     """First thing in a helper process (the manager): watch ``pid`` and take SIGTERM again.
 
-    A process forked from a thread that held SIGINT and SIGTERM (see ``Scheduler``) would keep
+    A process forked from a thread that held SIGINT and SIGTERM (see ``Workers.start``) would keep
     them blocked for life, and a terminate would then wait out its grace period. (The manager
     itself ignores SIGINT, as the standard library's does.)
     """
@@ -47,18 +47,31 @@ def _watch(pid: int) -> None:
     except ProcessLookupError:
         os._exit(EXIT_ORPHANED)  # it died before we looked
     except (AttributeError, OSError):  # no pidfd here (not Linux, or a kernel before 5.3)
-        while _alive(pid):
+        while alive(pid):
             time.sleep(_POLL)
         os._exit(EXIT_ORPHANED)
     select.select([fd], [], [])
     os._exit(EXIT_ORPHANED)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs.
+
+    A zombie (exited, not yet reaped by its parent) counts as ended: it runs no code, holds no
+    lock it could release, and will never act again. Read from ``/proc`` where there is one,
+    else asked of the kernel (``kill(pid, 0)``, which cannot tell a zombie apart).
+    """
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:  # no /proc: ask the kernel instead
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True  # it exists, owned by another user
         return True
-    return True
+    return state not in (b"Z", b"X")

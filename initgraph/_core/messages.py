@@ -13,7 +13,6 @@ from typing import Any
 
 __all__ = [
     "Blocked",
-    "Declined",
     "Done",
     "Log",
     "Message",
@@ -134,17 +133,10 @@ class Blocked:
 
 
 @dataclass(frozen=True)
-class Declined:
-    """Worker to parent: it did not start this queued initcall, as a lower cookie waits."""
-
-    cookie: int
-
-
-@dataclass(frozen=True)
 class Unblocked:
     """Worker to parent: the worker runs again."""
 
     cookie: int
 
 
-Message = Run | Stop | Done | Scheduled | Started | Blocked | Unblocked | Declined | Log
+Message = Run | Stop | Done | Scheduled | Started | Blocked | Unblocked | Log

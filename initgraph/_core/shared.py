@@ -2,28 +2,21 @@
 
 Everything the hot paths need lives in one block of shared memory behind one lock, so that
 allocating a cookie, entering or leaving a domain and deciding whether a waiter may pass never
-wait on a manager round trip (PERF-NOTES: a manager call costs as much as a whole dispatch)::
+wait on a manager round trip (a manager call costs about as much as dispatching a whole
+initcall)::
 
     header     counter (last cookie issued), total in progress, ring head/tail, waiters asleep,
                registered in progress, lock holder pid
     domains    per domain: lowest in-progress cookie (0: none), count in progress, flags
     names      per domain: its name (the table is append-only, so an index never changes)
-    ring       every in-progress cookie in increasing order: (cookie, domain, owner, runner); a
-               finished entry becomes a tombstone and the ring is compacted when it fills up
+    ring       every in-progress cookie in increasing order: (cookie, domain, owner); a finished
+               entry becomes a tombstone and the ring is compacted when it fills up
     waiters    per wait slot: what a sleeping waiter waits for; each slot has its own semaphore
 
 Cookies are appended in increasing order under the lock, so the ring stays sorted and a
 domain's lowest in-progress cookie only moves forward. A finishing process updates the domain's
 low-water mark and posts the semaphore of each sleeper whose condition now holds: one
 ``sem_post`` per woken waiter, no polling and no ``notify_all`` that blocks the notifier.
-
-The runner of an entry says which worker may start it: the parent sets it when it sends the
-initcall, the worker claims it before running, and the parent can take a queued initcall back
-(to run it elsewhere) only while it is unclaimed — so an initcall never runs twice. An initcall
-sent to wait in a worker's queue behind another is marked so: when its turn comes, the worker
-starts it only if no lower cookie is still waiting for a runner, and otherwise hands it back
-(invariant 3: a higher cookie must not start while a lower one waits; it could block on it and
-take the last worker the lower one needed).
 
 The owner of an entry is the wait slot of the worker that allocated it until the parent has
 heard of it (or of the worker running it inline); if that worker dies, the parent removes the
@@ -41,16 +34,9 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from .._errors import ConfigError, InitgraphError
+from .lifeline import alive
 
-__all__ = [
-    "CLAIMED",
-    "DECLINED",
-    "PARENT",
-    "TAKEN_BACK",
-    "SharedState",
-    "is_queued",
-    "ticket",
-]
+__all__ = ["PARENT", "SharedState"]
 
 MAX_DOMAINS = 64
 NAME_LEN = 128
@@ -67,30 +53,6 @@ _USED, _EXCLUSIVE = 1, 2
 W_NONE, W_COOKIE, W_FULL_DOMAIN, W_FULL_ALL, W_DONE, W_ALL = range(6)
 _WAITER_FIELDS = 3  # kind, domain index, cookie
 
-# runner values: 0 no runner yet (ready, or not known to be waiting); a ticket (> 0) sent to a
-# worker; -(slot + 1) claimed by it; _ELSEWHERE run by its own process (inline, the parent's
-# thread) or a finished entry's tombstone; -(_WAITING + dep) not ready: it waits (at least) for
-# cookie ``dep``. Only 0, or a waiting entry whose ``dep`` has finished, may mean "waits for a
-# runner". A ticket is serial << 16 | queued << 15 | slot + 1: unique per send, so a stale copy
-# never matches.
-_SLOT = (1 << 15) - 1
-_QUEUED = 1 << 15
-_WHO = _SLOT | _QUEUED
-_ELSEWHERE = -(1 << 15)
-_WAITING = 1 << 20
-CLAIMED, TAKEN_BACK, DECLINED = 1, 0, -1
-
-
-def ticket(slot: int, queued: bool, serial: int) -> int:
-    """What the parent records when it sends a cookie to the worker of wait slot ``slot``."""
-    return serial << 16 | (_QUEUED if queued else 0) | (slot + 1)
-
-
-def is_queued(value: int) -> bool:
-    """Whether ticket ``value`` sent its cookie to wait behind another in the worker's pipe."""
-    return bool(value & _QUEUED)
-
-
 _LOCK_PATIENCE = 2.0  # seconds before a waiter for the lock checks that its holder is alive
 
 
@@ -102,7 +64,6 @@ def _layout(slots: int, capacity: int) -> tuple[dict[str, tuple[Any, int, int]],
         ("_ring_cookie", ctypes.c_int64, capacity),
         ("_ring_domain", ctypes.c_int64, capacity),
         ("_ring_owner", ctypes.c_int64, capacity),
-        ("_ring_runner", ctypes.c_int64, capacity),
         ("_waiters", ctypes.c_int64, slots * _WAITER_FIELDS),
         ("_names", ctypes.c_char, MAX_DOMAINS * NAME_LEN),  # last: every int64 stays aligned
     ]
@@ -133,7 +94,6 @@ class SharedState:
     _ring_cookie: Any
     _ring_domain: Any
     _ring_owner: Any
-    _ring_runner: Any
     _waiters: Any
     _names: Any
     _cookies_view: memoryview
@@ -199,7 +159,7 @@ class SharedState:
     def _acquire_slow(self) -> None:
         while True:
             holder = self._header[_HOLDER]
-            if holder and not _alive(holder):
+            if holder and not alive(holder):
                 # The holder was killed inside a critical section. Each section leaves the block
                 # consistent at every store that matters, so taking the lock over is safe.
                 self._header[_HOLDER] = 0
@@ -300,7 +260,6 @@ class SharedState:
             self._ring_cookie[tail] = cookie
             self._ring_domain[tail] = domain
             self._ring_owner[tail] = owner
-            self._ring_runner[tail] = _ELSEWHERE if inline else 0
             header[_TAIL] = tail + 1
             header[_TOTAL] += 1
             base = domain * _DOMAIN_FIELDS
@@ -330,95 +289,6 @@ class SharedState:
                 i = self._find(cookie)
                 if i is not None:
                     self._ring_owner[i] = PARENT
-
-    def assign_runners(self, sent: list[tuple[int, int]]) -> None:
-        """Record each ``(cookie, ticket)`` sent: the :func:`ticket` its worker must claim."""
-        with self.locked():
-            for cookie, value in sent:
-                i = self._find(cookie)
-                if i is not None:
-                    self._ring_runner[i] = value
-
-    def run_elsewhere(self, cookie: int) -> None:
-        """``cookie`` runs in its own process (the parent's thread), not in a worker."""
-        with self.locked():
-            i = self._find(cookie)
-            if i is not None:
-                self._ring_runner[i] = _ELSEWHERE
-
-    def claim(self, cookie: int, value: int) -> int:
-        """A worker is about to start ``cookie``, sent with ticket ``value``: may it?
-
-        Returns CLAIMED (it is this worker's to run, and now nobody can take it back),
-        TAKEN_BACK (the parent took this copy back: skip it) or DECLINED (it waited in this
-        worker's queue and a lower cookie still waits for a runner, or waits queued behind it in
-        this same worker: it is handed back, the worker must tell the parent).
-
-        Only the copy the parent sent last can match: a copy left in a pipe after a take-back
-        never runs, even when the same cookie was sent to the same worker again.
-        """
-        self._acquire()
-        try:
-            i = self._find(cookie)
-            if i is None or self._ring_runner[i] != value:
-                return TAKEN_BACK
-            mine = value & _WHO
-            if mine & _QUEUED:
-                head = self._header[_HEAD]
-                if i > head:
-                    # A lower cookie with no runner yet, or queued in this very pipe (sent
-                    # after this one became the head): it goes first. Tombstones are never 0.
-                    lower = self._ring_runner[head:i]
-                    if self._held_back(lower, mine):
-                        self._ring_runner[i] = 0
-                        return DECLINED
-            self._ring_runner[i] = -(mine & _SLOT)
-            return CLAIMED
-        finally:
-            self._release()
-
-    def _held_back(self, lower: list[int], mine: int) -> bool:
-        """Whether a queued initcall must let one of these lower entries go first.
-
-        Yes for an entry with no runner, one queued behind it in the same pipe, or one that was
-        waiting for a cookie that has finished since (it may be ready now, and the parent may
-        not know yet). An entry still waiting for a cookie in progress cannot start before the
-        queued one anyway: it does not hold it back.
-        """
-        if 0 in lower:
-            return True
-        if min(lower) <= -_WAITING:
-            for r in lower:
-                if r <= -_WAITING and self._find(-r - _WAITING) is None:
-                    return True
-        return any(r > 0 and r & _WHO == mine for r in lower)
-
-    def wait_for(self, pairs: list[tuple[int, int]]) -> None:
-        """Record, for each ``(cookie, dep)``, that ``cookie`` is not ready: it waits for ``dep``.
-
-        ``dep`` 0 clears the note. An entry that has a runner already is left alone.
-        """
-        with self.locked():
-            for cookie, dep in pairs:
-                i = self._find(cookie)
-                if i is None:
-                    continue
-                runner = self._ring_runner[i]
-                if runner == 0 or runner <= -_WAITING:
-                    self._ring_runner[i] = -(_WAITING + dep) if dep > 0 else 0
-
-    def reclaim(self, cookie: int, value: int) -> bool:
-        """Take back ``cookie``, sent with ticket ``value``: True if it had not started it.
-
-        The parent takes back what a worker has not started; a worker hands back, this way,
-        what it will not start.
-        """
-        with self.locked():
-            i = self._find(cookie)
-            if i is None or self._ring_runner[i] != value:
-                return False
-            self._ring_runner[i] = 0
-            return True
 
     def set_owner(self, cookie: int, owner: int) -> None:
         """Record which worker slot runs ``cookie`` inline, so its death releases it."""
@@ -595,7 +465,6 @@ class SharedState:
         header = self._header
         domain = self._ring_domain[i]
         self._ring_domain[i] = -1
-        self._ring_runner[i] = _ELSEWHERE  # a tombstone never waits for a runner
         base = domain * _DOMAIN_FIELDS
         self._domains[base + _COUNT] -= 1
         header[_TOTAL] -= 1
@@ -627,7 +496,6 @@ class SharedState:
                 self._ring_cookie[out] = self._ring_cookie[i]
                 self._ring_domain[out] = self._ring_domain[i]
                 self._ring_owner[out] = self._ring_owner[i]
-                self._ring_runner[out] = self._ring_runner[i]
                 out += 1
         header[_HEAD] = 0
         header[_TAIL] = out
@@ -645,19 +513,3 @@ class _Pid:
 
 
 _PID = _Pid()
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs; a zombie (dead, not yet reaped) counts as dead."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: ask the kernel instead
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return state not in (b"Z", b"X")

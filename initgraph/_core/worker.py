@@ -19,9 +19,9 @@ from typing import Any
 from .._errors import format_remote
 from . import lifeline as _lifeline
 from . import runtime as _runtime
+from .backend import as_main_thread
 from .messages import (
     Blocked,
-    Declined,
     Done,
     Log,
     Run,
@@ -33,7 +33,7 @@ from .messages import (
     dumps,
     loads,
 )
-from .shared import CLAIMED, DECLINED, TAKEN_BACK, SharedState, is_queued
+from .shared import SharedState
 
 __all__ = ["main"]
 
@@ -145,10 +145,13 @@ def main(
     ``parent`` is the scheduler's pid: if that process dies, so does this one (even in the
     middle of an initcall, and even while other processes hold the pipe open).
     """
+    # Forked by the pool thread or by the caller, every worker runs on a plain main thread, so
+    # the threads an initcall starts are alike in every worker, whatever the start method.
+    as_main_thread()
     _lifeline.watch(parent)
     # Ctrl-C reaches the whole process group; the parent decides what an interrupt means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The parent held these while it forked us (see Scheduler._start_worker).
+    # The parent held these while it forked us (see Workers.start).
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     runtime = WorkerRuntime(shared, max_pending, slot, conn)
     # What initcalls log goes to the parent's handlers, whatever the start method: a forked
@@ -160,7 +163,6 @@ def main(
     _runtime.set_process_runtime(runtime)
     funcs: dict[bytes, Any] = {}
     running = runtime.running()
-    declining = False  # handing back queued initcalls until a head comes
     while True:
         try:
             message = pickle.loads(conn.recv_bytes())
@@ -168,24 +170,7 @@ def main(
             return
         if isinstance(message, Stop):
             return
-        value, message = message  # the ticket this copy was sent with, and the initcall
         assert isinstance(message, Run), message
-        if declining and is_queued(value):
-            # What was queued behind one we handed back was queued on the assumption that it
-            # runs first (it may even wait for it, as a follower): hand it back too, until
-            # the parent sends a head again.
-            claim = DECLINED if shared.reclaim(message.cookie, value) else TAKEN_BACK
-        else:
-            declining = False
-            claim = shared.claim(message.cookie, value)
-        if claim != CLAIMED:
-            if claim == DECLINED:  # a lower cookie waits for a worker: it goes first
-                declining = True
-                try:
-                    runtime.send(Declined(message.cookie))
-                except (EOFError, OSError):
-                    return
-            continue  # else the parent took it back to run it elsewhere
         started = time.monotonic()
         ok, value, exc = True, None, None
         try:

@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .._core.dispatch import GROW_AFTER
+from .._core.dispatch import GROW_AFTER, Dispatcher
+from .._defs import default_max_workers
 from .._errors import ConfigError
 from .trace import TraceData, TracedPlugin, TracedTransfer, TracedWait, ms_text
 
@@ -534,13 +535,14 @@ def plan_from(
 
     A list-scheduling simulation: each plugin's init runs as long as it ran in ``trace`` with its
     waits left out (divided by ``faster[name]`` if given), split where it waited so that its
-    synchronize calls wait again; it may start once everything it requires has finished its init and
-    a worker is free, lowest cookie first; a waiting init holds its worker, but when every worker
-    waits, one more starts (as the pool does). ``where = "main"`` inits run on the parent. Each
-    domain commits in cookie order on the parent, after what each plugin requires has committed, one
-    commit at a time, each as long as measured. Measured from ``trace`` and added: the time until
-    the first plugin was ready and after the last commit (starting and stopping the pool), and the
-    median delay to start a ready init and to commit a finished one.
+    synchronize calls wait again; it may start once everything it requires has finished its init
+    and a worker is free, lowest cookie first; a waiting init holds its worker, and the pool grows
+    and shrinks as the real one does (the simulation drives the pool's own ``Dispatcher``).
+    ``where = "main"`` inits run on the parent. Each domain commits in cookie order on the parent,
+    after what each plugin requires has committed, one commit at a time, each as long as measured.
+    Measured from ``trace`` and added: the time until the first plugin was ready and after the
+    last commit (starting and stopping the pool), and the median delay to start a ready init and
+    to commit a finished one.
     """
     faster = dict(faster or {})
     count = workers if workers is not None else plan.workers
@@ -631,7 +633,10 @@ class _Simulation:
     """Discrete-event list scheduling of one boot; see :func:`plan_from`.
 
     Worker 0 is the parent: it runs ``where = "main"`` inits (before any waiting commit) and
-    commits, one thing at a time.
+    commits, one thing at a time. The pool's workers are numbered from 1, and a
+    :class:`Dispatcher` decides, as in the real pool, which ready init starts where, when the pool
+    grows (invariant 5 and compensation for workers asleep in a synchronize) and when extra
+    workers retire.
     """
 
     def __init__(
@@ -650,9 +655,13 @@ class _Simulation:
         self.by_name = {p.name: p for p in plan.plugins}
         self.events: list[tuple[float, int, str, str]] = []  # (time, seq, kind, plugin)
         self.seq = 0
-        self.ready: list[tuple[int, str]] = []  # pool inits ready to start: (cookie, name)
+        self.by_cookie = {p.cookie: p.name for p in plan.plugins}
+        self.dispatcher = Dispatcher()
+        for worker in range(1, workers + 1):
+            self.dispatcher.add_worker(worker)
+        self.max_workers = default_max_workers(workers)
+        self.blocked_since: dict[int, float] = {}  # pool worker -> when its init began to wait
         self.main_ready: list[tuple[int, str]] = []  # main inits waiting for the parent
-        self.idle = list(range(workers, 0, -1))  # free workers; ids above `workers` are extra
         self.next_id = workers + 1
         self.running: dict[str, int] = {}  # init -> worker, while it runs or waits
         self.blocked: dict[str, TracedWait] = {}
@@ -704,37 +713,24 @@ class _Simulation:
                 self.start(heapq.heappop(self.main_ready)[1], now, 0)
             else:
                 self.commit_next(now)
-        while self.ready:
-            if not self.idle:
-                if not self.may_grow(now):
-                    return
-                self.idle.append(self.next_id)  # workers wait: the pool grows, as it does
-                self.next_id += 1
-            _, name = heapq.heappop(self.ready)
-            self.start(name, now + self.overheads["dispatch"], self.idle.pop())
-
-    def may_grow(self, now: float) -> bool:
-        """The pool's rule (``Dispatcher.should_grow``), with no worker idle and work ready.
-
-        Every worker waits; or those waiting for ``GROW_AFTER`` or more leave fewer than
-        ``workers`` running.
-        """
-        pool = [n for n, w in self.running.items() if w > 0]
-        if not pool:
-            return False
-        if all(n in self.blocked for n in pool):
-            return True
-        running = sum(
-            n not in self.blocked or now - self.waits[n][-1].started < GROW_AFTER - 1e-9
-            for n in pool
-        )
-        return running < self.workers
+        dispatcher = self.dispatcher
+        asleep = {w for w, t in self.blocked_since.items() if now - t >= GROW_AFTER - 1e-9}
+        while dispatcher.should_grow(self.max_workers, self.workers, asleep):
+            dispatcher.add_worker(self.next_id)
+            self.next_id += 1
+        for worker, cookie in dispatcher.assign():
+            self.start(self.by_cookie[cookie], now + self.overheads["dispatch"], worker)
+        for worker in dispatcher.surplus(self.workers):
+            dispatcher.remove_worker(worker)
 
     # -- inits -----------------------------------------------------------------------------------
     def make_ready(self, name: str, at: float) -> None:
         self.times[name]["ready"] = at
-        queue = self.main_ready if self.by_name[name].where == "main" else self.ready
-        heapq.heappush(queue, (self.by_name[name].cookie, name))
+        p = self.by_name[name]
+        if p.where == "main":
+            heapq.heappush(self.main_ready, (p.cookie, name))
+        else:
+            self.dispatcher.add(p.cookie)
 
     def start(self, name: str, at: float, worker: int) -> None:
         self.running[name] = self.pids[name] = worker
@@ -750,6 +746,9 @@ class _Simulation:
             self.init_done(name, now)
             return
         self.blocked[name] = wait
+        if self.running[name] > 0:
+            self.dispatcher.blocked(self.running[name])
+            self.blocked_since[self.running[name]] = now
         self.waits[name].append(_moved(wait, now, now))
         self.push(now + GROW_AFTER, "asleep", name)  # the pool may grow then: step again
         self.release(now)
@@ -758,6 +757,9 @@ class _Simulation:
         for name, wait in list(self.blocked.items()):
             if self.may_pass(name, wait):
                 del self.blocked[name]
+                if self.running[name] > 0:
+                    self.dispatcher.unblocked(self.running[name])
+                    del self.blocked_since[self.running[name]]
                 self.waits[name][-1] = _moved(wait, self.waits[name][-1].started, now)
                 self.position[name] += 1
                 self.push(now + self.segments[name][self.position[name]].run, "segment", name)
@@ -782,8 +784,8 @@ class _Simulation:
         self.release(now)
         if worker == 0:
             self.parent_busy = False
-        elif worker <= self.workers or self.blocked:
-            self.idle.append(worker)  # an extra worker retires once nothing waits
+        else:
+            self.dispatcher.complete(self.by_name[name].cookie)  # its worker is idle again
         self.times[name]["commit_ready"] = now + self.overheads["commit"]
         self.push(now + self.overheads["commit"], "commit", name)
         # A plugin may start once every plugin it requires has finished its init.

@@ -1,0 +1,590 @@
+"""The pool loop: the one thread that decides what runs where, and the only writer of its state.
+
+::
+
+    caller threads (schedule, reserve,            pool loop (one thread)
+    provide, run_here, in_progress_lists)         ──────────────────────────────────────────
+    ───────────────────────────────────           ┌─► 1. wait: wake pipe, worker pipes and
+      SharedState.allocate (cookie + domain)      │      sentinels, the manager's sentinel,
+      │                                           │      the nearest deadline
+      └─► commands ──► SimpleQueue + wake pipe ───┤   2. commands: add, reserve, provide, ...
+                                                  │   3. worker messages: worker_<message>()
+    result() / outcome() / listeners ◄── records ─┤      lost workers (sentinels)
+      (_Call.outcome, under `changed`)            │   4. expire deadlines: timeouts, kill and
+                                                  │      stall graces, growth, mirror push
+                                                  │   5. pump: Dispatcher (pure) grows the
+                                                  │      pool, assigns ready work, retires
+                                                  └──────┬────────────────────────────────┘
+                                                         │ Run (one per idle worker)
+                                  worker processes ◄─────┘
+                                  run func(data, cookie); SharedState.finish wakes the
+                                  waiters; Done / Scheduled / Blocked / Unblocked / Started /
+                                  Log back through the pipe ─► 3.
+
+    manager process (in-progress lists with names) ◄── Mirror pushes, when the loop is idle
+
+Everything the loop decides from (the dispatcher, one :class:`_Call` record per cookie, the
+deadline heap, the workers) is written by the loop alone, so none of it needs a lock; other
+threads hand it commands and read the published records. A worker holds only the initcall it
+runs. The shared block (``shared.py``) carries what every process needs at once: cookies and
+every domain's in-progress set, so a waiter is woken by the process that finished what it waited
+for, without the parent in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import pickle
+import queue
+import selectors
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from .._errors import (
+    DeadlockError,
+    HookError,
+    HookTimeout,
+    InitgraphError,
+    RemoteTraceback,
+    WorkerCrashed,
+    describe_exitcode,
+)
+from .deadlines import Deadlines
+from .dispatch import GROW_AFTER, Dispatcher
+from .messages import Blocked, Done, Log, Run, Scheduled, Started, Unblocked, WaitRecord, loads
+from .mirror import Mirror
+from .shared import SharedState
+from .workers import PARENT_SLOTS, Worker, Workers
+
+__all__ = ["Outcome", "Pool"]
+
+KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
+LOAD_GRACE = 60.0  # seconds a timed initcall may take to start (worker start, imports)
+STALL_GRACE = 1.0  # seconds every worker may stay blocked, at max_workers, with work ready
+# The manager-held lists are pushed once the loop has been idle this long (seconds), and at
+# most once per MIRROR_EVERY: each push is a manager round trip that pickles the lists with
+# dill. in_progress_lists() always pushes first.
+MIRROR_IDLE = 0.005
+MIRROR_EVERY = 0.1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an initcall ended: its value (``ok``) or error, when and where it ran, its waits.
+
+    ``started``/``ended`` are ``time.monotonic()`` readings (0.0 when it never ran).
+    """
+
+    name: str
+    ok: bool
+    value: Any = None
+    error: BaseException | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    pid: int = 0
+    waits: tuple[WaitRecord, ...] = ()
+
+
+@dataclass(eq=False)
+class _Call:
+    """Everything the pool knows of one cookie, from the moment it hears of it."""
+
+    cookie: int
+    name: str
+    domain: str | None  # None: it ran inline and never entered the pool
+    run: Run | None = None  # its work, until sent (None while held)
+    timeout: float | None = None
+    sent_at: float = 0.0
+    worker: Worker | None = None
+    outcome: Outcome | None = None  # published under Pool.changed
+
+
+class Pool:
+    """The worker processes, the dispatcher and the loop that is the only one to touch them.
+
+    Built and given its first workers by ``Scheduler``, then run by :meth:`run` in the pool
+    thread. Other threads call only :meth:`submit`, :meth:`snapshot`, :meth:`kill_now` and
+    read :attr:`calls`, :attr:`fatal` and :attr:`unfinished` (under :attr:`changed`).
+    """
+
+    def __init__(
+        self,
+        ctx: Any,
+        shared: SharedState,
+        *,
+        target: int,
+        max_workers: int,
+        max_pending: int,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.shared = shared
+        self.target = target
+        self.max_workers = max_workers
+        self.dispatcher = Dispatcher()
+        self.workers = Workers(ctx, shared, max_workers, max_pending)
+        self.mirror = Mirror(ctx)
+        self.deadlines = Deadlines() if clock is None else Deadlines(clock)
+        self.calls: dict[int, _Call] = {}
+        self.changed = threading.Condition()
+        self.listeners: list[queue.SimpleQueue[int]] = []
+        self.fatal: BaseException | None = None
+        self.unfinished = 0  # calls in the pool without an outcome
+        self._commands: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        self._watch: _Watch | None = None  # made by run(), in the loop's thread
+        self._asleep: set[int] = set()  # slots blocked in a synchronize for GROW_AFTER
+        self._stalled: int | None = None  # the cookie failed when the stall grace ends
+        self._busy_at = 0.0  # when the loop last had something to do
+        self._pushed_at = -MIRROR_EVERY  # when the mirror was last pushed
+        self._stop: bool | None = None  # set by the stop command: stop the workers now?
+        self._handlers: dict[type, Callable[[Worker, Any], None]] = {
+            Done: self.worker_done,
+            Scheduled: self.worker_scheduled,
+            Blocked: self.worker_blocked,
+            Unblocked: self.worker_unblocked,
+            Started: self.worker_started,
+            Log: self.worker_log,
+        }
+
+    # -- what other threads call -----------------------------------------------------------------
+    def submit(self, *command: Any) -> None:
+        """Hand the loop a command (``command_<name>``) and wake it."""
+        self._commands.put(command)
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def snapshot(self, alive: Callable[[], bool]) -> dict[str, list[tuple[int, str]]]:
+        """The manager's lists, after the loop started the manager and pushed every change."""
+        reply: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.submit("snapshot", reply)
+        while True:
+            try:
+                answer = reply.get(timeout=1.0)  # bounded only in case the loop died meanwhile
+            except queue.Empty:
+                if not alive():
+                    msg = "the scheduler's pool stopped before it could answer"
+                    raise InitgraphError(msg) from self.fatal
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer  # type: ignore[no-any-return]
+
+    def kill_now(self) -> None:
+        """SIGKILL every worker from any thread (an interrupt while the loop stops them)."""
+        for pid in self.workers.pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def name_of(self, cookie: int) -> str | None:
+        call = self.calls.get(cookie)
+        return None if call is None else call.name
+
+    def running_pid(self, cookie: int) -> int | None:
+        """The pid of the worker running ``cookie``, if one does."""
+        call = self.calls.get(cookie)
+        worker = None if call is None or call.outcome is not None else call.worker
+        return None if worker is None else worker.pid
+
+    def start_worker(self) -> None:
+        """Start a worker (the loop's thread, or the scheduler's before the loop runs)."""
+        self.dispatcher.add_worker(self.workers.start().slot)
+
+    def close_fds(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> None:
+        """The pool thread: wait, take commands, handle messages, expire deadlines, pump."""
+        self._watch = watch = _Watch(self._wake_r)
+        try:
+            while self._stop is None:
+                watch.update(self.workers.by_slot)
+                events = watch.selector.select(self.deadlines.timeout())
+                lost: list[Worker] = []
+                for key, _ in events:
+                    if key.data is None:
+                        os.read(self._wake_r, 4096)
+                    elif key.data == "manager":
+                        raise self.mirror.lost()
+                    else:
+                        kind, worker = key.data
+                        assert isinstance(worker, Worker)
+                        if self.workers.by_slot.get(worker.slot) is not worker:
+                            continue  # it left in this same round
+                        if kind == "conn":
+                            self._receive(worker)
+                        else:
+                            lost.append(worker)
+                self._run_commands()
+                for worker in lost:
+                    self._lost(worker)
+                self._expire()
+                self._pump()
+                if events:
+                    self._busy_at = self.deadlines.clock()
+                self._arm_mirror()
+        except BaseException as exc:  # the pool cannot go on: fail every waiter loudly
+            self._fail(exc)
+        finally:
+            watch.selector.close()
+            self.close_now(now=self._stop is not False)
+
+    def close_now(self, *, now: bool) -> None:
+        """Stop the workers and the manager (the loop's last step, or a start that failed)."""
+        try:
+            self.workers.stop_all(now=now)
+        finally:
+            self.mirror.stop()
+
+    def _fail(self, exc: BaseException) -> None:
+        with self.changed:
+            self.fatal = exc
+            self.changed.notify_all()
+            for listener in self.listeners:
+                listener.put(0)  # no cookie: the listener checks raise_if_failed()
+        self.shared.wake_all()
+        while True:  # answer whoever asked for a snapshot
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if command[0] == "snapshot":
+                command[1].put(InitgraphError(f"the scheduler's pool failed: {exc}"))
+
+    # -- 2. commands from other threads ----------------------------------------------------------
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                name, *args = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            getattr(self, f"command_{name}")(*args)
+
+    def command_add(self, run: Run, after: tuple[int, ...], timeout: float | None) -> None:
+        """An initcall scheduled in the parent (or, via worker_scheduled, in a worker)."""
+        self._new_call(run.cookie, run.name, run.domain, timeout, run=run)
+        self.dispatcher.add(run.cookie, after)
+
+    def command_reserve(self, cookie: int, name: str, domain: str, timeout: float | None) -> None:
+        """A cookie issued now whose work comes later (held until provided)."""
+        self._new_call(cookie, name, domain, timeout)
+        self.dispatcher.add(cookie, held=True)
+
+    def command_provide(self, cookie: int, run: Run) -> None:
+        call = self.calls[cookie]
+        if call.outcome is None:
+            call.run = run
+            self.dispatcher.release(cookie)
+
+    def command_note(self, cookie: int, name: str, domain: str) -> None:
+        """An initcall runs inline in the parent: known by name, never dispatched."""
+        if cookie not in self.calls:
+            self.calls[cookie] = _Call(cookie, name, None)
+
+    def command_record(self, cookie: int, outcome: Outcome) -> None:
+        """An initcall that ran (or was cancelled) in the parent ended."""
+        self._record(cookie, outcome)
+
+    def command_snapshot(self, reply: queue.SimpleQueue[Any]) -> None:
+        try:
+            self._start_mirror()
+            self.mirror.flush()
+            reply.put(self.mirror.snapshot())
+        except BaseException as exc:
+            reply.put(exc)
+            raise
+
+    def command_stop(self, now: bool) -> None:
+        self._stop = now
+
+    def _new_call(
+        self, cookie: int, name: str, domain: str, timeout: float | None, run: Run | None = None
+    ) -> None:
+        self.calls[cookie] = _Call(cookie, name, domain, run, timeout)
+        self.unfinished += 1
+        self.mirror.add(domain, cookie, name)
+
+    # -- 3. worker messages ----------------------------------------------------------------------
+    def _receive(self, worker: Worker) -> bool:
+        """Handle one message; False once the pipe is closed (its sentinel handles the rest).
+
+        The selector reports the worker again while more messages are there.
+        """
+        try:
+            message = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            return False
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            msg = f"unknown message from worker {worker.pid}: {message!r}"
+            raise AssertionError(msg)
+        handler(worker, message)
+        return True
+
+    def worker_done(self, worker: Worker, done: Done) -> None:
+        self._record(done.cookie, _outcome_of(done))
+
+    def worker_scheduled(self, worker: Worker, message: Scheduled) -> None:
+        self.shared.adopt([message.cookie])
+        run = Run(message.cookie, message.domain, message.name, message.func, message.data)
+        self.command_add(run, message.after, message.timeout)
+
+    def worker_blocked(self, worker: Worker, message: Blocked) -> None:
+        self.dispatcher.blocked(worker.slot)
+        self.deadlines.add(("grow", worker.slot), self.deadlines.clock() + GROW_AFTER)
+
+    def worker_unblocked(self, worker: Worker, message: Unblocked) -> None:
+        self.dispatcher.unblocked(worker.slot)
+        self.deadlines.remove(("grow", worker.slot))
+        self._asleep.discard(worker.slot)
+
+    def worker_started(self, worker: Worker, message: Started) -> None:
+        call = self.calls.get(message.cookie)
+        key = ("timeout", message.cookie)
+        if call is not None and call.timeout is not None and key in self.deadlines:
+            self.deadlines.add(key, self.deadlines.clock() + call.timeout)
+
+    def worker_log(self, worker: Worker, message: Log) -> None:
+        record = logging.makeLogRecord(message.record)
+        logging.getLogger(record.name).handle(record)
+
+    def _lost(self, worker: Worker) -> None:
+        """A worker's process ended: report what it ran, release its cookies, replace it."""
+        self._drain(worker)
+        exitcode = self.workers.reap(worker)
+        slot = worker.slot
+        self.deadlines.remove(("kill", worker))
+        self.deadlines.remove(("grow", slot))
+        self._asleep.discard(slot)
+        cookie = self.dispatcher.remove_worker(slot)
+        released = self.shared.release_owner(PARENT_SLOTS + slot)
+        lost = {c for c, _ in released}
+        if cookie is not None:
+            self.shared.finish([cookie])
+            lost.add(cookie)
+        now = self.deadlines.clock()
+        for c in sorted(lost):
+            call = self.calls.get(c)
+            name = call.name if call is not None else "?"
+            err = _lost_error(worker, c, name, exitcode)
+            # It ran from about when it was sent: a worker starts what it gets on arrival.
+            started = call.sent_at if call is not None and call.sent_at else now
+            self._record(c, Outcome(name, False, None, err, started, now, worker.pid))
+        if self._stop is None and len(self.workers) < self.target:
+            self.start_worker()
+
+    def _drain(self, worker: Worker) -> None:
+        """Handle what a lost worker sent before it ended."""
+        while True:
+            try:
+                if not worker.conn.poll():
+                    return
+            except (EOFError, OSError):
+                return
+            if not self._receive(worker):
+                return
+
+    # -- 4. deadlines ----------------------------------------------------------------------------
+    def _expire(self) -> None:
+        for key in self.deadlines.expire():
+            kind, what = cast("tuple[str, Any]", key)
+            getattr(self, f"_expired_{kind}")(what)
+
+    def _expired_timeout(self, cookie: int) -> None:
+        call = self.calls[cookie]
+        worker = call.worker
+        if worker is None or self.dispatcher.running(worker.slot) != cookie:
+            return
+        assert call.timeout is not None
+        worker.timed_out = (cookie, call.timeout)
+        worker.proc.terminate()
+        self.deadlines.add(("kill", worker), self.deadlines.clock() + KILL_GRACE)
+
+    def _expired_kill(self, worker: Worker) -> None:
+        if self.workers.by_slot.get(worker.slot) is worker:
+            worker.proc.kill()
+
+    def _expired_grow(self, slot: int) -> None:
+        self._asleep.add(slot)  # asleep long enough: it no longer counts as running
+
+    def _expired_stall(self, cookie: int) -> None:
+        """Fail the lowest ready initcall when the pool, full and blocked, cannot run it.
+
+        Every worker is blocked in a synchronize and the pool is at max_workers: the bounded
+        workqueue hang the kernel met. After a grace period the initcall that cannot start
+        fails with DeadlockError, which releases whoever waits for it; if the pool is still
+        stuck, the next one gets its own grace period from then (see _pump).
+        """
+        self._stalled = None
+        name = self.calls[cookie].name
+        msg = (
+            f"initcall {cookie} {name!r} could not start: all {self.max_workers} workers "
+            f"(max_workers) are blocked in a synchronize waiting on work that cannot run; "
+            f"raise max_workers"
+        )
+        self.shared.finish([cookie])
+        self._record(cookie, Outcome(name, False, None, DeadlockError(msg)))
+
+    def _expired_mirror(self, _: object) -> None:
+        now = self.deadlines.clock()
+        if now - self._busy_at < MIRROR_IDLE:  # not idle yet: the manager can wait
+            self.deadlines.add(("mirror", None), self._busy_at + MIRROR_IDLE)
+            return
+        self._start_mirror()
+        self.mirror.flush()
+        self._pushed_at = now
+
+    def _arm_mirror(self) -> None:
+        if self.mirror.dirty and ("mirror", None) not in self.deadlines:
+            now = self.deadlines.clock()
+            due = max(now + MIRROR_IDLE, self._pushed_at + MIRROR_EVERY)
+            self.deadlines.add(("mirror", None), due)
+
+    def _start_mirror(self) -> None:
+        if self.mirror.start():  # watch the manager's process from now on
+            sentinel = self.mirror.sentinel
+            assert self._watch is not None
+            assert sentinel is not None
+            self._watch.selector.register(sentinel, selectors.EVENT_READ, "manager")
+
+    # -- 5. carrying out the dispatcher's decisions ----------------------------------------------
+    def _pump(self) -> None:
+        """Grow the pool, send ready work to idle workers, retire surplus ones."""
+        if self._stop is not None:
+            return
+        dispatcher, workers = self.dispatcher, self.workers
+        while dispatcher.should_grow(self.max_workers, self.target, self._asleep):
+            self.start_worker()
+        now = self.deadlines.clock()
+        for slot, cookie in dispatcher.assign():
+            call = self.calls[cookie]
+            run, call.run = call.run, None
+            assert run is not None
+            call.worker = worker = workers.by_slot[slot]
+            call.sent_at = now
+            if call.timeout is not None:
+                # Its clock starts when the worker says Started, once the code is loaded (a
+                # spawned worker's start and the import of the initcall's module are not its
+                # run); until then a generous bound catches a worker stuck before it.
+                self.deadlines.add(("timeout", cookie), now + call.timeout + LOAD_GRACE)
+                run = dataclasses.replace(run, timed=True)
+            workers.send(worker, run)
+        for slot in dispatcher.surplus(self.target):
+            dispatcher.remove_worker(slot)  # idle: it runs nothing
+            self.deadlines.remove(("grow", slot))
+            workers.retire(slot)
+        stalled = dispatcher.stalled(self.max_workers)
+        if stalled != self._stalled:
+            self.deadlines.remove(("stall", self._stalled))
+            self._stalled = stalled
+            if stalled is not None:
+                self.deadlines.add(("stall", stalled), now + STALL_GRACE)
+
+    def _record(self, cookie: int, outcome: Outcome) -> None:
+        call = self.calls.get(cookie)
+        if call is None:
+            call = self.calls[cookie] = _Call(cookie, outcome.name, None)
+        if call.outcome is not None:
+            return
+        self.deadlines.remove(("timeout", cookie))
+        if call.domain is not None:
+            self.mirror.remove(call.domain, cookie)
+        call.run = None
+        self.dispatcher.complete(cookie)
+        with self.changed:
+            call.outcome = outcome
+            if call.domain is not None:  # it was in the pool (see _new_call)
+                self.unfinished -= 1
+            self.changed.notify_all()
+            for listener in self.listeners:
+                listener.put(cookie)
+
+
+class _Watch:
+    """What the loop waits on: its wake pipe, each worker's pipe and sentinel, the manager.
+
+    poll, not epoll: epoll watches open file descriptions, and workers forked later hold copies
+    of a departed worker's pipe, so epoll would keep reporting that old pipe under a number that
+    now belongs to another. One selector for the pool's life: building one per wait cost more
+    than the rest of a dispatch.
+    """
+
+    def __init__(self, wake_fd: int) -> None:
+        self.selector = selectors.PollSelector()
+        self.selector.register(wake_fd, selectors.EVENT_READ, None)
+        self._watched: dict[int, tuple[Worker, int, int]] = {}  # slot -> worker, pipe, sentinel
+
+    def update(self, pool: dict[int, Worker]) -> None:
+        """Watch exactly the workers of ``pool``."""
+        selector, watched = self.selector, self._watched
+        # By fd number, taken when registering: a worker that left has closed its pipe, and the
+        # number may already belong to the pipe of the worker that replaced it.
+        for slot, (worker, conn_fd, sentinel) in list(watched.items()):
+            if pool.get(slot) is not worker:
+                for fd in (conn_fd, sentinel):
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        selector.unregister(fd)
+                del watched[slot]
+        for slot, worker in pool.items():
+            if slot not in watched:
+                fds = (worker.conn.fileno(), worker.proc.sentinel)
+                selector.register(fds[0], selectors.EVENT_READ, ("conn", worker))
+                selector.register(fds[1], selectors.EVENT_READ, ("sentinel", worker))
+                watched[slot] = (worker, *fds)
+
+
+def _lost_error(worker: Worker, cookie: int, name: str, exitcode: int | None) -> HookError:
+    """The failure of initcall ``cookie``, lost with ``worker``: a timeout or a crash."""
+    if worker.timed_out is not None and worker.timed_out[0] == cookie:
+        limit = worker.timed_out[1]
+        msg = (
+            f"initcall {cookie} {name!r} ran past its timeout of {limit:g} s and was "
+            f"stopped; its worker was replaced"
+        )
+        return HookTimeout(msg, cookie=cookie, name=name, timeout=limit)
+    how = describe_exitcode(exitcode)
+    msg = (
+        f"worker {worker.pid} crashed with {how} while running initcall {cookie} "
+        f"{name!r}; the worker was replaced"
+    )
+    return WorkerCrashed(msg, cookie=cookie, name=name, exitcode=exitcode)
+
+
+def _outcome_of(done: Done) -> Outcome:
+    if done.ok:
+        assert done.value is not None
+        try:
+            value = loads(done.value)
+        except Exception as exc:
+            exc.__cause__ = None
+            err = TypeError(f"the result of initcall {done.cookie} cannot be loaded: {exc}")
+            return Outcome(
+                done.name, False, None, err, done.started, done.ended, done.pid, done.waits
+            )
+        return Outcome(done.name, True, value, None, done.started, done.ended, done.pid, done.waits)
+    error: BaseException
+    try:
+        error = loads(done.error) if done.error is not None else RemoteTraceback("")
+    except Exception:
+        error = RemoteTraceback("")
+    if done.tb:
+        error.__cause__ = RemoteTraceback(done.tb)
+    return Outcome(done.name, False, None, error, done.started, done.ended, done.pid, done.waits)
+
+
+def names_of(pool: Pool, cookies: Iterable[int]) -> dict[int, str]:
+    """Names of ``cookies`` the pool knows (read from any thread)."""
+    out = {}
+    for c in cookies:
+        name = pool.name_of(c)
+        if name is not None:
+            out[c] = name
+    return out
