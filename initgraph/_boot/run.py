@@ -673,6 +673,11 @@ class _Run:
         assert self.coordinator is not None
         self.coordinator.join()
         _plugins.forget(self.boot_id)
+        # The Boot keeps this run for its shutdown: it must not keep the closed scheduler (its
+        # shared memory stays mapped while anything refers to it) or its reservations.
+        self.__dict__.pop("sched", None)
+        self.reservations.clear()
+        self.events = None
         self.boot.wall = time.monotonic() - self.t0
         raised = self.error if exc is None else None
         stopped_by = exc if exc is not None else raised
