@@ -17,6 +17,7 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
+    from ._boot.aio import aboot, lifespan
     from ._boot.config import load_config
     from ._boot.plugins import CommitContext, InitContext
     from ._boot.run import Boot, Plan, Registry, boot
@@ -41,6 +42,8 @@ _LAZY = {
     "hookimpl": "hookspecs",
     "hookspec": "hookspecs",
     "boot": "_boot.run",
+    "aboot": "_boot.aio",
+    "lifespan": "_boot.aio",
     "Boot": "_boot.run",
     "Plan": "_boot.run",
     "Registry": "_boot.run",
@@ -86,10 +89,12 @@ __all__ = [
     "RegistryConflict",
     "Scheduler",
     "WorkerCrashed",
+    "aboot",
     "boot",
     "current_is_async",
     "hookimpl",
     "hookspec",
+    "lifespan",
     "load_config",
     "schedule",
     "synchronize_cookie",

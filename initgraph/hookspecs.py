@@ -7,10 +7,15 @@ a :class:`~initgraph.PluginError` when the plugin is loaded (a misspelling never
 
 The life of a boot, in the order the hooks run::
 
-    initgraph_plan(plan)                  parent, once, before any worker starts
-    initgraph_init(ctx)                   a worker (or the parent for where = "main"), out of order
-    initgraph_commit(ctx, result)         parent main thread, cookie order within the domain
-    initgraph_boot_finished(boot)         parent, once, after the last commit
+    initgraph_plan(plan)                  parent, once per plugin, before any worker starts
+    initgraph_init(ctx)                   a worker (or, for where = "main", the boot's thread)
+    initgraph_commit(ctx, result)         the boot's thread, cookie order within the domain
+    initgraph_boot_finished(boot)         parent, once per plugin, after the last commit
+    initgraph_shutdown(ctx, result)       the boot's thread, at Boot.close(), commits reversed
+
+"The boot's thread" is the thread that called ``boot()`` (for ``aboot``/``lifespan``, the event
+loop's thread): objects made in a ``where = "main"`` init or a commit can be used in the later
+hooks of the same plugin. ``initgraph_commit`` and ``initgraph_shutdown`` may be ``async def``.
 
 Hook wrappers (``@hookimpl(wrapper=True)``) of one plugin wrap the hook implementations of every
 plugin, as in any pluggy application: a wrapper of ``initgraph_commit`` sees every commit.
@@ -38,8 +43,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def initgraph_plan(plan: Plan) -> None:
     """See the whole plan before the boot runs: every plugin with its cookie, domain and requires.
 
-    Called once in the parent, before any worker starts. ``plan`` is read-only; raise to stop the
-    boot (the error is reported as this plugin's :class:`~initgraph.PluginError`).
+    Called in the parent once per plugin (each instance of a module), before any worker starts.
+    ``plan`` is read-only; raise to stop the boot (the error is reported as this plugin's
+    :class:`~initgraph.PluginError`).
     """
 
 
@@ -47,11 +53,13 @@ def initgraph_plan(plan: Plan) -> None:
 def initgraph_init(ctx: InitContext) -> Any:
     """Do the plugin's start-up work and return its result.
 
-    Runs once per boot in a worker process (or in the parent for ``where = "main"``), out of order:
-    it starts as soon as every plugin it requires has finished its init (committed or not) and a
-    worker is free. Its return value must pickle; it becomes ``ctx.results[name]`` for dependents
-    and is passed to ``initgraph_commit``. A plugin without this hook never goes to a worker: its
-    result is ``None``.
+    Runs once per boot in a worker process, out of order: it starts as soon as every plugin it
+    requires has finished its init (committed or not) and a worker is free. With
+    ``where = "main"`` it runs on the boot's thread instead, after every lower ``where = "main"``
+    init, one at a time; its ``ctx.synchronize()`` waits for lower cookies' inits, not commits.
+    Its return value must pickle (unless it runs in the parent); it becomes
+    ``ctx.results[name]`` for dependents and is passed to ``initgraph_commit``. A plugin without
+    this hook never goes to a worker: its result is ``None``.
 
     Kernel style: call ``ctx.synchronize()`` and then ``ctx.publish(key, value)`` to publish from
     here, in cookie order within the domain. Publishing before synchronizing raises
@@ -61,7 +69,7 @@ def initgraph_init(ctx: InitContext) -> Any:
 
 @hookspec
 def initgraph_commit(ctx: CommitContext, result: Any) -> None:
-    """Publish the result of this plugin's init: parent main thread, cookie order in its domain.
+    """Publish the result of this plugin's init: the boot's thread, cookie order in its domain.
 
     ``ctx.registry`` is the boot's registry; ``ctx.publish`` adds to it. A plugin without this
     hook has its result recorded only. Commits of one domain never interleave; a commit runs only
@@ -71,8 +79,28 @@ def initgraph_commit(ctx: CommitContext, result: Any) -> None:
 
 
 @hookspec
+def initgraph_shutdown(ctx: CommitContext, result: Any) -> None:
+    """Close what this plugin opened: the boot's thread, once, in reverse commit order.
+
+    Called for every plugin that committed, when the boot is closed: :meth:`Boot.close`, the end
+    of ``with initgraph.boot(...) as boot:`` or of ``async with initgraph.lifespan(...)``, the end
+    of ``initgraph run``, and at once when a boot fails or is interrupted (what committed is
+    shut down before the error is raised). The last plugin to commit is the first shut down:
+    within a domain that is reverse cookie order; domains interleave as their commits did,
+    reversed. A plugin that did not commit is not called.
+
+    ``result`` is the init's result; ``ctx`` is the commit's context, and ``ctx.publish`` raises
+    (the registry is closed). A hook that raises is reported and the others still run. A hook
+    has ``shutdown_timeout`` seconds (plugin key, default 10) within a total cap
+    (``[initgraph] shutdown_timeout``, default 30): a plain hook past its time is reported and
+    waited for (code on the boot's thread cannot be stopped), an ``async def`` one is cancelled;
+    hooks whose turn comes after the cap are not run, and reported.
+    """
+
+
+@hookspec
 def initgraph_boot_finished(boot: Boot) -> None:
-    """See the finished boot: registry, results, failures and timings. Parent, once, at the end.
+    """See the finished boot: registry, results, failures and timings; once per plugin, at the end.
 
     Called whether the boot succeeded or not, before :class:`~initgraph.BootError` is raised.
     """

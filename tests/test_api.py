@@ -21,6 +21,9 @@ PUBLIC = {
     "hookspec",
     "boot",
     "Boot",
+    # inside an event loop
+    "aboot",
+    "lifespan",
     # what plugin authors type their hooks with, and what embedders need (section 7)
     "InitContext",
     "CommitContext",

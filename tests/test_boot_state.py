@@ -19,6 +19,7 @@ class P:
     domain: str = "default"
     requires: tuple[str, ...] = ()
     optional: bool = False
+    where: str = "pool"
 
 
 def make(*plugins: P, on_error: str = "continue") -> BootState:
@@ -401,6 +402,7 @@ def test_a_transition_that_raises_leaves_the_state_as_it_was() -> None:
     domains=st.lists(st.sampled_from("xyz"), min_size=14, max_size=14),
     edges=st.lists(st.tuples(st.integers(0, 13), st.integers(0, 13)), max_size=30),
     optional=st.sets(st.integers(0, 13), max_size=4),
+    main=st.sets(st.integers(0, 13), max_size=6),
     on_error=st.sampled_from(["continue", "abort"]),
     rng=st.randoms(use_true_random=False),
     interrupt_after=st.one_of(st.none(), st.integers(0, 40)),
@@ -410,6 +412,7 @@ def test_random_event_orders_keep_every_rule(
     domains: list[str],
     edges: list[tuple[int, int]],
     optional: set[int],
+    main: set[int],
     on_error: str,
     rng: random.Random,
     interrupt_after: int | None,
@@ -420,7 +423,13 @@ def test_random_event_orders_keep_every_rule(
         if lo != hi and hi < n:
             requires[hi].add(lo)
     plan = [
-        P(f"p{i}", domains[i], tuple(f"p{r}" for r in sorted(requires[i])), i in optional)
+        P(
+            f"p{i}",
+            domains[i],
+            tuple(f"p{r}" for r in sorted(requires[i])),
+            i in optional,
+            "main" if i in main else "pool",
+        )
         for i in range(n)
     ]
     by_name = {p.name: p for p in plan}
@@ -453,6 +462,11 @@ def test_random_event_orders_keep_every_rule(
             assert not state.aborting
             # an init starts only after every init it requires finished ok
             assert all(r in init_ok for r in by_name[name].requires)
+            if by_name[name].where == "main":
+                # one main init at a time, in cookie order: every lower one's init has ended
+                for q in plan[: cookie[name]]:
+                    if q.where == "main":
+                        assert state.record(q.name).stage not in busy, (name, q.name)
             state.launched(name, tick())
             if fate[name] == "refused":
                 state.refused(name)
@@ -474,12 +488,14 @@ def test_random_event_orders_keep_every_rule(
                 state.committed(name, tick())
                 commits.append(name)
 
+    busy = (Stage.WAITING, Stage.RUNNING, Stage.REFUSED)
     launch_ready()
     steps = 0
     while not state.done:
         assert in_flight, f"stuck: {[(r.name, r.stage) for r in state.records()]}"
         if interrupt_after is not None and steps == interrupt_after:
             check_interruption(state, plan)
+            check_shutdown(state, commits, rng)
             return
         steps += 1
         name = in_flight.pop(rng.randrange(len(in_flight)))
@@ -524,6 +540,22 @@ def test_random_event_orders_keep_every_rule(
             assert failures[p.name].message.endswith("which did not commit")
         if record.stage is Stage.FAILED:
             assert fate[p.name] in ("init", "commit", "refused")
+    check_shutdown(state, commits, rng)
+
+
+def check_shutdown(state: BootState, commits: list[str], rng: random.Random) -> None:
+    """Exactly what committed (and has a hook) shuts down, last commit first, once."""
+    having = {name for name in commits if rng.random() < 0.8}
+    having |= {r.name for r in state.records() if r.stage is not Stage.COMMITTED}  # ignored
+    order = state.begin_shutdown(having)
+    assert list(order) == [name for name in reversed(commits) if name in having]
+    for name in order:
+        state.shutdown_started(name, 1.0)
+        state.shutdown_ended(name, 2.0, ValueError("x") if rng.random() < 0.3 else None)
+    assert list(state.shutdown_failures()) == [
+        name for name in order if state.record(name).shutdown_failure is not None
+    ]
+    assert state.begin_shutdown(having) == ()
 
 
 def check_interruption(state: BootState, plan: list[P]) -> None:
@@ -541,3 +573,75 @@ def check_interruption(state: BootState, plan: list[P]) -> None:
     assert all(before[n] in (Stage.WAITING, Stage.REFUSED) for n in groups.not_started)
     assert all(r.stage in FINAL for r in state.records())
     assert set(state.failures()) == set(names) - set(groups.committed)
+
+
+# -- the boot's thread: main inits one at a time ---------------------------------------------------
+def test_a_main_plugin_waits_for_every_lower_main_init_to_end() -> None:
+    """low needs slow first; high, a higher main plugin, waits for low's init, not its commit.
+
+    Both run on the one thread that called boot(): were high launched first and synchronized
+    with low, low could never run.
+    """
+    state = make(P("slow"), P("low", requires=("slow",), where="main"), P("high", where="main"))
+    assert state.ready() == ("slow",)
+    assert state.waiting() == {"low": "slow", "high": "low"}
+    run(state, "slow")
+    assert state.ready() == ("low",)
+    state.launched("low", 2.0)
+    assert state.ready() == ()
+    state.outcome("low", value="v", started=2.0, ended=3.0)
+    assert state.ready() == ("high",)  # low finished its init; its commit may come later
+
+
+def test_a_lower_main_plugin_that_ends_without_running_releases_the_next() -> None:
+    state = make(P("bad"), P("low", requires=("bad",), where="main"), P("high", where="main"))
+    state.launched("bad", 1.0)
+    assert state.outcome("bad", error=BOOM, started=1.0, ended=2.0) == ("low",)
+    assert state.record("low").stage is Stage.SKIPPED
+    assert state.ready() == ("high",)
+
+
+# -- shutdown --------------------------------------------------------------------------------------
+def test_shutdown_reverses_the_commits_across_domains() -> None:
+    state = make(P("a"), P("b", domain="net"), P("c"), P("d", domain="net"), P("e"))
+    for name in "abcde":
+        run(state, name)
+    for name in ("a", "b", "d", "c", "e"):  # domains interleave as their commits did
+        state.commit_started(name, 5.0)
+        state.committed(name, 6.0)
+    assert state.begin_shutdown(having=set("abcde") - {"c"}) == ("e", "d", "b", "a")
+    assert state.begin_shutdown(having=set("abcde")) == ()  # once
+
+
+def test_shutdown_takes_only_what_committed_when_a_boot_aborts() -> None:
+    state = make(P("a"), P("b"), P("c"), on_error="abort")
+    run(state, "a")
+    commit(state, "a")
+    run(state, "b")
+    commit(state, "b")
+    run(state, "c", error=BOOM)
+    assert state.aborting
+    order = state.begin_shutdown(having={"a", "b", "c"})
+    assert order == ("b", "a")
+    state.shutdown_started("b", 7.0)
+    with pytest.raises(ValueError, match=r"^plugin 'a' may not shut down before plugin 'b'$"):
+        state.shutdown_started("a", 7.5)
+    state.shutdown_ended("b", 8.0, ValueError("disk gone"))
+    state.shutdown_started("a", 8.0)
+    state.shutdown_ended("a", 8.5)
+    (failure,) = state.shutdown_failures().values()
+    assert (failure.plugin, failure.message) == ("b", "ValueError: disk gone")
+    record = state.record("a")
+    assert (record.shutdown_started, record.shutdown_ended) == (8.0, 8.5)
+    with pytest.raises(ValueError, match=r"not in the shutdown"):
+        state.shutdown_started("c", 9.0)
+
+
+def test_shutdown_may_not_begin_while_a_plugin_commits() -> None:
+    state = make(P("a"))
+    run(state, "a")
+    state.commit_started("a", 5.0)
+    with pytest.raises(ValueError, match=r"^shutdown may not begin while plugin 'a' commits$"):
+        state.begin_shutdown(having={"a"})
+    state.interrupt()
+    assert state.begin_shutdown(having={"a"}) == ()  # cancelled mid-commit: not committed

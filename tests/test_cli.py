@@ -515,6 +515,7 @@ def test_run_json_is_one_object_with_the_registry_log(repo_cli: Cli) -> None:
         "plugins",
         "skipped",
         "registry",
+        "shutdown_ms",
     }
     assert data["ok"] is True
     assert data["workers"] == 2

@@ -377,20 +377,24 @@ def test_a_signal_during_a_commit_publishes_all_or_nothing(cli: Cli, fire_at: in
     data = json.loads(done.stdout)
     published = [e["key"] for e in data["registry"] if e["plugin"] == "many"]
     status = {p["name"]: p["status"] for p in data["plugins"]}
-    # after requires many: it started when many's init finished, before many's commit.
+    # after requires many: it started when many's init finished, before many's commit, and
+    # may have finished while many committed on the boot's thread.
     if fire_at == 0:  # in the hook, before anything of its was visible: nothing
         assert published == []
         assert status == {"first": "ok", "many": "cancelled", "after": "cancelled"}
         summary = (
             rf"initgraph: boot stopped after {TIME} s: 1 of 3 plugins committed \(first\); "
-            r"finished but not committed: 1 \(many\); cancelled while running: 1 \(after\)"
+            r"(finished but not committed: 1 \(many\); cancelled while running: 1 \(after\)"
+            r"|finished but not committed: 2 \(many, after\))"
         )
     else:  # half-way through its publications: they are completed, and it committed
         assert published == ["many.0", "many.1", "many.2", "many.3"]
         assert status == {"first": "ok", "many": "ok", "after": "cancelled"}
+        # after's init may have ended while many committed on the boot's thread.
         summary = (
             rf"initgraph: boot stopped after {TIME} s: 2 of 3 plugins committed "
-            r"\(first, many\); cancelled while running: 1 \(after\)"
+            r"\(first, many\); (cancelled while running|finished but not committed): 1 "
+            r"\(after\)"
         )
     assert data["interrupted"]["signal"] == "SIGINT"
     _assert_stopped(done.stderr, signal.SIGINT, summary)

@@ -22,16 +22,19 @@ I/O in it; ``_Run`` here carries its decisions out and feeds it what happened.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import logging
 import os
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol, cast
 
 import pluggy
 
@@ -40,6 +43,7 @@ from .._defs import ENTRY_POINT_GROUP
 from .._errors import (
     BootError,
     HookError,
+    HookTimeout,
     InitgraphError,
     PluginError,
     RegistryConflict,
@@ -50,7 +54,7 @@ from .config import Config, FrozenMapping, PluginConfig, load_config
 from .debuglog import debug_lines
 from .graph import plan_order
 from .plugins import CommitContext, InitResult, InitSpec, PluginSource
-from .state import BootState, Failure, Record, Wait, describe_error
+from .state import BootState, Failure, Record, Stage, Wait, describe_error
 
 __all__ = [
     "Boot",
@@ -266,6 +270,8 @@ class Timing:
     commit_ended: float | None = None
     pid: int | None = None
     waits: tuple[Wait, ...] = ()
+    shutdown_started: float | None = None
+    shutdown_ended: float | None = None
 
     @property
     def init_time(self) -> float | None:
@@ -280,6 +286,13 @@ class Timing:
         if self.commit_started is None or self.commit_ended is None:
             return None
         return self.commit_ended - self.commit_started
+
+    @property
+    def shutdown_time(self) -> float | None:
+        """How long its ``initgraph_shutdown`` ran."""
+        if self.shutdown_started is None or self.shutdown_ended is None:
+            return None
+        return self.shutdown_ended - self.shutdown_started
 
     @property
     def waited(self) -> float | None:
@@ -300,7 +313,12 @@ _STATUS = {
 
 @dataclass
 class Boot:
-    """The finished boot: its plan, registry, results, failures and timings."""
+    """The finished boot: its plan, registry, results, failures and timings.
+
+    A context manager: leaving the ``with`` block calls :meth:`close`, which runs the committed
+    plugins' ``initgraph_shutdown`` in reverse commit order. ``shutdown_failures`` says which
+    shutdown hooks failed, ran past their time or were not run.
+    """
 
     __module__ = "initgraph"
 
@@ -310,6 +328,39 @@ class Boot:
     failures: dict[str, Failure] = field(default_factory=dict)
     timings: dict[str, Timing] = field(default_factory=dict)
     wall: float = 0.0
+    shutdown_failures: dict[str, Failure] = field(default_factory=dict)
+    _shutdown: _Shutdown | None = field(default=None, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Shut down every committed plugin, last committed first; a second call does nothing.
+
+        Call it on the thread that called ``boot()``: the shutdown hooks run on the calling
+        thread. An ``async def`` shutdown hook runs to completion in an event loop of its own.
+        A failing hook is recorded in ``shutdown_failures`` and the others still run.
+        """
+        if self._shutdown is not None:
+            self._shutdown.run()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for a boot made by ``aboot``: ``async def`` hooks are awaited here."""
+        if self._shutdown is not None:
+            await self._shutdown.arun()
+
+    def __enter__(self) -> Boot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def shutdown_wall(self) -> float | None:
+        """Seconds from the first shutdown hook's start to the last one's end, if any ran."""
+        timings = self.timings.values()
+        started = [t.shutdown_started for t in timings if t.shutdown_started is not None]
+        ended = [t.shutdown_ended for t in timings if t.shutdown_ended is not None]
+        if not started or not ended:
+            return None
+        return max(ended) - min(started)
 
     @property
     def ok(self) -> bool:
@@ -390,6 +441,10 @@ def boot(
     :class:`ConfigError` or :class:`PluginError` before any worker starts, and
     :class:`BootError` (carrying the :class:`Boot`) when a plugin that is not optional failed,
     unless ``check=False``. Every process it started is gone when it returns or raises.
+
+    ``where = "main"`` inits, commits and (at :meth:`Boot.close`) shutdown hooks run on the
+    calling thread. A boot that fails or is interrupted shuts down what committed before it
+    raises; the shutdown's failures are notes of the error and ``boot.shutdown_failures``.
     """
     return run_boot(config, check=check, overrides=overrides)
 
@@ -397,6 +452,7 @@ def boot(
 # Kernel-style initcall lines (``calling  3_corpus @ 1234`` ...) for embedders, at DEBUG level;
 # the same lines as ``initgraph run --debug``.
 _DEBUG_LOG = logging.getLogger("initgraph.initcall_debug")
+_LOG = logging.getLogger("initgraph")
 
 Watcher = Callable[[Mapping[str, float], Mapping[str, str]], None]
 
@@ -407,6 +463,22 @@ Prepared = tuple[
 """A config loaded, planned, its plugins loaded and ``initgraph_plan`` called: ready to run."""
 
 
+def load(
+    config: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[str, Any]
+) -> Prepared:
+    """Load and plan ``config`` and load its plugins, calling no hook and starting nothing."""
+    loaded = _with_entry_points(load_config(config, **overrides))
+    the_plan, ordered = _make_plan(loaded)
+    sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
+    pm = _plugins.load_plugins(sources, loaded.settings.paths)
+    return loaded, the_plan, ordered, sources, pm
+
+
+def call_plan(prepared: Prepared) -> None:
+    """Call every plugin's ``initgraph_plan``."""
+    _call_each(prepared[4], prepared[1], "initgraph_plan", plan=prepared[1])
+
+
 def prepare(
     config: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[str, Any]
 ) -> Prepared:
@@ -414,12 +486,9 @@ def prepare(
 
     What every way of running a config shares: a boot, and ``inprocess.run_in_process``.
     """
-    loaded = _with_entry_points(load_config(config, **overrides))
-    the_plan, ordered = _make_plan(loaded)
-    sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
-    pm = _plugins.load_plugins(sources, loaded.settings.paths)
-    _call_each(pm, the_plan, "initgraph_plan", plan=the_plan)
-    return loaded, the_plan, ordered, sources, pm
+    prepared = load(config, overrides)
+    call_plan(prepared)
+    return prepared
 
 
 def run_boot(
@@ -433,29 +502,21 @@ def run_boot(
 
     ``running``: each plugin handed to the pool and not finished, with when it was handed over
     (``time.monotonic()``); ``waiting``: each plugin not yet started, with the requirement it
-    waits on. For progress displays.
+    waits on. For progress displays. ``watch`` is called from the boot's coordinating thread.
     """
-    loaded, the_plan, ordered, sources, pm = prepare(config, overrides)
-    run = _Run(loaded, the_plan, ordered, sources, pm, watch)
-    result = run.run()
+    run = _Run(prepare(config, overrides), _ThreadOwner(), watch)
     try:
-        if _DEBUG_LOG.isEnabledFor(logging.DEBUG):
-            for line in debug_lines(
-                (p.cookie, p.name, t.pid, t.started, t.ended, t.waits)
-                for p in the_plan.plugins
-                if (t := result.timings.get(p.name)) is not None
-                and t.pid is not None
-                and t.started is not None
-                and t.ended is not None
-            ):
-                _DEBUG_LOG.debug("%s", line)
-        _call_each(pm, the_plan, "initgraph_boot_finished", boot=result)
+        run.run()
+    except BaseException as exc:
+        run.shutdown_after(exc)
+        raise
+    try:
+        run.finished()
     except KeyboardInterrupt as exc:  # the boot is over: every plugin committed or failed
         run.interrupted(exc)
+        run.shutdown_after(exc)
         raise
-    if check and not result.ok:
-        raise BootError(result.summary(), boot=result)
-    return result
+    return run.checked(check)
 
 
 def _call_each(pm: pluggy.PluginManager, the_plan: Plan, hook: str, **kwargs: Any) -> None:
@@ -468,23 +529,124 @@ def _call_each(pm: pluggy.PluginManager, the_plan: Plan, hook: str, **kwargs: An
             raise PluginError(msg, plugin=p.name) from exc
 
 
+# -- the thread that owns the boot ---------------------------------------------------------------
+Job = Callable[[], "Awaitable[None] | None"]
+"""Work for the owner's thread: a main init, a commit. It may return what is left to await."""
+
+
+class Owner(Protocol):
+    """The thread a boot belongs to, fed jobs by the boot's coordinating thread.
+
+    ``submit`` is called from the coordinating thread; the jobs run on the owner's thread, one
+    at a time, in the order submitted. ``None`` ends them: the coordinator is done.
+    """
+
+    def submit(self, job: Job | None) -> None: ...
+
+
+class _ThreadOwner:
+    """The owner of a blocking ``boot()``: the calling thread runs the jobs in a loop."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+
+    def submit(self, job: Job | None) -> None:
+        self.jobs.put(job)
+
+    def serve(self) -> None:
+        """Run jobs until the coordinator is done."""
+        while (job := self.jobs.get()) is not None:
+            pending = job()
+            if pending is not None:
+                run_to_completion(pending)
+
+    def drain(self) -> None:
+        """Drop the jobs left until the coordinator is done: the boot is stopping."""
+        while self.jobs.get() is not None:
+            pass
+
+
+def run_to_completion(pending: Awaitable[Any]) -> Any:
+    """Run ``pending`` in an event loop of its own on this thread, ``asyncio.run`` style."""
+
+    async def wrapped() -> Any:
+        return await pending
+
+    return asyncio.run(wrapped())
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def awaitables(returned: Any) -> list[Awaitable[Any]]:
+    """What a hook's ``async def`` implementations returned, to be awaited."""
+    if not isinstance(returned, list):
+        return [returned] if inspect.isawaitable(returned) else []
+    return [r for r in returned if inspect.isawaitable(r)]
+
+
+def _close_unawaited(pending: list[Awaitable[Any]]) -> None:
+    for aw in pending:
+        if inspect.iscoroutine(aw):
+            aw.close()  # never started: no "never awaited" warning
+
+
+async def _await_all(pending: list[Awaitable[Any]]) -> None:
+    try:
+        for aw in pending:
+            await aw
+    finally:
+        _close_unawaited(pending)
+
+
+@dataclass(frozen=True)
+class _CommitEnded:
+    """The owner's report of a commit: when it really began and ended, and its error."""
+
+    name: str
+    started: float
+    ended: float
+    error: BaseException | None
+
+
+class _Stop:
+    """Asks the coordinator to stop the boot now (an interrupt or a cancellation)."""
+
+
+class _Stopped(BaseException):
+    """Raised in the coordinator to leave the scheduler as an interrupt does: stop at once."""
+
+
 class _Run:
     """One boot while it runs, used once: the I/O around its :class:`BootState`.
 
-    The state decides what to launch, what to commit and what to cancel; this class carries it
-    out (the scheduler, a thread per ``where = "main"`` init, the hooks, the watcher) and feeds
-    back what happened. Only the thread running :meth:`run` touches the state.
+    Two threads share the work::
+
+        owner thread (called boot(), or runs the event loop)   coordinator thread
+        ─────────────────────────────────────────────────────   ──────────────────────────────
+        start() ─────────────────────────────────────────────►  with Scheduler: reserve cookies
+                                                                loop: outcomes and reports in,
+        serve(): run each job ◄─────── submit(job) ──────────   the state decides: provide()
+          where = "main" init (Reservation.run_here)            pool work, cancel, submit main
+          commit ──────── _CommitEnded report ──────────────►   inits and commits in order
+        ◄──────────────────── submit(None) ──────────────────   scheduler closed: done
+        finished(): initgraph_boot_finished; close(): initgraph_shutdown, reverse commit order
+
+    The coordinator alone writes the state while it runs (the owner reports through the
+    scheduler's listener queue, so the coordinator waits on one queue); once it has ended, the
+    owner takes over the state for interrupts and shutdown. An interrupt or cancellation on the
+    owner's thread asks the coordinator to stop, drops the jobs still queued and waits for it:
+    the scheduler then stops its processes at once.
     """
 
-    def __init__(
-        self,
-        config: Config,
-        the_plan: Plan,
-        ordered: tuple[PluginConfig, ...],
-        sources: tuple[PluginSource, ...],
-        pm: pluggy.PluginManager,
-        watch: Watcher | None = None,
-    ) -> None:
+    def __init__(self, prepared: Prepared, owner: Owner, watch: Watcher | None = None) -> None:
+        config, the_plan, ordered, sources, pm = prepared
+        self.owner = owner
         self.watch = watch
         self.config = config
         self.plan = the_plan
@@ -496,7 +658,7 @@ class _Run:
         self.by_cookie = {p.cookie: p for p in the_plan.plugins}
         self.by_name = {p.name: p for p in the_plan.plugins}
         self.state = BootState(the_plan.plugins, on_error=the_plan.on_error)
-        self.stopped_at: float | None = None  # when an interrupt stopped the loop
+        self.stopped_at: float | None = None  # when an interrupt stopped the boot
         self.reservations: dict[str, Reservation] = {}
         # Plugins without an initgraph_init of their own: nothing to send to a worker.
         self.no_init = frozenset(
@@ -504,66 +666,115 @@ class _Run:
             for p in the_plan.plugins
             if not _plugins.implements(pm, "initgraph_init", p.name)
         )
-        self.threads: list[threading.Thread] = []  # where = "main" inits
         self.t0 = 0.0
+        self.coordinator: threading.Thread | None = None
+        self.stop_requested = threading.Event()
+        self.events: queue.SimpleQueue[Any] | None = None  # the scheduler's listener queue
+        self.error: BaseException | None = None  # what ended the coordinator, if not done
+        self.main_inits: list[Job] = []  # launched, to submit once the due commits are
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def run(self) -> Boot:
+    # -- the owner's side ------------------------------------------------------------------------
+    def start(self) -> None:
         self.t0 = time.monotonic()
         _plugins.remember(self.boot_id, self.pm)
-        settings = self.config.settings
+        self.boot._shutdown = _Shutdown(self)
+        self.coordinator = threading.Thread(
+            target=self.coordinate, name="initgraph-boot", daemon=True
+        )
+        self.coordinator.start()
+
+    def run(self) -> Boot:
+        """Run the boot with this thread as its owner; see the class docstring."""
+        owner = self.owner
+        assert isinstance(owner, _ThreadOwner)
+        self.start()
         try:
-            with Scheduler(
-                self.plan.workers,
-                start_method=self.plan.start_method,
-                max_pending=settings.max_pending,
-            ) as sched:
-                self.sched = sched
-                events = sched.listen()
-                for p in self.plan.plugins:
-                    reservation = sched.reserve(domain=p.domain, name=p.name, timeout=p.timeout)
-                    assert reservation.cookie == p.cookie, (reservation, p)
-                    self.reservations[p.name] = reservation
-                    self.state.scheduled(p.name, self.now())
-                try:
-                    self.loop(events)
-                except KeyboardInterrupt:
-                    self.stopped_at = self.now()  # before the scheduler stops its processes
-                    raise
-        except KeyboardInterrupt as exc:
-            self.interrupted(exc)
+            owner.serve()
+        except BaseException as exc:
+            self.stop()
+            owner.drain()
+            self.ended(exc)
             raise
-        finally:
-            _plugins.forget(self.boot_id)
-            self.boot.wall = time.monotonic() - self.t0
-            self.boot.failures = self.state.failures()
-            self.boot.timings = {
-                r.name: _timing(r) for r in self.state.records() if r.scheduled is not None
-            }
+        self.ended(None)
         return self.boot
 
-    def loop(self, events: queue.SimpleQueue[int]) -> None:
-        self.launch_ready()
-        while not self.state.done:
-            got: int | None
-            if self.watch is None:
-                got = events.get()
-            else:
-                self.report()
-                try:
-                    got = events.get(timeout=0.25)
-                except queue.Empty:
-                    got = None
-            if got == 0:  # the scheduler cannot go on (say, its manager was killed)
-                self.sched.raise_if_failed()
-            planned = self.by_cookie.get(got) if got is not None else None
-            if planned is not None:
-                self.on_outcome(planned)
-            self.cancel(self.state.skip_stuck())
-        for thread in self.threads:
-            thread.join()
+    def stop(self) -> None:
+        """Ask the coordinator to stop the boot now; the owner then drains its jobs."""
+        self.stopped_at = self.now()
+        self.stop_requested.set()
+        events = self.events
+        if events is not None:
+            events.put(_Stop())
+
+    def ended(self, exc: BaseException | None) -> None:
+        """The coordinator is done (or stopping): wait for it, then record the boot's end.
+
+        ``exc`` is what stopped the owner, if anything; an interrupt or cancellation is given the
+        :class:`Interruption`. An error of the coordinator itself is raised here.
+        """
+        assert self.coordinator is not None
+        self.coordinator.join()
+        _plugins.forget(self.boot_id)
+        # The Boot keeps this run for its shutdown: it must not keep the closed scheduler (its
+        # shared memory stays mapped while anything refers to it) or its reservations.
+        self.__dict__.pop("sched", None)
+        self.reservations.clear()
+        self.events = None
+        self.boot.wall = time.monotonic() - self.t0
+        raised = self.error if exc is None else None
+        stopped_by = exc if exc is not None else raised
+        if stopped_by is not None and not isinstance(stopped_by, Exception):
+            self.interrupted(stopped_by)
+        self.boot.failures = self.state.failures()
+        self.boot.timings = {
+            r.name: _timing(r) for r in self.state.records() if r.scheduled is not None
+        }
+        if raised is not None:
+            raise raised
+
+    def finished(self) -> None:
+        """After a boot that ran to its end: the debug lines, then ``initgraph_boot_finished``."""
+        the_plan, result = self.plan, self.boot
+        if _DEBUG_LOG.isEnabledFor(logging.DEBUG):
+            for line in debug_lines(
+                (p.cookie, p.name, t.pid, t.started, t.ended, t.waits)
+                for p in the_plan.plugins
+                if (t := result.timings.get(p.name)) is not None
+                and t.pid is not None
+                and t.started is not None
+                and t.ended is not None
+            ):
+                _DEBUG_LOG.debug("%s", line)
+        _call_each(self.pm, the_plan, "initgraph_boot_finished", boot=result)
+
+    def checked(self, check: bool) -> Boot:
+        """The boot, or (``check``, and it failed) :class:`BootError` after shutting it down."""
+        if check and not self.boot.ok:
+            err = BootError(self.boot.summary(), boot=self.boot)
+            self.shutdown_after(err)
+            raise err
+        return self.boot
+
+    def shutdown_after(self, exc: BaseException) -> None:
+        """Shut down what committed before ``exc`` leaves the boot; attach its failures to it.
+
+        Nothing to do before the boot started (a bad config) or once it was shut down.
+        """
+        shutdown = self.boot._shutdown
+        if shutdown is None or self.coordinator is None:
+            return
+        shutdown.run()
+        attach_shutdown_failures(exc, self.boot.shutdown_failures)
+
+    async def ashutdown_after(self, exc: BaseException) -> None:
+        shutdown = self.boot._shutdown
+        if shutdown is None or self.coordinator is None:
+            return
+        await shutdown.arun()
+        attach_shutdown_failures(exc, self.boot.shutdown_failures)
 
     def interrupted(self, exc: BaseException) -> None:
         """Record where the boot stood and attach it to ``exc``, the interrupt that stopped it."""
@@ -581,16 +792,182 @@ class _Run:
         )
         setattr(exc, _INTERRUPTION, found)
 
-    def report(self) -> None:
+    def run_main_init(self, p: PlannedPlugin, spec: InitSpec) -> None:
+        """A ``where = "main"`` init, on the owner's thread (a job)."""
+        outcome = self.reservations[p.name].run_here(_plugins.run_init, spec)
+        if isinstance(outcome.error, KeyboardInterrupt):
+            # Ctrl-C lands in the owner's thread, here in the plugin's code: it stops the boot.
+            raise outcome.error
+
+    def commit(self, p: PlannedPlugin, init: InitResult, required: dict[str, Any]) -> Job:
+        """The job that commits ``p`` on the owner's thread and reports how it went."""
+
+        def job() -> Awaitable[None] | None:
+            started = self.now()
+            registry = self.boot.registry
+            staged: dict[str, Publication] = {}
+
+            def publish(key: str, value: Any) -> None:
+                # Checked now, so the error points at the publish; applied only once the whole
+                # commit succeeded, so a failed commit leaves nothing half-published.
+                pub = Publication(p.cookie, p.domain, p.name, key, value)
+                registry._check(pub)
+                if key in staged:
+                    registry._conflict(pub, p.name)
+                staged[key] = pub
+
+            try:
+                for key, value in init.publications:
+                    publish(key, value)
+                ctx = CommitContext(
+                    registry=registry,
+                    publish=publish,
+                    name=p.name,
+                    cookie=p.cookie,
+                    domain=p.domain,
+                    config=self.configs[p.name].config,
+                    results=required,
+                )
+                returned = _plugins.call_one(
+                    self.pm, "initgraph_commit", p.name, ctx=ctx, result=init.value
+                )
+            except Exception as exc:
+                self.report(_CommitEnded(p.name, started, self.now(), self.commit_error(p, exc)))
+                return None
+            pending = awaitables(returned)
+            if pending:
+                return self.await_commit(p, init, staged, pending, started)
+            self.publish_all(p, init, staged, started)
+            return None
+
+        return job
+
+    async def await_commit(
+        self,
+        p: PlannedPlugin,
+        init: InitResult,
+        staged: dict[str, Publication],
+        pending: list[Awaitable[Any]],
+        started: float,
+    ) -> None:
+        """The rest of an ``async def`` commit: awaited, then published as a plain one is."""
+        try:
+            await _await_all(pending)
+        except Exception as exc:
+            self.report(_CommitEnded(p.name, started, self.now(), self.commit_error(p, exc)))
+            return
+        self.publish_all(p, init, staged, started)
+
+    def commit_error(self, p: PlannedPlugin, exc: Exception) -> InitgraphError:
+        if isinstance(exc, InitgraphError):
+            return exc
+        msg = f"initgraph_commit of plugin {p.name!r} raised {describe_error(exc)}"
+        err = HookError(msg, cookie=p.cookie, name=p.name)
+        err.__cause__ = exc
+        return err
+
+    def publish_all(
+        self, p: PlannedPlugin, init: InitResult, staged: dict[str, Publication], started: float
+    ) -> None:
+        # Publishing and reporting the commit are one step. An interrupt is raised between any
+        # two bytecodes of this thread; one that lands inside the step does not cut it short:
+        # the step is completed, then the interrupt goes on (it is only bookkeeping by now:
+        # every check passed, no plugin code runs). So a plugin's publications are all visible
+        # or none, and it is committed exactly when they are. The coordinator takes a repeated
+        # report as the same one.
+        pubs = tuple(staged.values())
+        mark = len(self.boot.registry._log)
+        ended = self.now()
+        try:
+            self.settle(p, init, pubs, mark, started, ended)
+        except BaseException:
+            self.settle(p, init, pubs, mark, started, ended)
+            raise
+
+    def settle(
+        self,
+        p: PlannedPlugin,
+        init: InitResult,
+        pubs: tuple[Publication, ...],
+        mark: int,
+        started: float,
+        ended: float,
+    ) -> None:
+        """Publish ``pubs`` and report ``p`` committed; a second call completes the first."""
+        self.boot.registry._apply(pubs, mark)
+        self.boot.results[p.name] = init.value
+        self.report(_CommitEnded(p.name, started, ended, None))
+
+    def report(self, what: _CommitEnded) -> None:
+        assert self.events is not None
+        self.events.put(what)
+
+    # -- the coordinator's side ------------------------------------------------------------------
+    def coordinate(self) -> None:
+        """The coordinating thread: the scheduler, the state's decisions, then ``submit(None)``."""
+        try:
+            settings = self.config.settings
+            with Scheduler(
+                self.plan.workers,
+                start_method=self.plan.start_method,
+                max_pending=settings.max_pending,
+            ) as sched:
+                self.sched = sched
+                self.events = cast("queue.SimpleQueue[Any]", sched.listen())
+                for p in self.plan.plugins:
+                    reservation = sched.reserve(domain=p.domain, name=p.name, timeout=p.timeout)
+                    assert reservation.cookie == p.cookie, (reservation, p)
+                    self.reservations[p.name] = reservation
+                    self.state.scheduled(p.name, self.now())
+                # Asked to stop before the queue existed; later, a _Stop comes through it, after
+                # every report the owner made before stopping.
+                if self.stop_requested.is_set():
+                    raise _Stopped
+                self.loop(self.events)
+        except _Stopped:
+            pass
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.owner.submit(None)
+
+    def loop(self, events: queue.SimpleQueue[Any]) -> None:
+        self.launch_ready()
+        self.submit_main_inits()
+        while not self.state.done:
+            got: object
+            if self.watch is None:
+                got = events.get()
+            else:
+                self.report_progress()
+                try:
+                    got = events.get(timeout=0.25)
+                except queue.Empty:
+                    got = None
+            if isinstance(got, _Stop):
+                raise _Stopped
+            if isinstance(got, _CommitEnded):
+                self.on_commit_ended(got)
+            elif got == 0:  # the scheduler cannot go on (say, its manager was killed)
+                self.sched.raise_if_failed()
+            elif isinstance(got, int) and (planned := self.by_cookie.get(got)) is not None:
+                self.on_outcome(planned)
+            self.cancel(self.state.skip_stuck())
+
+    def report_progress(self) -> None:
         """Tell the watcher what runs and what waits on what."""
         assert self.watch is not None
         running = {name: self.t0 + ready for name, ready in self.state.running().items()}
         self.watch(running, self.state.waiting())
 
-    # -- launching and cancelling ----------------------------------------------------------------
     def launch_ready(self) -> None:
         for name in self.state.ready():
             self.launch(self.by_name[name])
+
+    def submit_main_inits(self) -> None:
+        for job in self.main_inits:
+            self.owner.submit(job)
+        self.main_inits.clear()
 
     def launch(self, p: PlannedPlugin) -> None:
         # Before the handover, not after: a worker may start it before provide() returns, and an
@@ -612,25 +989,19 @@ class _Run:
             paths=self.config.settings.paths,
         )
         if p.where == "main":
-            # A thread of the parent, not the boot's own loop: the loop must go on committing
-            # and launching while it runs, or a main plugin that synchronizes would wait for
-            # a lower cookie that can only start after a commit this loop has yet to do.
-            thread = threading.Thread(
-                target=self.reservations[p.name].run_here,
-                args=(_plugins.run_init, spec),
-                name=f"initgraph-main-{p.name}",
-                daemon=True,
-            )
-            self.threads.append(thread)
-            thread.start()
-        else:
-            try:
-                self.reservations[p.name].provide(_plugins.run_init, spec)
-            except InitgraphError as exc:
-                err = HookError(str(exc), cookie=p.cookie, name=p.name)
-                err.__cause__ = exc
-                self.state.refused(p.name)
-                self.reservations[p.name].cancel(err)
+            # On the owner's thread, after every lower main init (the state sees to that). This
+            # thread goes on launching and deciding meanwhile, so lower cookies it synchronizes
+            # with can finish: an init never waits for a commit. Submitted after the commits
+            # that are due now (see submit_main_inits): a commit does not wait behind an init.
+            self.main_inits.append(functools.partial(self.run_main_init, p, spec))
+            return
+        try:
+            self.reservations[p.name].provide(_plugins.run_init, spec)
+        except InitgraphError as exc:
+            err = HookError(str(exc), cookie=p.cookie, name=p.name)
+            err.__cause__ = exc
+            self.state.refused(p.name)
+            self.reservations[p.name].cancel(err)
 
     def cancel(self, names: tuple[str, ...]) -> None:
         """Cancel the reservations of plugins the state ended without running them."""
@@ -649,10 +1020,11 @@ class _Run:
             found[r] = init.value
         return found
 
-    # -- outcomes and commits --------------------------------------------------------------------
     def on_outcome(self, p: PlannedPlugin) -> None:
         outcome = self.sched.outcome(p.cookie)
         assert outcome is not None
+        if p.where == "main" and isinstance(outcome.error, KeyboardInterrupt):
+            raise _Stopped  # Ctrl-C in a main init: the owner stops the boot (run_main_init)
         error = None if outcome.ok else as_hook_error(p.cookie, outcome)
         ran = bool(outcome.started)
         # A plugin with no init shows an init of length zero, at the moment it was ended.
@@ -672,75 +1044,231 @@ class _Run:
         self.cancel(ended)
         self.launch_ready()  # what requires it may start now, before it commits
         self.commit_ready()
+        self.submit_main_inits()
+
+    def on_commit_ended(self, report: _CommitEnded) -> None:
+        if self.state.record(report.name).stage is Stage.COMMITTED:
+            return  # a report repeated by an interrupted settle()
+        self.state.commit_began(report.name, report.started)
+        if report.error is None:
+            self.state.committed(report.name, report.ended)
+        else:
+            self.cancel(self.state.commit_failed(report.name, report.error, report.ended))
+        self.launch_ready()
+        self.commit_ready()
+        self.submit_main_inits()
 
     def commit_ready(self) -> None:
         while (name := self.state.next_commit()) is not None:
-            self.commit(self.by_name[name])
+            p = self.by_name[name]
+            init = self.state.record(name).result
+            assert isinstance(init, InitResult), init
+            self.state.commit_started(name, self.now())
+            self.owner.submit(self.commit(p, init, self.required_results(p)))
 
-    def commit(self, p: PlannedPlugin) -> None:
-        init = self.state.record(p.name).result
-        assert isinstance(init, InitResult), init
-        self.state.commit_started(p.name, self.now())
-        config = self.configs[p.name].config
-        registry = self.boot.registry
-        staged: dict[str, Publication] = {}
+
+# -- shutdown --------------------------------------------------------------------------------------
+
+
+class _Shutdown:
+    """Runs the committed plugins' ``initgraph_shutdown``, once, in the order the state gives.
+
+    Each hook runs on the calling thread (the boot's owner). A plain hook there cannot be
+    stopped: one that runs past its ``shutdown_timeout`` is reported (logged as it happens,
+    then recorded as a timeout) and waited for. An ``async def`` hook is awaited with its
+    timeout and, past it, cancelled: abandoned. Hooks whose turn comes after the total cap
+    (``[initgraph] shutdown_timeout``) is spent are not run, and recorded as such.
+    """
+
+    def __init__(self, run: _Run) -> None:
+        self.run_ = run
+        self.order: tuple[str, ...] | None = None
+
+    def begin(self) -> tuple[str, ...]:
+        run = self.run_
+        if self.order is not None:
+            return ()
+        having = {
+            p.name
+            for p in run.plan.plugins
+            if _plugins.implements(run.pm, "initgraph_shutdown", p.name)
+        }
+        self.order = run.state.begin_shutdown(having)
+        return self.order
+
+    def run(self) -> None:
+        cap_start = time.monotonic()
+        for name in self.begin():
+            step = self.step(name, cap_start)
+            if step is None:
+                continue
+            pending, limit, started = step
+            error = None
+            if pending:
+                error = self.await_in_own_loop(name, pending, limit)
+            self.end(name, started, limit, error)
+
+    async def arun(self) -> None:
+        cap_start = time.monotonic()
+        for name in self.begin():
+            step = self.step(name, cap_start)
+            if step is None:
+                continue
+            pending, limit, started = step
+            error = None
+            if pending:
+                error = await self.await_hook(name, pending, limit)
+            self.end(name, started, limit, error)
+
+    def limits(self, name: str, cap_start: float) -> tuple[float, float, float]:
+        """The plugin's own timeout, the total cap, and what is left of the cap."""
+        run = self.run_
+        own = run.configs[name].shutdown_timeout
+        cap = run.config.settings.shutdown_timeout
+        return own, cap, cap - (time.monotonic() - cap_start)
+
+    def step(self, name: str, cap_start: float) -> tuple[list[Awaitable[Any]], float, float] | None:
+        """Call ``name``'s hook; return what it left to await, its time limit and start.
+
+        ``None`` when it is over already: it raised, or the total cap was spent before its turn.
+        """
+        run = self.run_
+        state = run.state
+        p = run.by_name[name]
+        own, cap, left = self.limits(name, cap_start)
+        if left <= 0:
+            msg = (
+                f"initgraph_shutdown of plugin {name!r} was not run: the shutdown's total "
+                f"time ([initgraph] shutdown_timeout, {cap:g} s) was spent"
+            )
+            err = HookTimeout(msg, cookie=p.cookie, name=name, timeout=cap)
+            state.shutdown_started(name, run.now())
+            self.record(name, err)
+            return None
+        limit = min(own, left)
+        started = time.monotonic()
+        state.shutdown_started(name, started - run.t0)
+        watchdog = threading.Timer(limit, self.overrun, (name, limit))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            returned = _plugins.call_one(
+                run.pm,
+                "initgraph_shutdown",
+                name,
+                ctx=self.context(p),
+                result=run.boot.results.get(name),
+            )
+        except Exception as exc:
+            watchdog.cancel()
+            self.record(name, self.error(p, exc))
+            return None
+        watchdog.cancel()
+        return awaitables(returned), limit, started
+
+    def context(self, p: PlannedPlugin) -> CommitContext:
+        run = self.run_
 
         def publish(key: str, value: Any) -> None:
-            # Checked now, so the error points at the publish; applied only once the whole
-            # commit succeeded, so a failed commit leaves nothing half-published.
-            pub = Publication(p.cookie, p.domain, p.name, key, value)
-            registry._check(pub)
-            if key in staged:
-                registry._conflict(pub, p.name)
-            staged[key] = pub
-
-        try:
-            for key, value in init.publications:
-                publish(key, value)
-            ctx = CommitContext(
-                registry=registry,
-                publish=publish,
-                name=p.name,
-                cookie=p.cookie,
-                domain=p.domain,
-                config=config,
-                results=self.required_results(p),
+            msg = (
+                f"plugin {p.name!r} published {key!r} in initgraph_shutdown; the registry is "
+                f"closed by then: publish from initgraph_commit"
             )
-            _plugins.call_one(self.pm, "initgraph_commit", p.name, ctx=ctx, result=init.value)
-        except Exception as exc:
-            err = exc
-            if not isinstance(exc, InitgraphError):
-                msg = f"initgraph_commit of plugin {p.name!r} raised {describe_error(exc)}"
-                err = HookError(msg, cookie=p.cookie, name=p.name)
-                err.__cause__ = exc
-            self.cancel(self.state.commit_failed(p.name, err, self.now()))
-            return
-        # Publishing and recording the commit are one step. An interrupt is raised between any
-        # two bytecodes of this thread; one that lands inside the step does not cut it short:
-        # the step is completed, then the interrupt goes on (it is only bookkeeping by now:
-        # every check passed, no plugin code runs). So a plugin's publications are all visible
-        # or none, and it is committed exactly when they are.
-        pubs = tuple(staged.values())
-        mark = len(registry._log)
-        at = self.now()
-        try:
-            self.settle(p, init, pubs, mark, at)
-        except BaseException:
-            self.settle(p, init, pubs, mark, at)
-            raise
+            raise PluginError(msg, plugin=p.name)
 
-    def settle(
-        self,
-        p: PlannedPlugin,
-        init: InitResult,
-        pubs: tuple[Publication, ...],
-        mark: int,
-        at: float,
-    ) -> None:
-        """Publish ``pubs`` and record ``p`` as committed; a second call completes the first."""
-        self.boot.registry._apply(pubs, mark)
-        self.boot.results[p.name] = init.value
-        self.state.committed(p.name, at)
+        required = {r: run.boot.results.get(r) for r in p.requires}
+        return CommitContext(
+            registry=run.boot.registry,
+            publish=publish,
+            name=p.name,
+            cookie=p.cookie,
+            domain=p.domain,
+            config=run.configs[p.name].config,
+            results=required,
+        )
+
+    def overrun(self, name: str, limit: float) -> None:
+        _LOG.warning(
+            "initgraph_shutdown of plugin %r is past its shutdown_timeout of %g s; it runs on "
+            "the thread that called boot() and cannot be stopped there: waiting for it",
+            name,
+            limit,
+        )
+
+    def await_in_own_loop(
+        self, name: str, pending: list[Awaitable[Any]], limit: float
+    ) -> BaseException | None:
+        if _loop_running():
+            _close_unawaited(pending)
+            msg = (
+                f"initgraph_shutdown of plugin {name!r} is async def, and close() was called "
+                f"inside a running event loop: use 'await boot.aclose()' there"
+            )
+            p = self.run_.by_name[name]
+            return HookError(msg, cookie=p.cookie, name=name)
+        found: BaseException | None = run_to_completion(self.await_hook(name, pending, limit))
+        return found
+
+    async def await_hook(
+        self, name: str, pending: list[Awaitable[Any]], limit: float
+    ) -> BaseException | None:
+        """Await an ``async def`` hook for at most ``limit`` seconds; past it, cancel it."""
+        p = self.run_.by_name[name]
+        try:
+            await asyncio.wait_for(_await_all(pending), timeout=max(limit, 0.0))
+        except asyncio.TimeoutError:
+            msg = (
+                f"initgraph_shutdown of plugin {name!r} ran past its shutdown_timeout of "
+                f"{limit:g} s and was abandoned (cancelled)"
+            )
+            return HookTimeout(msg, cookie=p.cookie, name=name, timeout=limit)
+        except Exception as exc:
+            return self.error(p, exc)
+        return None
+
+    def end(self, name: str, started: float, limit: float, error: BaseException | None) -> None:
+        took = time.monotonic() - started
+        if error is None and took > limit:
+            p = self.run_.by_name[name]
+            msg = (
+                f"initgraph_shutdown of plugin {name!r} ran {took:.3f} s, past its "
+                f"shutdown_timeout of {limit:g} s (on the thread that called boot() it cannot "
+                f"be stopped)"
+            )
+            error = HookTimeout(msg, cookie=p.cookie, name=name, timeout=limit)
+        self.record(name, error)
+
+    def error(self, p: PlannedPlugin, exc: Exception) -> HookError:
+        msg = f"initgraph_shutdown of plugin {p.name!r} raised {describe_error(exc)}"
+        err = HookError(msg, cookie=p.cookie, name=p.name)
+        err.__cause__ = exc
+        return err
+
+    def record(self, name: str, error: BaseException | None) -> None:
+        run = self.run_
+        run.state.shutdown_ended(name, run.now(), error)
+        record = run.state.record(name)
+        timing = run.boot.timings.get(name)
+        if timing is not None:
+            run.boot.timings[name] = replace(
+                timing,
+                shutdown_started=record.shutdown_started,
+                shutdown_ended=record.shutdown_ended,
+            )
+        run.boot.shutdown_failures = run.state.shutdown_failures()
+        if error is not None:
+            _LOG.warning("shutdown: %s", error)
+
+
+def attach_shutdown_failures(exc: BaseException, failures: Mapping[str, Failure]) -> None:
+    """Add a note to ``exc`` for each failure of the shutdown that followed it."""
+    notes = getattr(exc, "__notes__", None)
+    if not isinstance(notes, list):
+        notes = []
+    for failure in failures.values():
+        notes.append(f"during the shutdown that followed: {failure.message}")
+    if notes:
+        exc.__notes__ = notes  # type: ignore[attr-defined]  # add_note() is Python 3.11+
 
 
 def _no_init(data: None, cookie: int) -> InitResult:
@@ -760,4 +1288,6 @@ def _timing(record: Record) -> Timing:
         commit_ended=record.commit_ended,
         pid=record.pid,
         waits=record.waits,
+        shutdown_started=record.shutdown_started,
+        shutdown_ended=record.shutdown_ended,
     )

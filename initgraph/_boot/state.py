@@ -1,10 +1,11 @@
 """Where each plugin of a boot stands, and what the boot must do next: a pure state machine.
 
 Events go in: a plugin was scheduled, launched, refused by the pool; its outcome arrived; its
-commit started, ended or failed; the boot was interrupted. Decisions come out: which plugins to
-launch, which commit may run now, which reservations to cancel (the transitions that end plugins
-without running them return their names), what is stuck, and where every plugin stood when an
-interrupt stopped the boot. No processes, clocks, threads or files: times are passed in, in
+commit started, ended or failed; the boot was interrupted; its shutdown hook started and ended.
+Decisions come out: which plugins to launch, which commit may run now, which reservations to
+cancel (the transitions that end plugins without running them return their names), what is
+stuck, where every plugin stood when an interrupt stopped the boot, and which plugins to shut
+down in which order. No processes, clocks, threads or files: times are passed in, in
 seconds since the boot started. :class:`~initgraph._boot.run._Run` does the I/O around it.
 
 One plugin's stages::
@@ -26,6 +27,16 @@ so a plugin waits at FINISHED until then. A plugin it requires that ends without
 (its init or its commit failed, or it was skipped) skips it, whether or not its init ran: one
 still running stays SKIPPED whatever its outcome, and publishes nothing.
 
+``where = "main"`` inits run one at a time on the thread that called ``boot()``, so one is
+launched only once every ``where = "main"`` plugin with a lower cookie (in any domain) has ended
+its init: a main init that synchronizes then never waits for a lower main init queued behind it
+on that thread. Lower pool plugins need nothing of that thread (an init never waits for a
+commit), so they finish while it waits.
+
+Shutdown (:meth:`BootState.begin_shutdown`) takes every COMMITTED plugin in the reverse of the
+order the commits happened: within a domain that is reverse cookie order, and domains interleave
+as their commits did, reversed. It is given once: a second call returns nothing.
+
 An interrupt moves every plugin that has not reached a final stage to CANCELLED. SKIPPED and
 CANCELLED plugins that never ran still have a reservation: the boot cancels it, and the scheduler
 reports that outcome too (``reported``); one skipped while it ran reports its own outcome.
@@ -39,7 +50,7 @@ its failure not yet recorded.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -78,6 +89,8 @@ _UNCOMMITTED = frozenset({Stage.FINISHED, Stage.COMMITTING})
 _INIT_DONE = frozenset({Stage.FINISHED, Stage.COMMITTING, Stage.COMMITTED})
 # Not over, and may still be skipped: a requirement that did not commit ends it.
 _SKIPPABLE = frozenset({Stage.WAITING, Stage.RUNNING, Stage.REFUSED, Stage.FINISHED})
+# A where = "main" plugin whose init has not ended: it holds back every higher main plugin.
+_MAIN_BUSY = frozenset({Stage.WAITING, Stage.RUNNING, Stage.REFUSED})
 
 
 @dataclass(frozen=True)
@@ -140,6 +153,9 @@ class Record:
     commit_ended: float | None = None
     pid: int | None = None  # the process its init ran in
     waits: tuple[Wait, ...] = ()
+    shutdown_started: float | None = None  # its initgraph_shutdown started
+    shutdown_ended: float | None = None
+    shutdown_failure: Failure | None = None  # its initgraph_shutdown failed or was not run
 
     @property
     def over(self) -> bool:
@@ -169,12 +185,16 @@ class Planned(Protocol):
     def requires(self) -> tuple[str, ...]: ...
     @property
     def optional(self) -> bool: ...
+    @property
+    def where(self) -> str: ...
 
 
 @dataclass(frozen=True)
 class _Now:
     records: Mapping[str, Record]
     aborting: bool  # a plugin that is not optional failed and on_error is "abort"
+    commits: tuple[str, ...] = ()  # committed plugins, in the order their commits ended
+    shutdown: tuple[str, ...] | None = None  # the shutdown order, once begin_shutdown gave it
 
 
 class _Draft:
@@ -183,6 +203,8 @@ class _Draft:
     def __init__(self, now: _Now) -> None:
         self.records = dict(now.records)
         self.aborting = now.aborting
+        self.commits = now.commits
+        self.shutdown = now.shutdown
         self.ended: list[str] = []  # ended without running: their reservations must be cancelled
 
 
@@ -239,7 +261,9 @@ class BootState:
         return tuple(
             name
             for name, record in records.items()
-            if record.stage is Stage.WAITING and not self._missing(records, name)
+            if record.stage is Stage.WAITING
+            and not self._missing(records, name)
+            and self._main_before(records, name) is None
         )
 
     def next_commit(self) -> str | None:
@@ -278,7 +302,18 @@ class BootState:
             missing = self._missing(records, name)
             if missing:
                 waiting[name] = missing[0]
+            elif (before := self._main_before(records, name)) is not None:
+                waiting[name] = before
         return waiting
+
+    def shutdown_failures(self) -> dict[str, Failure]:
+        """Why each plugin's shutdown failed or did not run, in shutdown order."""
+        found = {}
+        for name in self._now.shutdown or ():
+            failure = self._now.records[name].shutdown_failure
+            if failure is not None:
+                found[name] = failure
+        return found
 
     def failures(self) -> dict[str, Failure]:
         """Why each plugin that did not commit did not, in cookie order."""
@@ -392,6 +427,14 @@ class BootState:
         self._expect(name, "committed", Stage.COMMITTING)
         draft = _Draft(self._now)
         draft.records[name] = replace(record, stage=Stage.COMMITTED, commit_ended=at)
+        draft.commits = (*draft.commits, name)
+        self._publish(draft)
+
+    def commit_began(self, name: str, at: float) -> None:
+        """Its commit, decided earlier, really began at ``at`` (it waited for the thread)."""
+        self._expect(name, "commit_began", Stage.COMMITTING)
+        draft = _Draft(self._now)
+        draft.records[name] = replace(draft.records[name], commit_started=at)
         self._publish(draft)
 
     def commit_failed(self, name: str, error: BaseException, at: float) -> tuple[str, ...]:
@@ -442,6 +485,56 @@ class BootState:
         self._publish(draft)
         return groups
 
+    # -- shutdown ----------------------------------------------------------------------------------
+    def begin_shutdown(self, having: Container[str]) -> tuple[str, ...]:
+        """The plugins to shut down, in order: every committed one in ``having``, commits reversed.
+
+        ``having``: the plugins with a shutdown hook. Once per boot: a second call returns
+        ``()``. No commit may be under way (the boot is over, or an interrupt ended it).
+        """
+        if self._now.shutdown is not None:
+            return ()
+        busy = [r.name for r in self._now.records.values() if r.stage is Stage.COMMITTING]
+        if busy:
+            msg = f"shutdown may not begin while plugin {busy[0]!r} commits"
+            raise ValueError(msg)
+        draft = _Draft(self._now)
+        draft.shutdown = tuple(name for name in reversed(draft.commits) if name in having)
+        self._publish(draft)
+        return draft.shutdown
+
+    def shutdown_started(self, name: str, at: float) -> None:
+        """Its shutdown hook started at ``at``, once every plugin before it ended its own."""
+        record = self._shutting(name, "shutdown_started")
+        order = self._now.shutdown or ()
+        for before in order[: order.index(name)]:
+            if self._now.records[before].shutdown_ended is None:
+                msg = f"plugin {name!r} may not shut down before plugin {before!r}"
+                raise ValueError(msg)
+        if record.shutdown_started is not None:
+            msg = f"plugin {name!r} already started its shutdown"
+            raise ValueError(msg)
+        draft = _Draft(self._now)
+        draft.records[name] = replace(record, shutdown_started=at)
+        self._publish(draft)
+
+    def shutdown_ended(self, name: str, at: float, error: BaseException | None = None) -> None:
+        """Its shutdown ended at ``at``: ``error`` if its hook failed, ran too long or never ran."""
+        record = self._shutting(name, "shutdown_ended")
+        if record.shutdown_ended is not None:
+            msg = f"plugin {name!r} already ended its shutdown"
+            raise ValueError(msg)
+        failure = None if error is None else failure_of(name, error)
+        draft = _Draft(self._now)
+        draft.records[name] = replace(record, shutdown_ended=at, shutdown_failure=failure)
+        self._publish(draft)
+
+    def _shutting(self, name: str, event: str) -> Record:
+        if name not in (self._now.shutdown or ()):
+            msg = f"{event}({name!r}): it is not in the shutdown (it did not commit, or none began)"
+            raise ValueError(msg)
+        return self._now.records[name]
+
     # -- the steps transitions are made of ---------------------------------------------------------
     def _expect(self, name: str, event: str, stage: Stage) -> Record:
         record = self._now.records[name]
@@ -454,7 +547,7 @@ class BootState:
         """Finish ``draft`` and make it the state, in one assignment."""
         if draft.aborting:
             self._discard_uncommitted(draft)
-        self._now = _Now(draft.records, draft.aborting)
+        self._now = _Now(draft.records, draft.aborting, draft.commits, draft.shutdown)
         return tuple(draft.ended)
 
     def _fail(self, draft: _Draft, name: str, error: BaseException) -> None:
@@ -524,6 +617,17 @@ class BootState:
         """What ``name`` requires whose init has not finished: it holds back its launch."""
         requires = self._plugins[name].requires
         return [r for r in requires if records[r].stage not in _INIT_DONE]
+
+    def _main_before(self, records: Mapping[str, Record], name: str) -> str | None:
+        """For a ``where = "main"`` plugin: a lower one whose init has not ended yet."""
+        if self._plugins[name].where != "main":
+            return None
+        for other, p in self._plugins.items():
+            if other == name:
+                return None
+            if p.where == "main" and records[other].stage in _MAIN_BUSY:
+                return other
+        return None
 
     def _uncommitted(self, records: Mapping[str, Record], name: str) -> str | None:
         """The first plugin ``name`` requires that has not committed: it holds back its commit."""

@@ -48,6 +48,7 @@ from .render import (
     print_summary,
     print_table,
     settings_text,
+    shutdown_lines,
 )
 from .signals import Terminated, forget_interrupt, signals_raise
 
@@ -158,6 +159,8 @@ def _interrupted(exc: KeyboardInterrupt, *, verbose: bool) -> int:
     stopped = _interruption_of(exc)
     if stopped is not None:
         print(f"{PROG}: {interruption_text(stopped)}", file=sys.stderr, flush=True)
+        for line in shutdown_lines(stopped.boot):
+            print(f"{PROG}: {line.strip()}", file=sys.stderr, flush=True)
     return code
 
 
@@ -392,8 +395,11 @@ def _run(args: argparse.Namespace) -> int:
                         args.config, overrides=_overrides(args), watch=shown.update
                     )
                 failure: BootError | None = None
-            except BootError as exc:
+            except BootError as exc:  # what committed is shut down already
                 boot, failure = exc.boot, exc
+            # Before anything is reported, so the report has the shutdown's times, and before
+            # --compare runs the plugins again in this process.
+            boot.close()
             sequential = None
             if args.compare and failure is None:
                 from .._boot.inprocess import run_in_process

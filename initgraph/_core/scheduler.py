@@ -405,8 +405,12 @@ class Reservation:
         run = Run(self.cookie, self._domain, name, _dump(func, name), _dump(data, name))
         self._sched._pool.submit("provide", self.cookie, run)
 
-    def run_here(self, func: InitcallFunc, data: Any) -> None:
-        """Run it now in this thread of the parent (a ``where = "main"`` plugin)."""
+    def run_here(self, func: InitcallFunc, data: Any) -> Outcome:
+        """Run it now in this thread of the parent (a ``where = "main"`` plugin); its outcome.
+
+        The outcome reaches :meth:`Scheduler.outcome` and the listeners too, through the pool
+        loop, so a little later.
+        """
         cookie, name = self.cookie, self._name
         runtime = self._sched._runtime
         runtime.take_waits()
@@ -425,6 +429,7 @@ class Reservation:
             ended = time.monotonic()
             outcome = Outcome(name, True, value, None, started, ended, pid, runtime.take_waits())
         self._sched._record_here(cookie, outcome)
+        return outcome
 
     def cancel(self, error: HookError) -> None:
         """End it without running it; ``error`` is its outcome."""

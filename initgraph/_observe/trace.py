@@ -16,10 +16,10 @@ Events, all in microseconds since the boot started (integers, so that nested spa
 exactly when a viewer converts them):
 
 - one process track per process: ``initgraph parent`` and ``worker <pid>`` (``ph: "M"``);
-- the parent's ``boot`` span, its ``commit <name>`` spans and the inits of ``where = "main"``
-  plugins; each init, on the track of the process that ran it (``cat: "init"``), with nested
-  ``running`` and wait spans (``synchronize(<cookie>)``, ``synchronize_full()``,
-  ``after(<cookie>)``);
+- the parent's ``boot`` span, its ``commit <name>`` and ``shutdown <name>`` spans and the inits
+  of ``where = "main"`` plugins; each init, on the track of the process that ran it
+  (``cat: "init"``), with nested ``running`` and wait spans (``synchronize(<cookie>)``,
+  ``synchronize_full()``, ``after(<cookie>)``);
 - a ``queued`` async span (``ph: "b"``/``"e"``) on the parent from ready to started;
 - a flow arrow (``ph: "s"``/``"f"``) from the end of each requirement's init to its dependent's
   init;
@@ -280,6 +280,14 @@ def to_chrome_trace(boot: Boot, *, parent_pid: int | None = None) -> dict[str, A
         c_start, c_end = _us(timing.commit_started), _us(timing.commit_ended)
         args = {"plugin": p.name, "cookie": p.cookie, "domain": p.domain}
         events.append(_span(parent, f"commit {p.name}", "commit", c_start, c_end - c_start, args))
+    for p in boot.plan.plugins:
+        timing = boot.timings.get(p.name)
+        if timing is None or timing.shutdown_started is None or timing.shutdown_ended is None:
+            continue
+        s_start, s_end = _us(timing.shutdown_started), _us(timing.shutdown_ended)
+        args = {"plugin": p.name, "cookie": p.cookie, "domain": p.domain}
+        span = _span(parent, f"shutdown {p.name}", "shutdown", s_start, s_end - s_start, args)
+        events.append(span)
     events.sort(key=_order)
     return {
         "traceEvents": events,
