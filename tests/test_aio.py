@@ -42,6 +42,8 @@ def initgraph_init(ctx):
 @hookimpl
 async def initgraph_commit(ctx, result):
     await asyncio.sleep(0)
+    if ctx.config.get("fail_commit"):
+        raise RuntimeError("broken on purpose")
     log(ctx, "commit")
     ctx.publish("commit." + ctx.name, result)
     if ctx.config.get("cancel"):  # the boot's awaiting task is the one running this commit
@@ -112,7 +114,9 @@ def test_lifespan_runs_commits_main_inits_and_shutdown_on_the_loop(
 
 def test_a_failed_boot_raises_out_of_lifespan_before_the_block(app: Writer, tmp_path: Path) -> None:
     log = tmp_path / "log"
-    config = app(plugins(log, a={}, bad={"config": {"fail": True}}))
+    # bad fails in its commit, which comes after a's (cookie order): a has committed by then,
+    # whatever the timing, and is shut down.
+    config = app(plugins(log, a={}, bad={"config": {"fail_commit": True}}))
     entered = []
 
     async def main() -> None:
