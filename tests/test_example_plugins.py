@@ -467,7 +467,7 @@ def test_build_database_replaces_the_tables_of_a_file(tmp_path: Path) -> None:
 
 def test_database_hooks_return_the_connection_and_publish_row_counts() -> None:
     ctx = FakeContext("database", results={"corpus": (ALPHA, BETA)})
-    connection = database.initgraph_init(ctx)
+    connection = asyncio.run(database.initgraph_init(ctx))  # async def: loads in a thread
     try:
         assert isinstance(connection, sqlite3.Connection)
         database.initgraph_commit(committing(ctx), connection)
