@@ -2,12 +2,15 @@
 
 It runs with ``where = "main"``: its result is the open :class:`sqlite3.Connection`, which
 cannot leave the process that made it, so the work happens in the parent and the boot's
-``results["database"]`` is the live connection. Publishes ``db.tables`` (rows per table) from its
-commit hook; a connection itself cannot be published.
+``results["database"]`` is the live connection. Its init is ``async def`` and loads the
+database in a thread, so a boot under ``initgraph.lifespan`` does not stall the event loop.
+Publishes ``db.tables`` (rows per table) from its commit hook; a connection itself cannot be
+published.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from collections.abc import Sequence
@@ -99,10 +102,12 @@ def row_counts(connection: sqlite3.Connection) -> dict[str, int]:
 
 
 @hookimpl
-def initgraph_init(ctx: InitContext) -> sqlite3.Connection:
+async def initgraph_init(ctx: InitContext) -> sqlite3.Connection:
     check_keys(ctx.config, ("path",), plugin=ctx.name)
     path = get_str(ctx.config, "path", ":memory:", plugin=ctx.name)
-    return build_database(ctx.results["corpus"], path)
+    # In a thread: under initgraph.lifespan this init runs on the service's event loop, and
+    # loading the corpus takes tens of milliseconds the loop must not stall for.
+    return await asyncio.to_thread(build_database, ctx.results["corpus"], path)
 
 
 @hookimpl

@@ -7,8 +7,10 @@ whole of init.toml serially in plan order on a small corpus.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
+import inspect
 import itertools
 import logging
 import pickle
@@ -465,7 +467,7 @@ def test_build_database_replaces_the_tables_of_a_file(tmp_path: Path) -> None:
 
 def test_database_hooks_return_the_connection_and_publish_row_counts() -> None:
     ctx = FakeContext("database", results={"corpus": (ALPHA, BETA)})
-    connection = database.initgraph_init(ctx)
+    connection = asyncio.run(database.initgraph_init(ctx))  # async def: loads in a thread
     try:
         assert isinstance(connection, sqlite3.Connection)
         database.initgraph_commit(committing(ctx), connection)
@@ -684,6 +686,8 @@ def boot_serially(app: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[st
             registry=registry,
         )
         results[name] = module.initgraph_init(ctx=ctx)
+        if inspect.isawaitable(results[name]):  # web's init is async def
+            results[name] = asyncio.run(results[name])
         if hasattr(module, "initgraph_commit"):
             module.initgraph_commit(ctx=committing(ctx), result=results[name])
         log.extend(
@@ -725,11 +729,13 @@ def test_init_toml_declares_the_documented_app() -> None:
         "stats",
         "api_routes",
         "admin_routes",
+        "web",
     ]
-    assert {n for n, p in plugins.items() if p.get("where") == "main"} == {"database"}
+    assert {n for n, p in plugins.items() if p.get("where") == "main"} == {"database", "web"}
     assert {n for n, p in plugins.items() if p.get("domain") == "http"} == {
         "api_routes",
         "admin_routes",
+        "web",
     }
     modules = {n: p["module"] for n, p in plugins.items()}
     assert modules.pop("api_routes") == modules.pop("admin_routes") == "plugins.routes"
@@ -753,6 +759,7 @@ def test_init_toml_boots_serially_on_a_small_corpus(small_repo: Path) -> None:
             "stats.summary",
         ]
         routes = [key for domain, key in log if domain == "http"]
+        assert routes.pop() == "asgi.app"  # web's, from the routes published before it
         assert routes[0] == "http.route.GET /api/documents"
         assert routes[-1] == "http.route.GET /admin/stats"
         assert len(routes) == len(set(routes)) == 10

@@ -11,6 +11,7 @@ act on here.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Mapping
@@ -73,6 +74,8 @@ def run_in_process(
                 ctx = _plugins.InitContext(sync=_nothing_to_wait_for, **common)
                 value = _plugins.call_one(pm, "initgraph_init", p.name, ctx=ctx)
                 value = None if value is _plugins.NOT_IMPLEMENTED else value
+                if inspect.isawaitable(value):
+                    value = _plugins.run_in_own_loop(value)
                 registry.update(ctx.publications)
                 commit = _plugins.CommitContext(
                     registry=registry, publish=registry.__setitem__, **common

@@ -7,12 +7,14 @@ every plugin wrap the init of each one, exactly as in the parent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import difflib
 import importlib
+import inspect
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +32,12 @@ __all__ = [
     "InitResult",
     "InitSpec",
     "PluginSource",
+    "arun_init",
     "call_one",
     "implements",
+    "is_async_init",
     "load_plugins",
+    "run_in_own_loop",
     "run_init",
 ]
 
@@ -247,15 +252,34 @@ class InitContext(_Context):
 
     __module__ = "initgraph"
 
-    def __init__(self, *, sync: Callable[[int, str, float | None], None], **kw: Any) -> None:
+    def __init__(
+        self,
+        *,
+        sync: Callable[[int, str, float | None], None],
+        async_sync: Callable[[int, str, float | None], Awaitable[None]] | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(**kw)
         self._sync = sync
+        self._async_sync = async_sync
         self._synchronized = False
         self.publications: list[tuple[str, Any]] = []
 
     def synchronize(self, timeout: float | None = None) -> None:
         """Wait until every lower cookie of this plugin's domain is done: its turn to publish."""
         self._sync(self.cookie, self.domain, timeout)
+        self._synchronized = True
+
+    async def asynchronize(self, timeout: float | None = None) -> None:
+        """``await ctx.asynchronize()``: :meth:`synchronize` for an ``async def`` init.
+
+        The wait runs in a thread (``asyncio.to_thread``), so the init's event loop goes on
+        running its other tasks meanwhile.
+        """
+        if self._async_sync is None:
+            await asyncio.to_thread(self._sync, self.cookie, self.domain, timeout)
+        else:
+            await self._async_sync(self.cookie, self.domain, timeout)
         self._synchronized = True
 
     def publish(self, key: str, value: Any) -> None:
@@ -332,7 +356,49 @@ def forget(boot_id: str) -> None:
 
 
 def run_init(spec: InitSpec, cookie: int) -> InitResult:
-    """The initcall of a plugin: run its ``initgraph_init`` with every wrapper around it."""
+    """The initcall of a plugin: run its ``initgraph_init`` with every wrapper around it.
+
+    An ``async def`` init runs to completion in an event loop of its own, made for it and
+    closed when it returns (``asyncio.run`` style): in a worker, or under a blocking boot.
+    """
+    ctx, value = _start_init(spec, cookie)
+    if inspect.isawaitable(value):
+        value = run_in_own_loop(value)
+    return _init_result(ctx, value)
+
+
+async def arun_init(spec: InitSpec, cookie: int) -> InitResult:
+    """:func:`run_init` on a running event loop (a ``where = "main"`` init under ``aboot``).
+
+    An ``async def`` init is awaited on that loop.
+    """
+    ctx, value = _start_init(spec, cookie)
+    if inspect.isawaitable(value):
+        value = await value
+    return _init_result(ctx, value)
+
+
+def is_async_init(pm: pluggy.PluginManager, plugin: str) -> bool:
+    """Whether ``plugin``'s own ``initgraph_init`` is ``async def``."""
+    impls = pm.hook.initgraph_init.get_hookimpls()
+    return any(
+        i.plugin_name == plugin
+        and not (i.wrapper or i.hookwrapper)
+        and inspect.iscoroutinefunction(i.function)
+        for i in impls
+    )
+
+
+def run_in_own_loop(pending: Awaitable[Any]) -> Any:
+    """Run ``pending`` in a new event loop on this thread, closed once it is done."""
+
+    async def wrapped() -> Any:
+        return await pending
+
+    return asyncio.run(wrapped())
+
+
+def _start_init(spec: InitSpec, cookie: int) -> tuple[InitContext, Any]:
     pm = _managers.get(spec.boot_id)
     if pm is None:
         pm = load_plugins(spec.sources, spec.paths)
@@ -344,6 +410,7 @@ def run_init(spec: InitSpec, cookie: int) -> InitResult:
 
     ctx = InitContext(
         sync=sync,
+        async_sync=_sync_in_thread(runtime),
         name=spec.plugin,
         cookie=cookie,
         domain=spec.domain,
@@ -352,6 +419,41 @@ def run_init(spec: InitSpec, cookie: int) -> InitResult:
     )
     with on_path(spec.paths):
         value = call_one(pm, "initgraph_init", spec.plugin, ctx=ctx)
+    return ctx, value
+
+
+def _init_result(ctx: InitContext, value: Any) -> InitResult:
     if value is NOT_IMPLEMENTED:
         value = None
     return InitResult(value, tuple(ctx.publications))
+
+
+def _sync_in_thread(
+    runtime: _runtime.Runtime,
+) -> Callable[[int, str, float | None], Coroutine[Any, Any, None]]:
+    """``ctx.asynchronize()`` of an initcall: the blocking wait, run in a thread of its own.
+
+    The runtime keeps the running initcalls and the waits per thread: the thread takes over the
+    caller's running stack (so a wait that would deadlock is refused as in ``synchronize()``)
+    and hands its recorded waits back (so the trace shows them).
+    """
+
+    async def asynchronize(c: int, domain: str, timeout: float | None) -> None:
+        running = list(runtime.running())
+        waits: list[Any] = []
+
+        def wait() -> None:
+            runtime.running()[:] = running
+            try:
+                runtime.synchronize_cookie(c, domain=domain, timeout=timeout)
+            finally:
+                waits.extend(runtime.take_waits())
+                runtime.running().clear()
+
+        try:
+            await asyncio.to_thread(wait)
+        finally:
+            if runtime.running():
+                runtime.waits().extend(waits)
+
+    return asynchronize

@@ -14,7 +14,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -423,6 +423,30 @@ class Reservation:
             # KeyboardInterrupt or SystemExit raised by the plugin itself (a real Ctrl-C goes
             # to the main thread): a failure like any other, as in a worker. Uncaught, it would
             # end this thread with no outcome, and the boot would wait for it for ever.
+            ended = time.monotonic()
+            outcome = Outcome(name, False, None, exc, started, ended, pid, runtime.take_waits())
+        else:
+            ended = time.monotonic()
+            outcome = Outcome(name, True, value, None, started, ended, pid, runtime.take_waits())
+        self._sched._record_here(cookie, outcome)
+        return outcome
+
+    async def arun_here(self, func: Callable[[Any, int], Awaitable[Any]], data: Any) -> Outcome:
+        """:meth:`run_here` for a coroutine function, awaited on the calling thread's loop.
+
+        The loop's thread counts as running the initcall until ``func`` is done, so nothing
+        else of this scheduler may run there meanwhile (a boot runs its main inits one by one).
+        A cancellation is an outcome like any error: the caller decides to raise it again.
+        """
+        cookie, name = self.cookie, self._name
+        runtime = self._sched._runtime
+        runtime.take_waits()
+        started = time.monotonic()
+        pid = os.getpid()
+        try:
+            with runtime.running_initcall(cookie, self._domain):
+                value = await func(data, cookie)
+        except BaseException as exc:
             ended = time.monotonic()
             outcome = Outcome(name, False, None, exc, started, ended, pid, runtime.take_waits())
         else:
