@@ -477,7 +477,7 @@ def test_keyboard_interrupt_stops_everything(gates: Any) -> None:
     # loaded machine); a close that waited for the initcalls would take their 30 s. 10 s tells
     # the two apart with room for load.
     assert took < 10, f"the interrupt took {took:.1f} s: close() waited for running work"
-    # the no_leaked_processes fixture checks that workers and helpers are gone
+    # the leak check of conftest.py checks that workers and helpers are gone
 
 
 def test_closed_scheduler_refuses_work() -> None:
