@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import mmap
 import os
 import threading
 import time
@@ -160,7 +161,10 @@ class SharedState:
         try:
             self._wake_closed()
             self._header[_HOLDER] = 0
-            copy = bytearray(arena.buffer)
+            # An anonymous private mapping, not a heap block: it goes back to the system with
+            # the object, whatever state the allocator's heap is in.
+            copy = mmap.mmap(-1, arena.size, flags=mmap.MAP_PRIVATE)
+            copy.write(arena.buffer)
             self._cookies_view.release()
             self._map(copy)  # drops the arrays laid over the arena
             self._lock = threading.Lock()
