@@ -11,7 +11,7 @@ a whole boot (``initgraph.boot``, plugin modules written to ``tmp_path``), each 
   same worker — runs exactly once (boot: ``on_error="continue"`` commits the others, skips the
   dependents; ``"abort"`` raises ``BootError`` and cancels the rest);
 - whether the worker was replaced: exactly when its process died;
-- that nothing is left running (the autouse ``no_leaked_processes`` fixture).
+- that nothing is left running (the leak check of ``conftest.py``, after every test).
 
 Timeouts are 0.3 s to keep it fast; the rows under fork are the fast part (``-m 'not slow'``).
 """

@@ -147,9 +147,13 @@ class Scheduler:
             ctx, slots=PARENT_SLOTS + max_workers, capacity=max_pending + 4096
         )
         self._runtime = _ParentRuntime(self, self._shared, max_pending)
-        self._pool = Pool(
-            ctx, self._shared, target=workers, max_workers=max_workers, max_pending=max_pending
-        )
+        try:
+            self._pool = Pool(
+                ctx, self._shared, target=workers, max_workers=max_workers, max_pending=max_pending
+            )
+        except BaseException:  # out of descriptors: the block goes back now
+            self._shared.close()
+            raise
         self._mirror = self._pool.mirror
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -249,7 +253,11 @@ class Scheduler:
         raise as_hook_error(cookie, outcome)
 
     def close(self) -> None:
-        """Wait for every domain (exclusive ones too), then stop every process started."""
+        """Wait for every domain (exclusive ones too), then stop every process started.
+
+        When it returns, every process, descriptor and shared mapping the scheduler made is
+        gone; outcomes already recorded can still be read (:meth:`result`, :meth:`outcome`).
+        """
         self._shutdown(wait=True)
 
     def __enter__(self) -> Scheduler:
@@ -370,7 +378,9 @@ class Scheduler:
                     thread.join()
                     raise
         finally:
-            self._shared.wake_all()
+            # Every process of ours has ended: what this one holds goes now, not when the
+            # scheduler is collected. Closing the shared state wakes whoever still waits on it.
+            self._shared.close()
             pool.close_fds()
             _backend.stop_helpers(
                 self._helpers_before,
