@@ -17,7 +17,7 @@ turns inside every repeat (the order rotates) so that a slow stretch of the mach
    200 MiB array (data boot), and a realistic numpy/scikit-learn boot with its peak PSS.
 
 ``--only SECTION`` (repeatable, or comma-separated) runs a subset: sleep, cpu, dag, scaling,
-example, import, transfer, databoot, realboot.
+example, import, looplag, transfer, databoot, realboot.
 
 The executors: sequential in this process, ``ThreadPoolExecutor``, ``ProcessPoolExecutor`` driven
 by ``graphlib.TopologicalSorter`` (submit the ready nodes; on each completion mark it done and
@@ -827,6 +827,9 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
         if "import" in res:
             ig_import = res["import"]["cached"][IG_IMPORT]
             out.append(("import initgraph <= 50 ms (bytecode cached)", ig_import[stat], IMPORT_MS))
+        if "looplag" in res:
+            lag = res["looplag"]["max_lag_ms"]
+            out.append(("event-loop lag during the example boot <= 5 ms", lag[stat], LOOP_LAG_MS))
         return out
 
     out = []
@@ -924,6 +927,8 @@ def report(res: dict[str, Any]) -> str:
             )
     if "import" in res:
         lines += import_lines(res["import"])
+    if "looplag" in res:
+        lines += looplag_lines(res["looplag"])
     if any(k in res for k in DATA_SECTIONS):
         import _data
 
@@ -945,6 +950,46 @@ def report(res: dict[str, Any]) -> str:
         )
     lines.append(f"\nwall time of the whole run: {res['elapsed_s']:.1f} s")
     return "\n".join(lines)
+
+
+LOOP_LAG_MS = 5.0  # an event loop that boots the example must keep serving: no stall over 5 ms
+
+
+def bench_looplag(plan: Plan) -> dict[str, Any]:
+    """The example booted by ``initgraph.lifespan`` under a 1 ms ticker, in fresh processes.
+
+    One process per boot (``benchmarks/loop_lag.py --json``), so each pays what a service's
+    first boot pays: importing the plugins (the ticker measures the whole boot).
+    """
+    runs = max(1, min(plan.repeats, 5))
+    worst, p99, wall = [], [], []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, str(HERE / "loop_lag.py"), str(ROOT / "init.toml"), "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+        one = json.loads(out.splitlines()[-1])
+        worst.append(one["max_lag_ms"])
+        p99.append(one["p99_lag_ms"])
+        wall.append(one["wall_ms"])
+    return {"max_lag_ms": stats(worst), "p99_lag_ms": stats(p99), "wall_ms": stats(wall)}
+
+
+def looplag_lines(lag: dict[str, Any]) -> list[str]:
+    head = ["10. event loop during aboot/lifespan (ms)", "median", "min", "max"]
+    rows = [
+        [what, fmt(lag[key]["median"]), fmt(lag[key]["min"]), fmt(lag[key]["max"])]
+        for what, key in (
+            ("worst stall of a 1 ms ticker", "max_lag_ms"),
+            ("99th percentile stall", "p99_lag_ms"),
+            ("boot wall time", "wall_ms"),
+        )
+    ]
+    return ["", *table(head, rows)]
 
 
 def import_lines(imp: dict[str, Any]) -> list[str]:
@@ -992,7 +1037,7 @@ def start_method() -> str:
         return sched.start_method
 
 
-BASE_SECTIONS = ("sleep", "cpu", "dag", "scaling", "example", "import")
+BASE_SECTIONS = ("sleep", "cpu", "dag", "scaling", "example", "import", "looplag")
 DATA_SECTIONS = ("transfer", "databoot", "realboot")
 SECTIONS = (*BASE_SECTIONS, *DATA_SECTIONS)
 
@@ -1068,6 +1113,7 @@ def run(plan: Plan, only: Sequence[str] = ()) -> dict[str, Any]:
         ("scaling", "scaling", lambda: bench_scaling(plan, method)),
         ("example", "example application", lambda: bench_example(plan)),
         ("import", "import initgraph", lambda: bench_import(plan)),
+        ("looplag", "event-loop lag during the example boot", lambda: bench_looplag(plan)),
         ("transfer", "transfer of large results", lambda: data_step("transfer", plan.name, method)),
         ("databoot", "data boot", lambda: data_step("databoot", plan.name, method)),
         ("realboot", "realistic data boot", lambda: data_step("realboot", plan.name, method)),
