@@ -687,11 +687,13 @@ def test_blame_command(
         "parent-busy",
         "transfer",
         "commit",
+        "shutdown",
     ]
     plugins = [line.split()[1] for line in lines[1:-1]]
     assert sorted(plugins) == sorted(p.name for p in chained.plan)
     assert lines[-1].startswith("times in ms; total = requires + queued + running + waiting")
-    assert {line.split()[-2] for line in lines[1:-1]} == {"-"}  # no transfer recorded
+    assert {line.split()[-3] for line in lines[1:-1]} == {"-"}  # no transfer recorded
+    assert {line.split()[-1] for line in lines[1:-1]} == {"-"}  # no shutdown hooks here
     args = observe_args(["blame", str(path), "--sort", "waiting"])
     assert args.command(args) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[1] == "waiter"

@@ -479,6 +479,6 @@ def test_blame_command_shows_transfers_when_recorded(
     args = observe_args(["blame", str(path), "--sort", "transfer"])
     assert args.command(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[-2:] == ["transfer", "commit"]
+    assert lines[0].split()[-3:] == ["transfer", "commit", "shutdown"]
     assert [line.split()[1] for line in lines[1:3]] == ["data", "user"]
-    assert [line.split()[-2] for line in lines[1:3]] == ["50.0", "10.0"]
+    assert [line.split()[-3] for line in lines[1:3]] == ["50.0", "10.0"]

@@ -68,6 +68,7 @@ def add_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
             "parent-busy",
             "transfer",
             "commit",
+            "shutdown",
         ),
         default="total",
         help="the column to sort by, longest first (default: total)",
@@ -181,7 +182,7 @@ def blame_command(args: argparse.Namespace) -> int:
         return _error(str(exc))
     rows = blame(trace)
     sort = args.sort.replace("-", "_")
-    rows.sort(key=lambda r: (-getattr(r, sort), r.cookie))
+    rows.sort(key=lambda r: (-(getattr(r, sort) or 0.0), r.cookie))
     headers = ["cookie", "plugin", "status", *(c.replace("_", "-") for c in BLAME_COLUMNS)]
     # No transfer spans: the column is unknown, not zero (the time is under parent-busy).
     unknown = set() if trace.transfers_recorded else {"transfer"}
@@ -198,7 +199,7 @@ def blame_command(args: argparse.Namespace) -> int:
     _table(out, headers, cells, numeric={0, *range(3, 3 + len(BLAME_COLUMNS))})
     print(
         f"times in ms; total = requires + queued + running + waiting + in-order + parent-busy + "
-        f"transfer + commit; boot {ms_text(trace.wall)} ms",
+        f"transfer + commit (shutdown comes after the boot); boot {ms_text(trace.wall)} ms",
         file=out,
     )
     out.flush()

@@ -64,7 +64,8 @@ class BlameRow:
     until its commit started, the parent busy with other plugins' commits and with receiving
     results (its own included, where the trace records no transfer); ``transfer``: the trace's
     ``serialize``, ``transfer`` and ``load`` spans of its inputs and result, taken out of the
-    columns they fall in; ``commit``: its commit.
+    columns they fall in; ``commit``: its commit. ``shutdown``: its ``initgraph_shutdown``, when
+    the boot was closed (None if it had none); it comes after the boot, so it is not in ``total``.
     """
 
     name: str
@@ -78,6 +79,7 @@ class BlameRow:
     parent_busy: float
     transfer: float
     commit: float
+    shutdown: float | None = None
 
     @property
     def total(self) -> float:
@@ -157,6 +159,7 @@ def blame(trace: TraceData) -> list[BlameRow]:
                 parent_busy=gap(turn, p.commit_started),
                 transfer=sum(e - s for s, e in moving),
                 commit=gap(p.commit_started, p.commit_ended),
+                shutdown=p.shutdown_time,
             )
         )
     return sorted(rows, key=lambda r: (-r.total, r.cookie))
@@ -172,6 +175,7 @@ BLAME_COLUMNS = (
     "parent_busy",
     "transfer",
     "commit",
+    "shutdown",
 )
 """The columns of :class:`BlameRow`, in the order ``initgraph blame`` prints them."""
 

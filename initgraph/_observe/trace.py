@@ -125,6 +125,8 @@ class TracedPlugin:
     pid: int | None = None
     waits: tuple[TracedWait, ...] = ()
     transfers: tuple[TracedTransfer, ...] = ()
+    shutdown_started: float | None = None  # its initgraph_shutdown, after the boot
+    shutdown_ended: float | None = None
 
     @property
     def ran(self) -> bool:
@@ -153,6 +155,13 @@ class TracedPlugin:
         if self.commit_started is None or self.commit_ended is None:
             return 0.0
         return self.commit_ended - self.commit_started
+
+    @property
+    def shutdown_time(self) -> float | None:
+        """How long its shutdown hook ran (None if it had none, or it did not commit)."""
+        if self.shutdown_started is None or self.shutdown_ended is None:
+            return None
+        return self.shutdown_ended - self.shutdown_started
 
     @property
     def finished(self) -> float | None:
@@ -402,6 +411,7 @@ def _parse(data: Any) -> TraceData:
     inits: dict[str, dict[str, Any]] = {}  # name -> init span or "not run" instant
     ready: dict[int, int] = {}  # cookie -> ready (us)
     commits: dict[str, tuple[int, int]] = {}
+    shutdowns: dict[str, tuple[int, int]] = {}
     waits: dict[int, list[dict[str, Any]]] = {}  # pid -> wait spans
     transfers: dict[str, list[TracedTransfer]] = {}  # plugin -> its transfer spans
     for event in data["traceEvents"]:
@@ -410,6 +420,8 @@ def _parse(data: Any) -> TraceData:
             inits[event["name"]] = event
         elif ph == "X" and cat == "commit":
             commits[event["args"]["plugin"]] = (event["ts"], event["ts"] + event["dur"])
+        elif ph == "X" and cat == "shutdown":
+            shutdowns[event["args"]["plugin"]] = (event["ts"], event["ts"] + event["dur"])
         elif ph == "X" and cat == "wait":
             waits.setdefault(int(event["pid"]), []).append(event)
         elif ph == "b" and cat == "queued":
@@ -429,7 +441,7 @@ def _parse(data: Any) -> TraceData:
     for name, event in inits.items():
         args = event["args"]
         cookie = int(args["cookie"])
-        c = commits.get(name)
+        c, s = commits.get(name), shutdowns.get(name)
         common: dict[str, Any] = {
             "name": name,
             "cookie": cookie,
@@ -440,6 +452,8 @@ def _parse(data: Any) -> TraceData:
             "scheduled": _s(args["scheduled_us"]),
             "commit_started": None if c is None else _s(c[0]),
             "commit_ended": None if c is None else _s(c[1]),
+            "shutdown_started": None if s is None else _s(s[0]),
+            "shutdown_ended": None if s is None else _s(s[1]),
             "transfers": tuple(sorted(transfers.get(name, ()), key=lambda t: t.started)),
         }
         if event["ph"] == "i":
