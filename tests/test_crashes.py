@@ -809,7 +809,7 @@ def test_parent_killed_while_results_are_mapped_leaves_nothing(method: str, tmp_
         holder = int(out.read_text().split()[0])
         assert store_descriptors(holder), "the worker does not map the forwarded result"
         proc.stdin.write("go\n")
-        proc.stdin.flush()
+        proc.stdin.close()
         proc.wait(timeout=WAIT)
     lines = out.read_text().splitlines()
     pids = [int(p) for p in lines[1].split()]

@@ -321,3 +321,28 @@ def test_worker_threads_overrides_and_the_users_setting_wins(monkeypatch: Any) -
     with Scheduler(1, start_method="fork", worker_threads=3) as sched:
         env, _ = sched.result(sched.schedule(thread_settings), timeout=WAIT)
     assert env == {**dict.fromkeys(THREAD_VARS, "3"), "MKL_NUM_THREADS": "5"}
+
+
+# -- what a plugin finds in ctx.results ----------------------------------------------------------
+def test_lazy_results_load_a_required_result_when_first_read() -> None:
+    from initgraph._boot.plugins import InitResult, LazyResults
+    from initgraph._core.store import Store
+
+    store = Store()
+    a, b = socket.socketpair()
+    with a, b:
+        for value in (np.ones(MiB), np.zeros(MiB)):
+            with store.encode(InitResult(value), owner="plugin 'x'") as encoded:
+                store.send(a, encoded)
+        read, unread = store.receive(b), store.receive(b)
+        with read, unread:
+            results = LazyResults({"read": read, "unread": unread, "local": 3})
+            assert sorted(results) == ["local", "read", "unread"]
+            arr = results["read"]
+            assert results["read"] is arr
+            assert arr.sum() == MiB
+            assert not arr.flags.writeable
+            assert results["local"] == 3
+            assert unread.load_s is None  # never read: never mapped
+        assert store.statistics().mapped == 1
+        del arr
