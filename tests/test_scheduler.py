@@ -361,13 +361,20 @@ def test_timeout_stops_and_replaces_the_worker() -> None:
 def test_unpicklable_result_is_a_hook_error() -> None:
     with Scheduler(1) as s:
         c = s.schedule(unpicklable_result)
-        with pytest.raises(HookError, match="cannot be sent to the parent"):
+        with pytest.raises(HookError) as info:
             s.result(c, timeout=WAIT)
+    assert str(info.value) == (
+        "initcall 1 'unpicklable_result': pickle cannot send a 'generator' object to another "
+        "process (cannot pickle 'generator' object); send plain data instead"
+    )
+    assert type(info.value.__cause__).__name__ == "UnpicklableError"
 
 
 def test_unpicklable_func_or_data_refused_in_schedule() -> None:
     with Scheduler(1) as s:
-        with pytest.raises(ConfigError, match=r"^cannot send data of 'noop' to a worker: "):
+        with pytest.raises(
+            ConfigError, match=r"^data of 'noop': pickle cannot send a 'generator' "
+        ):
             s.schedule(noop, (i for i in range(3)))
         with pytest.raises(ConfigError, match=r"^cannot send func 'lockfunc' to a worker: "):
             s.schedule(_lock_holder().method, name="lockfunc")

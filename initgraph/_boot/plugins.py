@@ -22,6 +22,7 @@ import pluggy
 
 from .. import hookspecs
 from .._core import runtime as _runtime
+from .._core.store import Handle
 from .._defs import ENTRY_POINT_GROUP
 from .._errors import OrderingError, PluginError
 
@@ -31,6 +32,7 @@ __all__ = [
     "InitContext",
     "InitResult",
     "InitSpec",
+    "LazyResults",
     "PluginSource",
     "arun_init",
     "call_one",
@@ -342,6 +344,39 @@ class InitResult:
     publications: tuple[tuple[str, Any], ...] = field(default=())
 
 
+class LazyResults(Mapping[str, Any]):
+    """``ctx.results`` in a worker: a required plugin's result is loaded when first read.
+
+    The boot puts the store handles of required results into the init's data, forwarded
+    without being loaded in the parent; a plugin that never reads ``ctx.results["x"]`` never
+    maps it. Arrays read here are read-only views of shared memory (``arr.copy()`` to write).
+    """
+
+    def __init__(self, given: Mapping[str, Any]) -> None:
+        self._given = given
+        self._loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._loaded:
+            return self._loaded[name]
+        value = self._given[name]
+        if isinstance(value, Handle):
+            value = value.value()
+            if isinstance(value, InitResult):  # a plugin's initcall returns its InitResult
+                value = value.value
+        self._loaded[name] = value
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._given)
+
+    def __len__(self) -> int:
+        return len(self._given)
+
+    def __repr__(self) -> str:
+        return f"<results {sorted(self._given)!r}>"
+
+
 _managers: dict[str, pluggy.PluginManager] = {}
 
 
@@ -415,7 +450,7 @@ def _start_init(spec: InitSpec, cookie: int) -> tuple[InitContext, Any]:
         cookie=cookie,
         domain=spec.domain,
         config=spec.config,
-        results=spec.results,
+        results=LazyResults(spec.results),
     )
     with on_path(spec.paths):
         value = call_one(pm, "initgraph_init", spec.plugin, ctx=ctx)

@@ -928,7 +928,9 @@ class _Run:
                 self.sched = sched
                 self.events = cast("queue.SimpleQueue[Any]", sched.listen())
                 for p in self.plan.plugins:
-                    reservation = sched.reserve(domain=p.domain, name=p.name, timeout=p.timeout)
+                    reservation = sched.reserve(
+                        domain=p.domain, name=p.name, timeout=p.timeout, owner=f"plugin {p.name!r}"
+                    )
                     assert reservation.cookie == p.cookie, (reservation, p)
                     self.reservations[p.name] = reservation
                     self.state.scheduled(p.name, self.now())
@@ -997,7 +999,7 @@ class _Run:
             plugin=p.name,
             domain=p.domain,
             config=self.configs[p.name].config,
-            results=self.required_results(p),
+            results=self.required_results(p, handles=p.where != "main"),
             sources=self.sources,
             paths=self.config.settings.paths,
         )
@@ -1024,13 +1026,19 @@ class _Run:
             err = HookError(failure.message, cookie=self.by_name[name].cookie, name=name)
             self.reservations[name].cancel(err)
 
-    def required_results(self, p: PlannedPlugin) -> dict[str, Any]:
-        """The init results of the plugins ``p`` requires: every one finished its init."""
-        found = {}
+    def required_results(self, p: PlannedPlugin, *, handles: bool = False) -> dict[str, Any]:
+        """The init results of the plugins ``p`` requires: every one finished its init.
+
+        ``handles``: a result that came from a worker is given as its store handle, forwarded
+        to ``p``'s worker without being loaded or pickled again (``ctx.results`` there loads it
+        when it is first read).
+        """
+        found: dict[str, Any] = {}
         for r in p.requires:
             init = self.state.record(r).result
             assert isinstance(init, InitResult), (r, init)
-            found[r] = init.value
+            outcome = self.sched.outcome(self.by_name[r].cookie) if handles else None
+            found[r] = outcome.handle if outcome is not None and outcome.handle else init.value
         return found
 
     def on_outcome(self, p: PlannedPlugin) -> None:
@@ -1041,12 +1049,18 @@ class _Run:
         ):
             raise _Stopped  # Ctrl-C in a main init: the owner stops the boot (run_main_init)
         error = None if outcome.ok else as_hook_error(p.cookie, outcome)
+        value = None
+        if error is None:
+            try:
+                value = outcome.value  # loaded here: the commit needs it and its publications
+            except HookError as exc:  # the result cannot be loaded in the parent
+                error = exc
         ran = bool(outcome.started)
         # A plugin with no init shows an init of length zero, at the moment it was ended.
         ended_at = outcome.started if p.name in self.no_init else outcome.ended
         ended = self.state.outcome(
             p.name,
-            value=outcome.value,
+            value=value,
             error=error,
             started=outcome.started - self.t0 if ran else None,
             ended=ended_at - self.t0 if ran else None,

@@ -1,8 +1,17 @@
 """The messages between the parent and its workers: a small closed set of frozen dataclasses.
 
-Envelopes travel with the C pickler (fast); what a user hands over (functions, data, results,
-exceptions) travels inside as bytes made by :func:`dumps`, which falls back to dill for what the
-C pickler refuses (lambdas, closures, functions of ``__main__`` under spawn).
+Envelopes travel with the C pickler (fast). Functions and exceptions travel inside as bytes made
+by :func:`dumps`, which falls back to dill for what the C pickler refuses (lambdas, closures,
+functions of ``__main__`` under spawn). Values (``data``, results) never do: they follow their
+message on the same socket as store frames (``store.py``), pickled by pickle alone, so that a
+file, socket or lock is refused instead of re-opened on the other side. On a worker's socket::
+
+    parent -> worker   Run        then `handles` forwarded frames, then the data's frame
+    worker -> parent   Done       then, when ok, the result's frame
+                       Scheduled  then `handles` forwarded frames, then the data's frame
+                       Started, Blocked, Unblocked, Log: no frame
+
+A message and its frames are sent under one lock (a worker's log thread must not come between).
 """
 
 from __future__ import annotations
@@ -68,8 +77,9 @@ class Run:
     domain: str
     name: str
     func: bytes
-    data: bytes
+    handles: int = 0  # store frames of handles its data holds, before the data's frame
     timed: bool = False  # it has a timeout: say Started when it starts (the clock starts then)
+    owner: str | None = None  # whose result it is, in errors (default: "initcall <cookie> <name>")
 
 
 @dataclass(frozen=True)
@@ -81,21 +91,24 @@ class Stop:
 class Done:
     """Worker to parent: an initcall ended (it is already out of its domain's in-progress set).
 
-    ``value`` is set when it returned; ``error`` (the pickled exception, or None when it would not
-    pickle) and ``tb`` (its traceback text) when it raised. ``started``/``ended`` are
-    ``time.monotonic()`` readings, comparable across processes on one machine.
+    ``ok``: it returned, and its result's store frame follows. Else ``error`` (the pickled
+    exception, or None when it would not pickle) and ``tb`` (its traceback text); ``unsent``: the
+    error is the store's refusal of the result (unpicklable, too large, no room), not what the
+    initcall raised. ``started``/``ended`` are ``time.monotonic()`` readings, comparable across
+    processes on one machine; ``serialize_s``: seconds spent encoding the result.
     """
 
     cookie: int
     name: str
     ok: bool
-    value: bytes | None
     error: bytes | None
     tb: str | None
     started: float
     ended: float
     pid: int
     waits: tuple[WaitRecord, ...] = ()
+    serialize_s: float = 0.0
+    unsent: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,7 +121,7 @@ class Scheduled:
     after: tuple[int, ...]
     timeout: float | None
     func: bytes
-    data: bytes
+    handles: int = 0  # store frames of handles its data holds, before the data's frame
 
 
 @dataclass(frozen=True)

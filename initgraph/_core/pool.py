@@ -23,6 +23,13 @@
 
     manager process (in-progress lists with names) ◄── Mirror pushes, when the loop is idle
 
+Values do not ride inside the messages: each follows its message on the worker's socket as a
+store frame (``store.py``: inline below a threshold, else a sealed shared-memory segment whose
+descriptor is passed). The loop receives a result's frame right after its ``Done`` and keeps
+the :class:`~initgraph._core.store.Handle` unloaded in the :class:`Outcome`; loading is left
+to whoever reads ``Outcome.value``. A handle in ``data`` is forwarded (the same segment, its
+descriptor passed again), never loaded and pickled again.
+
 Everything the loop decides from (the dispatcher, one :class:`_Call` record per cookie, the
 deadline heap, the workers) is written by the loop alone, so none of it needs a lock; other
 threads hand it commands and read the published records. A worker holds only the initcall it
@@ -60,9 +67,10 @@ from .dispatch import GROW_AFTER, Dispatcher
 from .messages import Blocked, Done, Log, Run, Scheduled, Started, Unblocked, WaitRecord, loads
 from .mirror import Mirror
 from .shared import SharedState
+from .store import Encoded, Handle, Store
 from .workers import PARENT_SLOTS, Worker, Workers
 
-__all__ = ["Outcome", "Pool"]
+__all__ = ["Outcome", "Pool", "Work"]
 
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
 LOAD_GRACE = 60.0  # seconds a timed initcall may take to start (worker start, imports)
@@ -74,21 +82,130 @@ MIRROR_IDLE = 0.005
 MIRROR_EVERY = 0.1
 
 
-@dataclass(frozen=True)
 class Outcome:
     """How an initcall ended: its value (``ok``) or error, when and where it ran, its waits.
 
     ``started``/``ended`` are ``time.monotonic()`` readings (0.0 when it never ran).
+
+    A result from a worker stays in its store frame (``handle``) until :attr:`value` is first
+    read, which loads it (once, whichever thread asks first; the parent imports the modules of
+    its classes only then) or raises a :class:`HookError` naming the initcall when it cannot
+    be loaded. ``handle`` can be put into the ``data`` of other initcalls: it is forwarded to
+    them, not loaded here. ``nbytes``, ``serialize_s``, ``transfer_s`` and ``load_s`` (None
+    until loaded) time its way here; all zero for a value made in the parent.
     """
 
-    name: str
-    ok: bool
-    value: Any = None
-    error: BaseException | None = None
-    started: float = 0.0
-    ended: float = 0.0
-    pid: int = 0
-    waits: tuple[WaitRecord, ...] = ()
+    __slots__ = (
+        "_lock",
+        "_value",
+        "cookie",
+        "ended",
+        "error",
+        "handle",
+        "name",
+        "ok",
+        "pid",
+        "serialize_s",
+        "started",
+        "waits",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        ok: bool,
+        value: Any = None,
+        error: BaseException | None = None,
+        started: float = 0.0,
+        ended: float = 0.0,
+        pid: int = 0,
+        waits: tuple[WaitRecord, ...] = (),
+        *,
+        cookie: int = 0,
+        handle: Handle | None = None,
+        serialize_s: float = 0.0,
+    ) -> None:
+        self.name = name
+        self.ok = ok
+        self.error = error
+        self.started = started
+        self.ended = ended
+        self.pid = pid
+        self.waits = waits
+        self.cookie = cookie
+        self.handle = handle
+        self.serialize_s = serialize_s
+        self._value = value
+        self._lock = threading.Lock() if handle is not None else None
+
+    @property
+    def value(self) -> Any:
+        """The initcall's value (None when it failed), loaded on first access."""
+        lock = self._lock
+        if lock is None:
+            return self._value
+        with lock:
+            if self._lock is not None:
+                self._value = self._load()
+                self._lock = None
+            return self._value
+
+    def _load(self) -> Any:
+        assert self.handle is not None
+        try:
+            return self.handle.value()
+        except Exception as exc:
+            text = "the scheduler was closed before it was read" if self.handle.closed else exc
+            msg = f"the result of initcall {self.cookie} {self.name!r} cannot be loaded: {text}"
+            err = HookError(msg, cookie=self.cookie, name=self.name)
+            raise err from exc
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its result on the way here (0: made in the parent, or failed)."""
+        return 0 if self.handle is None else self.handle.nbytes
+
+    @property
+    def transfer_s(self) -> float:
+        return 0.0 if self.handle is None else self.handle.transfer_s
+
+    @property
+    def load_s(self) -> float | None:
+        return None if self.handle is None else self.handle.load_s
+
+    def __repr__(self) -> str:
+        state = "ok" if self.ok else f"failed: {self.error!r}"
+        return f"<Outcome {self.cookie} {self.name!r} {state}>"
+
+
+@dataclass(eq=False)
+class Work:
+    """An initcall's work on its way to a worker: the Run, then its values' frames.
+
+    ``data`` (an encoding made here, or a frame received from a worker that scheduled it) is
+    the work's own, closed once sent; ``refs``, the handles ``data`` holds, are forwarded before
+    it, and closed with it only when ``owns_refs`` (received with it from a worker).
+    """
+
+    run: Run
+    data: Encoded | Handle
+    refs: tuple[Handle, ...] = ()
+    owns_refs: bool = False
+
+    def send(self, conn: Any, store: Store) -> None:
+        conn.send_bytes(pickle.dumps(self.run, protocol=pickle.HIGHEST_PROTOCOL))
+        for handle in self.refs:
+            handle.forward(conn)
+        if isinstance(self.data, Handle):
+            self.data.forward(conn)
+        else:
+            store.send(conn, self.data)
+
+    def close(self) -> None:
+        self.data.close()
+        if self.owns_refs:
+            for handle in self.refs:
+                handle.close()
 
 
 @dataclass(eq=False)
@@ -98,7 +215,7 @@ class _Call:
     cookie: int
     name: str
     domain: str | None  # None: it ran inline and never entered the pool
-    run: Run | None = None  # its work, until sent (None while held)
+    work: Work | None = None  # its work, until sent (None while held)
     timeout: float | None = None
     sent_at: float = 0.0
     worker: Worker | None = None
@@ -121,13 +238,18 @@ class Pool:
         target: int,
         max_workers: int,
         max_pending: int,
+        store: Store,
+        threads: int = 1,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.shared = shared
         self.target = target
         self.max_workers = max_workers
+        self.store = store
         self.dispatcher = Dispatcher()
-        self.workers = Workers(ctx, shared, max_workers, max_pending)
+        self.workers = Workers(
+            ctx, shared, max_workers, max_pending, threads, store.max_result_bytes
+        )
         self.mirror = Mirror(ctx)
         self.deadlines = Deadlines() if clock is None else Deadlines(clock)
         self.calls: dict[int, _Call] = {}
@@ -200,6 +322,29 @@ class Pool:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def release_values(self) -> None:
+        """Close every store descriptor the parent holds: results not read, work not sent.
+
+        For the close path, once the loop has ended. A result already read stays readable
+        (its outcome keeps the value, its arrays keep their mapping); one never read can no
+        longer be (``Outcome.value`` says the scheduler was closed).
+        """
+        for call in list(self.calls.values()):
+            work, call.work = call.work, None
+            if work is not None:
+                work.close()
+            while True:  # the loop's commands not taken: work never handed over
+                try:
+                    command = self._commands.get_nowait()
+                except queue.Empty:
+                    break
+                for arg in command:
+                    if isinstance(arg, Work):
+                        arg.close()
+            outcome = call.outcome
+            if outcome is not None and outcome.handle is not None:
+                outcome.handle.close()
+
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:
         """The pool thread: wait, take commands, handle messages, expire deadlines, pump."""
@@ -268,9 +413,10 @@ class Pool:
                 return
             getattr(self, f"command_{name}")(*args)
 
-    def command_add(self, run: Run, after: tuple[int, ...], timeout: float | None) -> None:
+    def command_add(self, work: Work, after: tuple[int, ...], timeout: float | None) -> None:
         """An initcall scheduled in the parent (or, via worker_scheduled, in a worker)."""
-        self._new_call(run.cookie, run.name, run.domain, timeout, run=run)
+        run = work.run
+        self._new_call(run.cookie, run.name, run.domain, timeout, work=work)
         self.dispatcher.add(run.cookie, after)
 
     def command_reserve(self, cookie: int, name: str, domain: str, timeout: float | None) -> None:
@@ -278,11 +424,13 @@ class Pool:
         self._new_call(cookie, name, domain, timeout)
         self.dispatcher.add(cookie, held=True)
 
-    def command_provide(self, cookie: int, run: Run) -> None:
+    def command_provide(self, cookie: int, work: Work) -> None:
         call = self.calls[cookie]
         if call.outcome is None:
-            call.run = run
+            call.work = work
             self.dispatcher.release(cookie)
+        else:
+            work.close()
 
     def command_note(self, cookie: int, name: str, domain: str) -> None:
         """An initcall runs inline in the parent: known by name, never dispatched."""
@@ -306,9 +454,9 @@ class Pool:
         self._stop = now
 
     def _new_call(
-        self, cookie: int, name: str, domain: str, timeout: float | None, run: Run | None = None
+        self, cookie: int, name: str, domain: str, timeout: float | None, work: Work | None = None
     ) -> None:
-        self.calls[cookie] = _Call(cookie, name, domain, run, timeout)
+        self.calls[cookie] = _Call(cookie, name, domain, work, timeout)
         self.unfinished += 1
         self.mirror.add(domain, cookie, name)
 
@@ -330,12 +478,30 @@ class Pool:
         return True
 
     def worker_done(self, worker: Worker, done: Done) -> None:
-        self._record(done.cookie, _outcome_of(done))
+        handle = None
+        if done.ok:  # its result's frame follows, sent under the same lock
+            try:
+                handle = self.store.receive(worker.conn)
+            except (EOFError, OSError):
+                return  # killed between the two: its sentinel reports the crash
+        self._record(done.cookie, _outcome_of(done, handle))
 
     def worker_scheduled(self, worker: Worker, message: Scheduled) -> None:
+        refs: list[Handle] = []
+        try:
+            for _ in range(message.handles):
+                refs.append(self.store.receive(worker.conn))
+            data = self.store.receive(worker.conn)
+        except (EOFError, OSError):
+            # Killed part way: the cookie is still the worker's, and is lost with it (_lost).
+            for handle in refs:
+                handle.close()
+            return
         self.shared.adopt([message.cookie])
-        run = Run(message.cookie, message.domain, message.name, message.func, message.data)
-        self.command_add(run, message.after, message.timeout)
+        run = Run(message.cookie, message.domain, message.name, message.func, len(refs))
+        self.command_add(
+            Work(run, data, tuple(refs), owns_refs=True), message.after, message.timeout
+        )
 
     def worker_blocked(self, worker: Worker, message: Blocked) -> None:
         self.dispatcher.blocked(worker.slot)
@@ -377,7 +543,7 @@ class Pool:
             err = _lost_error(worker, c, name, exitcode)
             # It ran from about when it was sent: a worker starts what it gets on arrival.
             started = call.sent_at if call is not None and call.sent_at else now
-            self._record(c, Outcome(name, False, None, err, started, now, worker.pid))
+            self._record(c, Outcome(name, False, None, err, started, now, worker.pid, cookie=c))
         if self._stop is None and len(self.workers) < self.target:
             self.start_worker()
 
@@ -431,7 +597,7 @@ class Pool:
             f"raise max_workers"
         )
         self.shared.finish([cookie])
-        self._record(cookie, Outcome(name, False, None, DeadlockError(msg)))
+        self._record(cookie, Outcome(name, False, None, DeadlockError(msg), cookie=cookie))
 
     def _expired_mirror(self, _: object) -> None:
         now = self.deadlines.clock()
@@ -466,8 +632,8 @@ class Pool:
         now = self.deadlines.clock()
         for slot, cookie in dispatcher.assign():
             call = self.calls[cookie]
-            run, call.run = call.run, None
-            assert run is not None
+            work, call.work = call.work, None
+            assert work is not None
             call.worker = worker = workers.by_slot[slot]
             call.sent_at = now
             if call.timeout is not None:
@@ -475,8 +641,13 @@ class Pool:
                 # spawned worker's start and the import of the initcall's module are not its
                 # run); until then a generous bound catches a worker stuck before it.
                 self.deadlines.add(("timeout", cookie), now + call.timeout + LOAD_GRACE)
-                run = dataclasses.replace(run, timed=True)
-            workers.send(worker, run)
+                work.run = dataclasses.replace(work.run, timed=True)
+            try:
+                work.send(worker.conn, self.store)
+            except OSError:
+                pass  # the worker died: its sentinel reports the crash of this initcall
+            finally:
+                work.close()  # its segment lives on in the socket and the worker
         for slot in dispatcher.surplus(self.target):
             dispatcher.remove_worker(slot)  # idle: it runs nothing
             self.deadlines.remove(("grow", slot))
@@ -493,11 +664,15 @@ class Pool:
         if call is None:
             call = self.calls[cookie] = _Call(cookie, outcome.name, None)
         if call.outcome is not None:
+            if outcome.handle is not None:
+                outcome.handle.close()
             return
         self.deadlines.remove(("timeout", cookie))
         if call.domain is not None:
             self.mirror.remove(call.domain, cookie)
-        call.run = None
+        work, call.work = call.work, None
+        if work is not None:
+            work.close()
         self.dispatcher.complete(cookie)
         with self.changed:
             call.outcome = outcome
@@ -558,18 +733,20 @@ def _lost_error(worker: Worker, cookie: int, name: str, exitcode: int | None) ->
     return WorkerCrashed(msg, cookie=cookie, name=name, exitcode=exitcode)
 
 
-def _outcome_of(done: Done) -> Outcome:
+def _outcome_of(done: Done, handle: Handle | None) -> Outcome:
+    times = (done.started, done.ended, done.pid, done.waits)
     if done.ok:
-        assert done.value is not None
-        try:
-            value = loads(done.value)
-        except Exception as exc:
-            exc.__cause__ = None
-            err = TypeError(f"the result of initcall {done.cookie} cannot be loaded: {exc}")
-            return Outcome(
-                done.name, False, None, err, done.started, done.ended, done.pid, done.waits
-            )
-        return Outcome(done.name, True, value, None, done.started, done.ended, done.pid, done.waits)
+        assert handle is not None
+        return Outcome(
+            done.name,
+            True,
+            None,
+            None,
+            *times,
+            cookie=done.cookie,
+            handle=handle,
+            serialize_s=done.serialize_s,
+        )
     error: BaseException
     try:
         error = loads(done.error) if done.error is not None else RemoteTraceback("")
@@ -577,7 +754,11 @@ def _outcome_of(done: Done) -> Outcome:
         error = RemoteTraceback("")
     if done.tb:
         error.__cause__ = RemoteTraceback(done.tb)
-    return Outcome(done.name, False, None, error, done.started, done.ended, done.pid, done.waits)
+    if done.unsent:  # the store refused the result: the initcall fails with its error
+        refused = HookError(str(error), cookie=done.cookie, name=done.name)
+        refused.__cause__ = error
+        error = refused
+    return Outcome(done.name, False, None, error, *times, cookie=done.cookie)
 
 
 def names_of(pool: Pool, cookies: Iterable[int]) -> dict[int, str]:

@@ -21,6 +21,7 @@ from .dispatch import check_full_wait, check_wait
 from .domain import Domain, domain_name
 from .messages import WaitRecord, dumps
 from .shared import W_COOKIE, W_DONE, W_FULL_ALL, W_FULL_DOMAIN, SharedState
+from .store import Encoded, Handle, Store, StoreError
 
 __all__ = ["Runtime", "active_runtime", "describe_func"]
 
@@ -95,10 +96,11 @@ def pop_runtime(runtime: Runtime) -> None:
 class Runtime(ABC):
     """Schedule and synchronize against one scheduler's shared state, from this process."""
 
-    def __init__(self, shared: SharedState, max_pending: int, owner: int) -> None:
+    def __init__(self, shared: SharedState, max_pending: int, owner: int, store: Store) -> None:
         self.shared = shared
         self.max_pending = max_pending
         self.owner = owner
+        self.store = store
 
     # -- what the two sides do differently -------------------------------------------------------
     @abstractmethod
@@ -110,9 +112,11 @@ class Runtime(ABC):
         after: tuple[int, ...],
         timeout: float | None,
         func: bytes,
-        data: bytes,
+        data: Encoded,
+        refs: tuple[Handle, ...],
     ) -> None:
-        """Hand a newly issued initcall to the dispatcher."""
+        """Hand a newly issued initcall to the dispatcher: ``data`` is its own to close,
+        ``refs`` (the handles ``data`` holds) are borrowed."""
 
     @abstractmethod
     def _record_inline(
@@ -184,16 +188,22 @@ class Runtime(ABC):
         dname, exclusive = domain_name(domain)
         didx = self.shared.domain_index(dname, exclusive)
         func_b = _dump(func, f"func {label!r}")
-        data_b = _dump(data, f"data of {label!r}")
         for dep in deps:
             if dep > self.shared.last_cookie:
                 msg = f"after= of {label!r} names cookie {dep}, which was never issued"
                 raise ConfigError(msg, key="after")
-        cookie, pending, inline = self.shared.allocate(didx, self.owner, deps, self.max_pending)
+        refs: list[Handle] = []
+        encoded = encode_data(self.store, data, f"data of {label!r}", refs)
+        try:
+            cookie, pending, inline = self.shared.allocate(didx, self.owner, deps, self.max_pending)
+        except BaseException:
+            encoded.close()
+            raise
         if inline:
+            encoded.close()
             self._run_inline(cookie, dname, label, func, data, pending)
         else:
-            self._submit(cookie, dname, label, pending, timeout, func_b, data_b)
+            self._submit(cookie, dname, label, pending, timeout, func_b, encoded, tuple(refs))
         return cookie
 
     def _run_inline(
@@ -321,6 +331,18 @@ def _cookies(after: object, label: str) -> tuple[int, ...]:
             raise ConfigError(msg, key="after")
         cookies.append(dep)
     return tuple(cookies)
+
+
+def encode_data(store: Store, data: Any, owner: str, refs: list[Handle]) -> Encoded:
+    """``data`` for a worker, through the store; refused with a ConfigError naming ``owner``.
+
+    Each :class:`~initgraph._core.store.Handle` in ``data`` (a result not loaded here) is left
+    out and appended to ``refs``, to be forwarded as it is: written once, never re-pickled.
+    """
+    try:
+        return store.encode(data, owner=owner, refs=refs)
+    except StoreError as exc:
+        raise ConfigError(str(exc), key="data") from exc
 
 
 def _dump(obj: Any, what: str) -> bytes:

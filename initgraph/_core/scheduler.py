@@ -26,9 +26,10 @@ from . import backend as _backend
 from . import runtime as _runtime
 from .domain import Domain
 from .messages import Run, dumps
-from .pool import Outcome, Pool, names_of
-from .runtime import InitcallFunc, seconds
+from .pool import Outcome, Pool, Work, names_of
+from .runtime import InitcallFunc, encode_data, seconds
 from .shared import PARENT, W_ALL, SharedState
+from .store import Encoded, Handle, Store
 from .workers import PARENT_SLOTS
 
 __all__ = ["Outcome", "Reservation", "Scheduler", "as_hook_error", "default_start_method"]
@@ -52,8 +53,10 @@ def default_start_method() -> str:
 class _ParentRuntime(_runtime.Runtime):
     """The scheduler's runtime in the parent process: new work goes to the pool loop."""
 
-    def __init__(self, sched: Scheduler, shared: SharedState, max_pending: int) -> None:
-        super().__init__(shared, max_pending, owner=PARENT)
+    def __init__(
+        self, sched: Scheduler, shared: SharedState, max_pending: int, store: Store
+    ) -> None:
+        super().__init__(shared, max_pending, owner=PARENT, store=store)
         self._sched = sched
         self._free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()
         for slot in range(PARENT_SLOTS):  # low slots first: the waker scans from slot 0
@@ -67,15 +70,17 @@ class _ParentRuntime(_runtime.Runtime):
         after: tuple[int, ...],
         timeout: float | None,
         func: bytes,
-        data: bytes,
+        data: Encoded,
+        refs: tuple[Handle, ...],
     ) -> None:
-        self._sched._pool.submit("add", Run(cookie, domain, name, func, data), after, timeout)
+        work = Work(Run(cookie, domain, name, func, len(refs)), data, refs)
+        self._sched._pool.submit("add", work, after, timeout)
 
     def _record_inline(
         self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
     ) -> None:
         now = time.monotonic()
-        outcome = Outcome(name, ok, value, exc, now, now, os.getpid())
+        outcome = Outcome(name, ok, value, exc, now, now, os.getpid(), cookie=cookie)
         self._sched._pool.submit("record", cookie, outcome)
 
     @contextlib.contextmanager
@@ -96,7 +101,8 @@ class _ParentRuntime(_runtime.Runtime):
 class Scheduler:
     """A pool of worker processes that runs initcalls with the kernel's async semantics.
 
-    ``Scheduler(workers=None, *, start_method=None, max_pending=32768, max_workers=None)``
+    ``Scheduler(workers=None, *, start_method=None, max_pending=32768, max_workers=None,
+    max_result_bytes=None, worker_threads=None)``
 
     - ``workers``: worker processes kept ready (default: the CPU count). A worker asleep in a
       synchronize for 10 ms or more (``GROW_AFTER``) no longer counts: while work waits, the
@@ -107,6 +113,17 @@ class Scheduler:
       :func:`default_start_method`.
     - ``max_pending``: above this many initcalls in progress, ``schedule`` runs the initcall
       inline in the caller (still in progress while it runs, so others synchronize with it).
+    - ``max_result_bytes``: the largest value (result or ``data``) that may cross to another
+      process; a larger result fails its initcall with a :class:`HookError` naming both sizes
+      (None: no limit but the memory available).
+    - ``worker_threads``: the threads each worker's native pools (OpenMP, BLAS) may use, set
+      through ``OMP_NUM_THREADS`` and its kin unless set already (default: the CPU count
+      divided among ``workers``, at least 1), so workers do not oversubscribe the cores.
+
+    Results and ``data`` travel by pickle only (dill serializes functions, never values):
+    what pickle cannot send (a file, a socket, a lock, a generator...) is refused. Large ones
+    cross through shared memory, written once; arrays arrive read-only (``arr.copy()`` for a
+    writable one).
 
     Leaving the ``with`` block (or :meth:`close`) waits for every domain, exclusive ones included,
     then stops every process the scheduler started. On ``KeyboardInterrupt`` it stops at once.
@@ -121,6 +138,8 @@ class Scheduler:
         start_method: str | None = None,
         max_pending: int = 32768,
         max_workers: int | None = None,
+        max_result_bytes: int | None = None,
+        worker_threads: int | None = None,
     ) -> None:
         self._closed = True  # until fully started, so a failed start tears down cleanly
         if workers is None:
@@ -133,6 +152,11 @@ class Scheduler:
         if max_workers < workers:
             msg = f"max_workers ({max_workers}) must be at least workers ({workers})"
             raise ConfigError(msg, key="max_workers")
+        if max_result_bytes is not None:
+            _check_count(max_result_bytes, "max_result_bytes")
+        if worker_threads is None:
+            worker_threads = max(1, (os.cpu_count() or 1) // workers)
+        _check_count(worker_threads, "worker_threads")
         method = start_method if start_method is not None else default_start_method()
         if method not in START_METHODS:
             msg = f"start_method must be one of {', '.join(START_METHODS)}, got {method!r}"
@@ -140,16 +164,25 @@ class Scheduler:
         self.workers = workers
         self.max_workers = max_workers
         self.max_pending = max_pending
+        self.max_result_bytes = max_result_bytes
+        self.worker_threads = worker_threads
         self.start_method = method
         ctx = multiprocess.get_context(method)
         self._helpers_before = _backend.helper_processes()
         self._shared = SharedState(
             ctx, slots=PARENT_SLOTS + max_workers, capacity=max_pending + 4096
         )
-        self._runtime = _ParentRuntime(self, self._shared, max_pending)
+        self._store = Store(max_result_bytes=max_result_bytes)
+        self._runtime = _ParentRuntime(self, self._shared, max_pending, self._store)
         try:
             self._pool = Pool(
-                ctx, self._shared, target=workers, max_workers=max_workers, max_pending=max_pending
+                ctx,
+                self._shared,
+                target=workers,
+                max_workers=max_workers,
+                max_pending=max_pending,
+                store=self._store,
+                threads=worker_threads,
             )
         except BaseException:  # out of descriptors: the block goes back now
             self._shared.close()
@@ -224,7 +257,11 @@ class Scheduler:
             self._check_fatal()
 
     def result(self, cookie: int, *, timeout: float | None = None) -> Any:
-        """Wait for initcall ``cookie`` and return its value, or raise its :class:`HookError`."""
+        """Wait for initcall ``cookie`` and return its value, or raise its :class:`HookError`.
+
+        A result from a worker is loaded on the first call (a :class:`HookError` naming the
+        initcall if it cannot be); its arrays are read-only views of shared memory.
+        """
         if isinstance(cookie, bool) or not isinstance(cookie, int) or cookie < 1:
             msg = f"cookie must be a positive int, got {cookie!r}"
             raise ConfigError(msg, key="cookie")
@@ -312,18 +349,22 @@ class Scheduler:
         return None if call is None else call.outcome
 
     # -- the seam for work whose payload comes later (the boot) ----------------------------------
-    def reserve(self, *, domain: str, name: str, timeout: float | None = None) -> Reservation:
+    def reserve(
+        self, *, domain: str, name: str, timeout: float | None = None, owner: str | None = None
+    ) -> Reservation:
         """Issue a cookie now for an initcall whose function and data come later.
 
         It is in progress from now on, like any scheduled initcall; it starts once
         :meth:`Reservation.provide` gives it work (or runs in the caller with
         :meth:`Reservation.run_here`), or never if :meth:`Reservation.cancel` ends it.
+        ``owner`` names its values in errors (default ``"initcall <cookie> '<name>'"``; the
+        boot says ``"plugin '<name>'"``, and errors then suggest ``where = "main"``).
         """
         self._check_open()
         didx = self._shared.domain_index(domain, None)
         cookie, _, _ = self._shared.allocate(didx, PARENT, (), sys.maxsize)
         self._pool.submit("reserve", cookie, name, domain, timeout)
-        return Reservation(self, cookie, name, domain)
+        return Reservation(self, cookie, name, domain, owner)
 
     def _record_here(self, cookie: int, outcome: Outcome) -> None:
         """Record the outcome of an initcall that ended in this process."""
@@ -382,6 +423,7 @@ class Scheduler:
             # scheduler is collected. Closing the shared state wakes whoever still waits on it.
             self._shared.close()
             pool.close_fds()
+            pool.release_values()
             _backend.stop_helpers(
                 self._helpers_before,
                 self._shared.semaphore_names(),
@@ -398,22 +440,33 @@ class Reservation:
     outcome. Whichever way, its outcome reaches :meth:`Scheduler.outcome` and the listeners.
     """
 
-    __slots__ = ("_domain", "_name", "_sched", "cookie")
+    __slots__ = ("_domain", "_name", "_owner", "_sched", "cookie")
 
-    def __init__(self, sched: Scheduler, cookie: int, name: str, domain: str) -> None:
+    def __init__(
+        self, sched: Scheduler, cookie: int, name: str, domain: str, owner: str | None = None
+    ) -> None:
         self._sched = sched
         self._name = name
         self._domain = domain
+        self._owner = owner
         self.cookie = cookie
 
     def __repr__(self) -> str:
         return f"<Reservation cookie={self.cookie}>"
 
     def provide(self, func: InitcallFunc, data: Any) -> None:
-        """Make it ready to run in a worker; refuses (ConfigError) what cannot be sent."""
-        name = self._name
-        run = Run(self.cookie, self._domain, name, _dump(func, name), _dump(data, name))
-        self._sched._pool.submit("provide", self.cookie, run)
+        """Make it ready to run in a worker; refuses (ConfigError) what cannot be sent.
+
+        A :class:`~initgraph._core.store.Handle` in ``data`` (``Outcome.handle``: a result not
+        loaded here) is forwarded as it is, and the worker finds it there, still a handle.
+        """
+        name, owner = self._name, self._owner
+        func_b = _dump(func, name)
+        refs: list[Handle] = []
+        what = f"data of {owner or repr(name)}"
+        encoded = encode_data(self._sched._store, data, what, refs)
+        run = Run(self.cookie, self._domain, name, func_b, len(refs), owner=owner)
+        self._sched._pool.submit("provide", self.cookie, Work(run, encoded, tuple(refs)))
 
     def run_here(self, func: InitcallFunc, data: Any) -> Outcome:
         """Run it now in this thread of the parent (a ``where = "main"`` plugin); its outcome.
@@ -434,10 +487,12 @@ class Reservation:
             # to the main thread): a failure like any other, as in a worker. Uncaught, it would
             # end this thread with no outcome, and the boot would wait for it for ever.
             ended = time.monotonic()
-            outcome = Outcome(name, False, None, exc, started, ended, pid, runtime.take_waits())
+            waits = runtime.take_waits()
+            outcome = Outcome(name, False, None, exc, started, ended, pid, waits, cookie=cookie)
         else:
             ended = time.monotonic()
-            outcome = Outcome(name, True, value, None, started, ended, pid, runtime.take_waits())
+            waits = runtime.take_waits()
+            outcome = Outcome(name, True, value, None, started, ended, pid, waits, cookie=cookie)
         self._sched._record_here(cookie, outcome)
         return outcome
 
@@ -467,7 +522,8 @@ class Reservation:
 
     def cancel(self, error: HookError) -> None:
         """End it without running it; ``error`` is its outcome."""
-        self._sched._record_here(self.cookie, Outcome(self._name, False, None, error))
+        outcome = Outcome(self._name, False, None, error, cookie=self.cookie)
+        self._sched._record_here(self.cookie, outcome)
 
 
 def as_hook_error(cookie: int, outcome: Outcome) -> HookError:
@@ -488,6 +544,13 @@ def _check_positive_int(value: Any, key: str) -> None:
     problem = positive_int_problem(value, key)
     if problem is not None:
         raise ConfigError(problem, key=key)
+
+
+def _check_count(value: Any, key: str) -> None:
+    """A positive int with no upper bound but the machine's."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{key} must be a positive int, got {value!r} ({type(value).__name__})"
+        raise ConfigError(msg, key=key)
 
 
 def _dump(obj: Any, name: str) -> bytes:

@@ -63,15 +63,17 @@ from __future__ import annotations
 import array
 import contextlib
 import fcntl
+import io
 import mmap
 import os
 import pickle
 import socket
 import struct
+import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -99,6 +101,7 @@ __all__ = [
 # socket copies do), and a forward is one descriptor instead of a re-send of the bytes.
 THRESHOLD = 256 * 1024
 
+_NAME = "initgraph-store"  # of every segment; /proc/<pid>/fd shows "/memfd:initgraph-store"
 _MAGIC = b"IGs1"
 _INLINE, _SEGMENT = 0, 1
 # magic, kind, number of buffers, blob size, stream size, when it was sent (time.monotonic())
@@ -210,16 +213,24 @@ class Store:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(Statistics.__dataclass_fields__, 0)
 
-    def encode(self, value: Any, *, owner: str) -> Encoded:
+    def encode(self, value: Any, *, owner: str, refs: list[Handle] | None = None) -> Encoded:
         """Pickle ``value``, writing it to a new sealed segment unless it is below the threshold.
 
         ``owner`` names whose value it is in errors: ``"plugin 'x'"`` (errors then suggest
         ``where = "main"``) or ``"initcall 12 'load'"``. Raises :class:`UnpicklableError`,
         :class:`TooLargeError` or :class:`NoRoomError`.
+
+        ``refs``: given a list, each :class:`Handle` inside ``value`` is not pickled but
+        appended to it and referred to by its index; the sender forwards those handles, and the
+        receiver passes them to :meth:`receive`, whose value then holds them, not loaded.
         """
         began = time.perf_counter()
         writer = _Writer(owner, self.threshold, self.max_result_bytes)
-        pickler = _Pickler(writer, owner, value)
+        pickler = (
+            _Pickler(writer, owner, value)
+            if refs is None
+            else _RefPickler(writer, owner, value, refs)
+        )
         try:
             try:
                 pickler.dump(value)
@@ -250,14 +261,15 @@ class Store:
         _send_frame(sock, encoded.ref, encoded.fd)
         self._count(sent=1)
 
-    def receive(self, sock: Sock) -> Handle:
+    def receive(self, sock: Sock, *, refs: Sequence[Handle] = ()) -> Handle:
         """Receive one value sent by :meth:`send` or :meth:`Handle.forward`; nothing is mapped yet.
 
+        ``refs``: the handles its value refers to (see :meth:`encode`), received before it.
         Raises EOFError when the peer closed the socket before a whole frame.
         """
         ref, fd, sent_at = _recv_frame(sock)
         self._count(received=1)
-        return Handle(ref, fd, time.monotonic() - sent_at, self)
+        return Handle(ref, fd, time.monotonic() - sent_at, self, tuple(refs))
 
     def statistics(self) -> Statistics:
         """Counts of what this store did so far in this process."""
@@ -316,8 +328,16 @@ class Handle:
     (None before). A handle holds one descriptor until :meth:`close` or collection.
     """
 
-    def __init__(self, ref: Ref, fd: int | None, transfer_s: float, store: Store) -> None:
+    def __init__(
+        self,
+        ref: Ref,
+        fd: int | None,
+        transfer_s: float,
+        store: Store,
+        refs: tuple[Handle, ...] = (),
+    ) -> None:
         self.ref = ref
+        self.refs = refs  # the handles its value holds, in the order of encode()'s refs
         self.transfer_s = transfer_s
         self.load_s: float | None = None
         self._fd = fd
@@ -335,6 +355,10 @@ class Handle:
     @property
     def inline(self) -> bool:
         return self.ref.inline is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def value(self) -> Any:
         """The value. Its out-of-band buffers are read-only views of the shared segment."""
@@ -373,7 +397,7 @@ class Handle:
     def _load(self) -> Any:
         if self._fd is None:
             assert self.ref.inline is not None
-            return _loads(self.ref, memoryview(self.ref.inline))
+            return _loads(self.ref, memoryview(self.ref.inline), self.refs)
         seals = fcntl.fcntl(self._fd, fcntl.F_GET_SEALS)
         if seals & _NEEDED_SEALS != _NEEDED_SEALS or os.fstat(self._fd).st_size < self.ref.size:
             msg = f"refusing to map an unsealed or short segment (seals {seals:#x})"
@@ -381,9 +405,14 @@ class Handle:
         # The mapping lives as long as a view on it: numpy arrays and memoryviews of the value
         # hold the memoryview that holds the mmap, which unmaps (and closes its own dup of the
         # descriptor) when the last of them goes.
-        mapping = mmap.mmap(self._fd, self.ref.size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        # Before 3.13 an mmap keeps a duplicate of the descriptor as long as it lives: a value
+        # read holds one descriptor until its last view goes; trackfd=False drops it.
+        options: dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
+        mapping = mmap.mmap(
+            self._fd, self.ref.size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, **options
+        )
         self._store._count(mapped=1, bytes_mapped=self.ref.size)
-        return _loads(self.ref, memoryview(mapping))
+        return _loads(self.ref, memoryview(mapping), self.refs)
 
     def __repr__(self) -> str:
         where = "inline" if self.ref.inline is not None else f"segment fd={self._fd}"
@@ -419,6 +448,20 @@ class _Pickler(pickle.Pickler):
             # pickles without complaint, as a bare descriptor number that means nothing there
             raise _unpicklable(self.owner, obj, "its file descriptor means nothing there")
         return NotImplemented
+
+
+class _RefPickler(_Pickler):
+    """A pickler that leaves each :class:`Handle` out of the stream, as an index into ``refs``."""
+
+    def __init__(self, writer: _Writer, owner: str, value: object, refs: list[Handle]) -> None:
+        super().__init__(writer, owner, value)
+        self.refs = refs
+
+    def persistent_id(self, obj: Any) -> int | None:
+        if type(obj) is Handle:
+            self.refs.append(obj)
+            return len(self.refs) - 1
+        return None
 
 
 def _memoryview(buffer: Any, fmt: Any, shape: tuple[int, ...]) -> memoryview[Any]:
@@ -475,7 +518,7 @@ class _Writer:
             self._spill()
 
     def _spill(self) -> None:
-        fd = os.memfd_create("initgraph-store", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        fd = os.memfd_create(_NAME, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         self.fd = fd
         os.fchmod(fd, 0o600)  # unreachable by name anyway; this says so to anyone who looks
         self._room(self.stream)
@@ -561,11 +604,16 @@ def _available_memory() -> int | None:
     return min(found) if found else None
 
 
-def _loads(ref: Ref, blob: memoryview) -> Any:
+def _loads(ref: Ref, blob: memoryview, refs: tuple[Handle, ...] = ()) -> Any:
     blob = blob.toreadonly()
     stream = blob[: ref.stream]
+    buffers = [blob[o : o + n] for o, n in ref.buffers]
     try:
-        return pickle.loads(stream, buffers=[blob[o : o + n] for o, n in ref.buffers])
+        if not refs:
+            return pickle.loads(stream, buffers=buffers)
+        unpickler = pickle.Unpickler(io.BytesIO(stream), buffers=buffers)
+        unpickler.persistent_load = refs.__getitem__  # type: ignore[method-assign]
+        return unpickler.load()
     finally:
         stream.release()
 
@@ -707,6 +755,38 @@ def _recv_bytes(s: socket.socket, n: int) -> bytes:
     if len(data) < n:
         data += _recv_exact(s, n - len(data))
     return data
+
+
+# -- descriptors a forked child inherits -----------------------------------------------------------
+def _drop_inherited() -> None:
+    """In a forked child: let go of the parent's segments (fork copies every descriptor).
+
+    Close-on-exec does not apply to a fork without exec (a worker under the ``fork`` start
+    method, a manager): without this, the child would pin every segment the parent held when it
+    forked, until the child exits. Each descriptor is replaced by ``/dev/null`` rather than
+    closed: the parent's objects copied into the child (handles, mappings) still own the numbers
+    and close them when collected, which must not close a descriptor the child opened since.
+    The parent's mappings stay in the child (its copies of loaded values stay valid).
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    null = -1
+    try:
+        for name in names:
+            with contextlib.suppress(OSError, ValueError):
+                fd = int(name)
+                if os.readlink(f"/proc/self/fd/{fd}").startswith(f"/memfd:{_NAME} "):
+                    if null < 0:
+                        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                    os.dup2(null, fd, inheritable=False)
+    finally:
+        if null >= 0:
+            os.close(null)
+
+
+os.register_at_fork(after_in_child=_drop_inherited)
 
 
 def _close_fd(fd: int | None) -> None:

@@ -10,9 +10,10 @@ import logging
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,24 +35,44 @@ from .messages import (
     loads,
 )
 from .shared import SharedState
+from .store import Encoded, Handle, Store, StoreError
 
-__all__ = ["main"]
+__all__ = ["THREAD_VARS", "main"]
+
+# The thread pools of native libraries (OpenMP, OpenBLAS, MKL, Accelerate, numexpr), each of which
+# would otherwise start one thread per core in every worker: N workers, N x cores threads.
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 class WorkerRuntime(_runtime.Runtime):
     """The runtime of a worker: new work and inline results travel to the parent by pipe."""
 
-    def __init__(self, shared: SharedState, max_pending: int, slot: int, conn: Any) -> None:
-        super().__init__(shared, max_pending, owner=slot)
+    def __init__(
+        self, shared: SharedState, max_pending: int, slot: int, conn: Any, store: Store
+    ) -> None:
+        super().__init__(shared, max_pending, owner=slot, store=store)
         self.slot = slot
         self.conn = conn
         self._send_lock = threading.Lock()
         self._wait_lock = threading.Lock()
 
-    def send(self, message: object) -> None:
+    def send(
+        self, message: object, value: Encoded | None = None, refs: Sequence[Handle] = ()
+    ) -> None:
+        """Send ``message``, then the frames of ``refs`` and ``value``, none in between."""
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._send_lock:
             self.conn.send_bytes(data)
+            for handle in refs:
+                handle.forward(self.conn)
+            if value is not None:
+                self.store.send(self.conn, value)
 
     def _submit(
         self,
@@ -61,15 +82,25 @@ class WorkerRuntime(_runtime.Runtime):
         after: tuple[int, ...],
         timeout: float | None,
         func: bytes,
-        data: bytes,
+        data: Encoded,
+        refs: tuple[Handle, ...],
     ) -> None:
-        self.send(Scheduled(cookie, domain, name, after, timeout, func, data))
+        with data:
+            self.send(Scheduled(cookie, domain, name, after, timeout, func, len(refs)), data, refs)
 
     def _record_inline(
         self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
     ) -> None:
         now = time.monotonic()
-        self.send(_done(cookie, name, ok, value, exc, now, now))
+        done, encoded = _done(self.store, cookie, name, None, ok, value, exc, now, now)
+        self.send_done(done, encoded)
+
+    def send_done(self, done: Done, encoded: Encoded | None) -> None:
+        try:
+            self.send(done, encoded)
+        finally:
+            if encoded is not None:
+                encoded.close()
 
     @contextmanager
     def _wait_slot(self) -> Iterator[int]:
@@ -87,25 +118,34 @@ class WorkerRuntime(_runtime.Runtime):
 
 
 def _done(
+    store: Store,
     cookie: int,
     name: str,
+    owner: str | None,
     ok: bool,
     value: Any,
     exc: BaseException | None,
     started: float,
     ended: float,
     waits: tuple[WaitRecord, ...] = (),
-) -> Done:
+) -> tuple[Done, Encoded | None]:
+    """The Done of an initcall, and its result encoded for the store frame that follows it.
+
+    A result the store refuses (pickle cannot send it, over ``max_result_bytes``, no room in
+    shared memory) fails the initcall with the store's error, which names it.
+    """
     pid = os.getpid()
+    unsent = False
     if ok:
         try:
-            return Done(cookie, name, True, dumps(value), None, None, started, ended, pid, waits)
-        except Exception as err:
-            exc = TypeError(
-                f"the result of initcall {cookie} {name!r} cannot be sent to the parent: "
-                f"{type(err).__name__}: {err}; return picklable data"
+            encoded = store.encode(value, owner=owner or f"initcall {cookie} {name!r}")
+        except StoreError as err:
+            exc, unsent = err, True
+        else:
+            done = Done(
+                cookie, name, True, None, None, started, ended, pid, waits, encoded.serialize_s
             )
-            exc.__cause__ = err
+            return done, encoded
     assert exc is not None
     tb = format_remote(exc)
     error: bytes | None
@@ -114,7 +154,29 @@ def _done(
         loads(error)
     except Exception:
         error = None
-    return Done(cookie, name, False, None, error, tb, started, ended, pid, waits)
+    return Done(cookie, name, False, error, tb, started, ended, pid, waits, 0.0, unsent), None
+
+
+def limit_threads(threads: int) -> None:
+    """Limit native thread pools to ``threads`` each, unless the user set the variables.
+
+    The variables are read when a library loads: set here, before the initcalls import
+    anything. A library already loaded (inherited through ``fork``, or imported by the main
+    module a spawned worker re-imports) is limited through threadpoolctl, when it is installed.
+    """
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, str(threads))
+    if "numpy" not in sys.modules:
+        return
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    global _limits
+    _limits = threadpoolctl.threadpool_limits(limits=threads)
+
+
+_limits: Any = None  # threadpoolctl's limits, kept for the worker's life
 
 
 class _ForwardLogs(logging.Handler):
@@ -138,13 +200,23 @@ class _ForwardLogs(logging.Handler):
 
 
 def main(
-    conn: Any, shared: SharedState, slot: int, max_pending: int, log_level: int, parent: int
+    conn: Any,
+    shared: SharedState,
+    slot: int,
+    max_pending: int,
+    log_level: int,
+    parent: int,
+    threads: int = 1,
+    max_result_bytes: int | None = None,
 ) -> None:
     """The worker loop: run each :class:`Run` until :class:`Stop` or the parent goes away.
 
     ``parent`` is the scheduler's pid: if that process dies, so does this one (even in the
-    middle of an initcall, and even while other processes hold the pipe open).
+    middle of an initcall, and even while other processes hold the pipe open). ``threads``:
+    what native thread pools may use (:func:`limit_threads`). ``max_result_bytes``: the largest
+    value this worker may send.
     """
+    limit_threads(threads)
     # Forked by the pool thread or by the caller, every worker runs on a plain main thread, so
     # the threads an initcall starts are alike in every worker, whatever the start method.
     as_main_thread()
@@ -153,7 +225,8 @@ def main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent held these while it forked us (see Workers.start).
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    runtime = WorkerRuntime(shared, max_pending, slot, conn)
+    store = Store(max_result_bytes=max_result_bytes)
+    runtime = WorkerRuntime(shared, max_pending, slot, conn, store)
     # What initcalls log goes to the parent's handlers, whatever the start method: a forked
     # worker would otherwise write through copies of the parent's handlers, a spawned one
     # through none.
@@ -171,6 +244,11 @@ def main(
         if isinstance(message, Stop):
             return
         assert isinstance(message, Run), message
+        try:
+            received = [store.receive(conn) for _ in range(message.handles)]
+            received.append(store.receive(conn, refs=received))
+        except (EOFError, OSError):
+            return
         started = time.monotonic()
         ok, value, exc = True, None, None
         try:
@@ -180,7 +258,7 @@ def main(
                 if len(funcs) > 256:
                     funcs.clear()
                 funcs[message.func] = func
-            data = loads(message.data)
+            data = received[-1].value()
             if message.timed:  # its timeout counts from here, not from our start or its import
                 runtime.send(Started(message.cookie))
             running.append((message.cookie, message.domain))
@@ -193,9 +271,25 @@ def main(
         ended = time.monotonic()
         shared.finish([message.cookie])  # first: waiters need not wait for the result's pickling
         waits = runtime.take_waits()
-        done = _done(message.cookie, message.name, ok, value, exc, started, ended, waits)
-        exc = value = None
+        done, encoded = _done(
+            store,
+            message.cookie,
+            message.name,
+            message.owner,
+            ok,
+            value,
+            exc,
+            started,
+            ended,
+            waits,
+        )
+        # Its data and the results it was handed go now: what it kept of them (views of their
+        # segments) stays valid, the descriptors do not linger until the next initcall.
+        exc = value = data = None
+        for handle in received:
+            handle.close()
+        received = []
         try:
-            runtime.send(done)
+            runtime.send_done(done, encoded)
         except (EOFError, OSError):
             return

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import worker as _worker
-from .messages import Run, Stop
+from .messages import Stop
 from .shared import SharedState
 
 __all__ = ["PARENT_SLOTS", "Worker", "Workers"]
@@ -44,10 +44,20 @@ class Worker:
 class Workers:
     """The live workers by slot, and the slots free for new ones (lowest reused first)."""
 
-    def __init__(self, ctx: Any, shared: SharedState, max_workers: int, max_pending: int) -> None:
+    def __init__(
+        self,
+        ctx: Any,
+        shared: SharedState,
+        max_workers: int,
+        max_pending: int,
+        threads: int = 1,
+        max_result_bytes: int | None = None,
+    ) -> None:
         self._ctx = ctx
         self._shared = shared
         self._max_pending = max_pending
+        self._threads = threads  # each worker's native thread pools (worker.limit_threads)
+        self._max_result_bytes = max_result_bytes
         self._free = list(range(max_workers - 1, -1, -1))
         self.by_slot: dict[int, Worker] = {}
         self.pids: tuple[int, ...] = ()  # published for other threads; replaced, never mutated
@@ -68,6 +78,8 @@ class Workers:
                 self._max_pending,
                 logging.getLogger().getEffectiveLevel(),
                 os.getpid(),
+                self._threads,
+                self._max_result_bytes,
             ),
             name=f"initgraph-worker-{slot}",
             daemon=True,
@@ -88,11 +100,6 @@ class Workers:
             _release_signals(held)
             child_conn.close()
         return worker
-
-    def send(self, worker: Worker, run: Run) -> None:
-        """Send ``run``; if the worker died, its sentinel reports the crash of that initcall."""
-        with contextlib.suppress(OSError):
-            worker.conn.send_bytes(pickle.dumps(run, protocol=pickle.HIGHEST_PROTOCOL))
 
     def retire(self, slot: int) -> None:
         """Stop the idle worker of ``slot`` and wait for it to leave."""
