@@ -12,6 +12,7 @@ import difflib
 import importlib
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,8 @@ import pluggy
 from .. import hookspecs
 from .._core import runtime as _runtime
 from .._defs import ENTRY_POINT_GROUP
-from .._errors import OrderingError, PluginError
+from .._errors import ConfigError, HookError, NotReady, OrderingError, PluginError
+from .state import Attempt, describe_error
 
 __all__ = [
     "NOT_IMPLEMENTED",
@@ -30,9 +32,11 @@ __all__ = [
     "InitResult",
     "InitSpec",
     "PluginSource",
+    "Retry",
     "call_one",
     "implements",
     "load_plugins",
+    "retry_types",
     "run_init",
 ]
 
@@ -298,6 +302,54 @@ def _check_key(plugin: str, key: Any) -> None:
 
 # -- the initcall of a plugin ---------------------------------------------------------------------
 @dataclass(frozen=True)
+class Retry:
+    """How a plugin's init is tried again: the plugin's retry keys, defaults applied.
+
+    ``retries`` more attempts at most; ``delay`` before the first retry, doubling after each,
+    never above ``delay_max``; ``on``: exception types retried besides :class:`NotReady`.
+    """
+
+    retries: int = 0
+    delay: float = 1.0
+    delay_max: float = 60.0
+    on: tuple[str, ...] = ()
+
+    def delay_before(self, retry: int) -> float:
+        """The delay before retry number ``retry`` (1 for the first)."""
+        return min(self.delay * 2.0 ** min(retry - 1, 64), self.delay_max)
+
+    def delays(self) -> tuple[float, ...]:
+        """The delay before each retry, in order."""
+        return tuple(self.delay_before(n) for n in range(1, self.retries + 1))
+
+
+def retry_types(
+    names: Sequence[str], paths: Sequence[str] = (), *, where: str = "retry_on"
+) -> tuple[type[BaseException], ...]:
+    """:class:`NotReady` and the exception types ``names`` (``"module.Name"``), imported.
+
+    Raises ConfigError naming ``where`` (the key, as ``plugins.db.retry_on``) and the entry that
+    does not import or is not an exception type.
+    """
+    found: list[type[BaseException]] = [NotReady]
+    with on_path(paths):
+        for index, dotted in enumerate(names):
+            module, _, attr = dotted.rpartition(".")
+            try:
+                value = getattr(importlib.import_module(module), attr)
+            except Exception as exc:
+                problem = f"cannot import {dotted!r}: {describe_error(exc)}"
+            else:
+                if isinstance(value, type) and issubclass(value, BaseException):
+                    found.append(value)
+                    continue
+                problem = f"{dotted!r} is {value!r}, not an exception type"
+            msg = f'{where}[{index}]: {problem}; name an exception type as "module.Name"'
+            raise ConfigError(msg, key=f"{where}[{index}]")
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class InitSpec:
     """Everything a worker needs to run one plugin's init."""
 
@@ -308,14 +360,19 @@ class InitSpec:
     results: Mapping[str, Any]
     sources: tuple[PluginSource, ...]
     paths: tuple[str, ...]
+    retry: Retry = Retry()
 
 
 @dataclass(frozen=True)
 class InitResult:
-    """What a plugin's init produced: its value and what it published, in order."""
+    """What a plugin's init produced: its value and what it published, in order.
+
+    ``attempts``: each attempt (``time.monotonic()`` readings) when it was retried, else empty.
+    """
 
     value: Any
     publications: tuple[tuple[str, Any], ...] = field(default=())
+    attempts: tuple[Attempt, ...] = ()
 
 
 _managers: dict[str, pluggy.PluginManager] = {}
@@ -331,27 +388,88 @@ def forget(boot_id: str) -> None:
     _managers.pop(boot_id, None)
 
 
+_RETRY_LOG = logging.getLogger("initgraph.retry")
+
+
 def run_init(spec: InitSpec, cookie: int) -> InitResult:
-    """The initcall of a plugin: run its ``initgraph_init`` with every wrapper around it."""
+    """The initcall of a plugin: run its ``initgraph_init`` with every wrapper around it.
+
+    An init that raises :class:`NotReady` (or a type of ``retry_on``) is tried again here, in
+    the same initcall, up to ``spec.retry.retries`` times, after a delay slept here: the cookie
+    stays in progress throughout, so the plugin keeps its place in its domain's order and
+    whoever synchronizes on it waits for its last attempt. Each attempt gets a fresh context:
+    what a failed attempt published is dropped.
+    """
     pm = _managers.get(spec.boot_id)
     if pm is None:
         pm = load_plugins(spec.sources, spec.paths)
         remember(spec.boot_id, pm)
     runtime = _runtime.active_runtime()
+    retry = spec.retry
+    retryable = retry_types(retry.on, spec.paths)
 
     def sync(c: int, domain: str, timeout: float | None) -> None:
         runtime.synchronize_cookie(c, domain=domain, timeout=timeout)
 
-    ctx = InitContext(
-        sync=sync,
-        name=spec.plugin,
-        cookie=cookie,
-        domain=spec.domain,
-        config=spec.config,
-        results=spec.results,
-    )
-    with on_path(spec.paths):
-        value = call_one(pm, "initgraph_init", spec.plugin, ctx=ctx)
-    if value is NOT_IMPLEMENTED:
-        value = None
-    return InitResult(value, tuple(ctx.publications))
+    attempts: list[Attempt] = []
+    number = 0
+    while True:
+        number += 1
+        ctx = InitContext(
+            sync=sync,
+            name=spec.plugin,
+            cookie=cookie,
+            domain=spec.domain,
+            config=spec.config,
+            results=spec.results,
+        )
+        started = time.monotonic()
+        try:
+            with on_path(spec.paths):
+                value = call_one(pm, "initgraph_init", spec.plugin, ctx=ctx)
+        except Exception as exc:
+            ended = time.monotonic()
+            again = isinstance(exc, retryable)
+            if not again and number == 1:
+                raise
+            if again and number <= retry.retries:
+                delay = retry.delay_before(number)
+                attempts.append(Attempt(number, started, ended, describe_error(exc), delay))
+                _RETRY_LOG.warning(
+                    "plugin %r was not ready: %s; retry %d of %d in %g s",
+                    spec.plugin,
+                    describe_error(exc),
+                    number,
+                    retry.retries,
+                    delay,
+                    extra={"initgraph_plugin": spec.plugin, "initgraph_attempt": number + 1},
+                )
+                time.sleep(delay)
+                continue
+            attempts.append(Attempt(number, started, ended, describe_error(exc)))
+            raise _gave_up(spec, cookie, exc, again, tuple(attempts)) from exc
+        if value is NOT_IMPLEMENTED:
+            value = None
+        if attempts:
+            attempts.append(Attempt(number, started, time.monotonic()))
+        return InitResult(value, tuple(ctx.publications), tuple(attempts))
+
+
+def _gave_up(
+    spec: InitSpec, cookie: int, exc: Exception, retryable: bool, attempts: tuple[Attempt, ...]
+) -> HookError:
+    """The error of a plugin whose last attempt failed: out of retries, or not retryable."""
+    n = len(attempts)
+    if not retryable:
+        msg = f"plugin {spec.plugin!r} failed on attempt {n}: {describe_error(exc)}"
+    elif spec.retry.retries == 0:
+        msg = (
+            f"plugin {spec.plugin!r} was not ready after 1 attempt: {describe_error(exc)}; "
+            f"set its retries to try again"
+        )
+    else:
+        msg = f"plugin {spec.plugin!r} was not ready after {n} attempts: {describe_error(exc)}"
+    err = HookError(msg, cookie=cookie, name=spec.plugin)
+    if n > 1:
+        err.attempts = attempts
+    return err

@@ -26,12 +26,19 @@ from . import backend as _backend
 from . import runtime as _runtime
 from .domain import Domain
 from .messages import Run, dumps
-from .pool import Outcome, Pool, names_of
+from .pool import Outcome, Pool, Retried, names_of
 from .runtime import InitcallFunc, seconds
 from .shared import PARENT, W_ALL, SharedState
 from .workers import PARENT_SLOTS
 
-__all__ = ["Outcome", "Reservation", "Scheduler", "as_hook_error", "default_start_method"]
+__all__ = [
+    "Outcome",
+    "Reservation",
+    "Retried",
+    "Scheduler",
+    "as_hook_error",
+    "default_start_method",
+]
 
 
 def default_start_method() -> str:
@@ -399,11 +406,21 @@ class Reservation:
     def __repr__(self) -> str:
         return f"<Reservation cookie={self.cookie}>"
 
-    def provide(self, func: InitcallFunc, data: Any) -> None:
-        """Make it ready to run in a worker; refuses (ConfigError) what cannot be sent."""
+    def provide(self, func: InitcallFunc, data: Any, *, retry_delays: Iterable[float] = ()) -> None:
+        """Make it ready to run in a worker; refuses (ConfigError) what cannot be sent.
+
+        ``retry_delays``: if its worker crashes or it times out, run it again on a fresh worker
+        after the first delay, once per delay, instead of ending it: it stays in progress (the
+        same cookie) until a run ends, and its outcome lists the runs lost (``retried``).
+        """
         name = self._name
+        delays = tuple(retry_delays)
+        for delay in delays:
+            if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
+                msg = f"retry_delays of {name!r} must be seconds (0 or more), got {delay!r}"
+                raise ConfigError(msg, key="retry_delays")
         run = Run(self.cookie, self._domain, name, _dump(func, name), _dump(data, name))
-        self._sched._pool.submit("provide", self.cookie, run)
+        self._sched._pool.submit("provide", self.cookie, run, tuple(map(float, delays)))
 
     def run_here(self, func: InitcallFunc, data: Any) -> Outcome:
         """Run it now in this thread of the parent (a ``where = "main"`` plugin); its outcome.
