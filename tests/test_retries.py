@@ -8,8 +8,11 @@ was asked, never a fixed upper bound).
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,9 @@ from conftest import Cli, write_config
 
 import initgraph
 from initgraph import BootError, ConfigError, HookError, NotReady, WorkerCrashed
+from initgraph._cli.progress import progress
 from initgraph._core.dispatch import Dispatcher
+from initgraph._observe.trace import to_chrome_trace
 
 # Attempt n (counted in config "log") crashes while n <= "crash", raises NotReady while
 # n < "ready_after" (or config "error", a builtin's name, instead), then returns n. Each
@@ -287,7 +292,7 @@ def test_run_shows_attempts_in_the_table_and_json(cli: Cli) -> None:
         ready_after = 2
         """,
     )
-    done = cli.run("run", "init.toml")
+    done = cli.run("run", "init.toml", "--log-level", "WARNING")
     assert done.returncode == 0, done.stderr
     assert (
         "plugin 'db' was not ready: NotReady: not up (attempt 1); retry 1 of 2 in 0.01 s"
@@ -331,3 +336,31 @@ def test_run_reports_a_plugin_out_of_retries(cli: Cli) -> None:
 def test_not_ready_is_public() -> None:
     assert issubclass(NotReady, initgraph.InitgraphError)
     assert NotReady.__module__ == "initgraph"
+
+
+def test_the_trace_has_a_span_per_attempt_and_per_delay(app: Writer, tmp_path: Path) -> None:
+    spec = flaky(tmp_path, "db", retries=2, retry_delay=0.01, config={"ready_after": 3})
+    boot = initgraph.boot(app({"db": spec}))
+    events = to_chrome_trace(boot)["traceEvents"]
+    spans = [(e["name"], e["cat"]) for e in events if e.get("cat") in ("attempt", "retry")]
+    assert spans == [
+        ("attempt 1", "attempt"),
+        ("retry delay", "retry"),
+        ("attempt 2", "attempt"),
+        ("retry delay", "retry"),
+        ("attempt 3", "attempt"),
+    ]
+    (init,) = [e for e in events if e.get("cat") == "init"]
+    for e in events:
+        if e.get("cat") in ("attempt", "retry"):  # inside the init: one initcall throughout
+            assert e["pid"] == init["pid"]
+            assert init["ts"] <= e["ts"] <= e["ts"] + e["dur"] <= init["ts"] + init["dur"] + 1
+
+
+def test_progress_shows_the_attempt_a_retried_plugin_is_on() -> None:
+    with progress(None, stream=io.StringIO()) as shown:
+        shown.update({"db": time.monotonic()}, {})
+        logging.getLogger("initgraph.retry").warning(
+            "retrying", extra={"initgraph_plugin": "db", "initgraph_attempt": 2}
+        )
+        assert re.fullmatch(r"  db running \d+\.\d s, attempt 2", shown.lines()[1])
