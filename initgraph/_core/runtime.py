@@ -169,6 +169,7 @@ class Runtime(ABC):
         after: Iterable[int] = (),
         timeout: float | None = None,
         name: str | None = None,
+        nocall: bool = False,
     ) -> int:
         """Issue a cookie for ``func(data, cookie)`` and queue it (see Scheduler.schedule)."""
         target: object = func
@@ -190,6 +191,16 @@ class Runtime(ABC):
                 msg = f"after= of {label!r} names cookie {dep}, which was never issued"
                 raise ConfigError(msg, key="after")
         cookie, pending, inline = self.shared.allocate(didx, self.owner, deps, self.max_pending)
+        if inline and nocall:
+            # The kernel's async_schedule_dev_nocall(): never run it here, where the caller may
+            # hold a lock it needs. The cookie just issued ends at once, never run.
+            self.shared.finish([cookie])
+            msg = (
+                f"{label!r} was not scheduled: more than max_pending ({self.max_pending}) "
+                f"initcalls are in progress and nocall=True forbids running it here; run it "
+                f"yourself (outside any lock it needs), or raise max_pending"
+            )
+            raise InitgraphError(msg)
         if inline:
             self._run_inline(cookie, dname, label, func, data, pending)
         else:

@@ -113,7 +113,8 @@ class Scheduler:
     - ``start_method``: ``"fork"``, ``"forkserver"`` or ``"spawn"``; the default is
       :func:`default_start_method`.
     - ``max_pending``: above this many initcalls in progress, ``schedule`` runs the initcall
-      inline in the caller (still in progress while it runs, so others synchronize with it).
+      inline in the caller (still in progress while it runs, so others synchronize with it),
+      or, with ``nocall=True``, refuses it.
 
     Leaving the ``with`` block (or :meth:`close`) waits for every domain, exclusive ones included,
     then stops every process the scheduler started. On ``KeyboardInterrupt`` it stops at once.
@@ -186,6 +187,7 @@ class Scheduler:
         after: Iterable[int] = (),
         timeout: float | None = None,
         name: str | None = None,
+        nocall: bool = False,
     ) -> int:
         """Schedule ``func(data, cookie)`` to run in a worker; return its cookie at once.
 
@@ -193,10 +195,13 @@ class Scheduler:
         that must complete before it starts. ``timeout``: seconds it may run before its worker is
         stopped (:class:`HookTimeout`). ``name``: for errors, logs and traces. Something that
         cannot be sent to a worker is refused here with a :class:`ConfigError` naming it.
+        ``nocall``: when more than ``max_pending`` initcalls are in progress, raise
+        :class:`InitgraphError` instead of running ``func`` inline in the caller (which can
+        deadlock if the caller holds a lock ``func`` needs); nothing was scheduled then.
         """
         self._check_open()
         return self._runtime.schedule(
-            func, data, domain=domain, after=after, timeout=timeout, name=name
+            func, data, domain=domain, after=after, timeout=timeout, name=name, nocall=nocall
         )
 
     def synchronize_cookie(
