@@ -37,6 +37,7 @@ __all__ = [
     "implements",
     "load_plugins",
     "retry_types",
+    "retrying",
     "run_init",
 ]
 
@@ -389,6 +390,9 @@ def forget(boot_id: str) -> None:
 
 
 _RETRY_LOG = logging.getLogger("initgraph.retry")
+# A library's records are for the application's logging configuration to show: none, none
+# printed by logging's last resort (``initgraph run --log-level WARNING`` shows them).
+_RETRY_LOG.addHandler(logging.NullHandler())
 
 
 def run_init(spec: InitSpec, cookie: int) -> InitResult:
@@ -411,10 +415,7 @@ def run_init(spec: InitSpec, cookie: int) -> InitResult:
     def sync(c: int, domain: str, timeout: float | None) -> None:
         runtime.synchronize_cookie(c, domain=domain, timeout=timeout)
 
-    attempts: list[Attempt] = []
-    number = 0
-    while True:
-        number += 1
+    def attempt() -> tuple[Any, InitContext]:
         ctx = InitContext(
             sync=sync,
             name=spec.plugin,
@@ -423,10 +424,33 @@ def run_init(spec: InitSpec, cookie: int) -> InitResult:
             config=spec.config,
             results=spec.results,
         )
+        with on_path(spec.paths):
+            return call_one(pm, "initgraph_init", spec.plugin, ctx=ctx), ctx
+
+    value, ctx, attempts = retrying(spec.plugin, cookie, retry, retryable, attempt)
+    return InitResult(value, tuple(ctx.publications), attempts)
+
+
+def retrying(
+    plugin: str,
+    cookie: int,
+    retry: Retry,
+    retryable: tuple[type[BaseException], ...],
+    attempt: Callable[[], tuple[Any, InitContext]],
+) -> tuple[Any, InitContext, tuple[Attempt, ...]]:
+    """Call ``attempt`` (one try at a plugin's init, with a fresh context) until it succeeds.
+
+    An exception of ``retryable`` is retried after the next delay of ``retry``, slept here,
+    while retries are left; the attempts are returned when there was more than one. An init
+    with nothing returned gives ``None``.
+    """
+    attempts: list[Attempt] = []
+    number = 0
+    while True:
+        number += 1
         started = time.monotonic()
         try:
-            with on_path(spec.paths):
-                value = call_one(pm, "initgraph_init", spec.plugin, ctx=ctx)
+            value, ctx = attempt()
         except Exception as exc:
             ended = time.monotonic()
             again = isinstance(exc, retryable)
@@ -437,39 +461,44 @@ def run_init(spec: InitSpec, cookie: int) -> InitResult:
                 attempts.append(Attempt(number, started, ended, describe_error(exc), delay))
                 _RETRY_LOG.warning(
                     "plugin %r was not ready: %s; retry %d of %d in %g s",
-                    spec.plugin,
+                    plugin,
                     describe_error(exc),
                     number,
                     retry.retries,
                     delay,
-                    extra={"initgraph_plugin": spec.plugin, "initgraph_attempt": number + 1},
+                    extra={"initgraph_plugin": plugin, "initgraph_attempt": number + 1},
                 )
                 time.sleep(delay)
                 continue
             attempts.append(Attempt(number, started, ended, describe_error(exc)))
-            raise _gave_up(spec, cookie, exc, again, tuple(attempts)) from exc
+            raise _gave_up(plugin, retry, cookie, exc, again, tuple(attempts)) from exc
         if value is NOT_IMPLEMENTED:
             value = None
         if attempts:
             attempts.append(Attempt(number, started, time.monotonic()))
-        return InitResult(value, tuple(ctx.publications), tuple(attempts))
+        return value, ctx, tuple(attempts)
 
 
 def _gave_up(
-    spec: InitSpec, cookie: int, exc: Exception, retryable: bool, attempts: tuple[Attempt, ...]
+    plugin: str,
+    retry: Retry,
+    cookie: int,
+    exc: Exception,
+    retryable: bool,
+    attempts: tuple[Attempt, ...],
 ) -> HookError:
     """The error of a plugin whose last attempt failed: out of retries, or not retryable."""
     n = len(attempts)
     if not retryable:
-        msg = f"plugin {spec.plugin!r} failed on attempt {n}: {describe_error(exc)}"
-    elif spec.retry.retries == 0:
+        msg = f"plugin {plugin!r} failed on attempt {n}: {describe_error(exc)}"
+    elif retry.retries == 0:
         msg = (
-            f"plugin {spec.plugin!r} was not ready after 1 attempt: {describe_error(exc)}; "
+            f"plugin {plugin!r} was not ready after 1 attempt: {describe_error(exc)}; "
             f"set its retries to try again"
         )
     else:
-        msg = f"plugin {spec.plugin!r} was not ready after {n} attempts: {describe_error(exc)}"
-    err = HookError(msg, cookie=cookie, name=spec.plugin)
+        msg = f"plugin {plugin!r} was not ready after {n} attempts: {describe_error(exc)}"
+    err = HookError(msg, cookie=cookie, name=plugin)
     if n > 1:
         err.attempts = attempts
     return err
