@@ -479,13 +479,17 @@ def test_run_the_example_app(repo_cli: Cli) -> None:
     done = repo_cli.run("run", "init.toml", "--workers", "2")
     assert (done.returncode, done.stderr) == (0, "")
     lines = done.stdout.splitlines()
-    assert lines[0].split() == SUMMARY_HEADER
+    # database waits for its server: retried, it has a note, and the table a note column.
+    assert lines[0].split() == [*SUMMARY_HEADER, "note"]
     plan = _boot.plan(EXAMPLE)
     rows = [line.split() for line in lines[1:11]]
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
         (str(p.cookie), p.name, p.domain, p.where, "ok") for p in plan.plugins
     ]
     assert all(re.fullmatch(NUMBER, r[5]) and re.fullmatch(NUMBER, r[6]) for r in rows)
+    notes = {r[1]: " ".join(r[7:]) for r in rows}
+    assert re.fullmatch(r"\d+ attempts", notes.pop("database"))  # at least 2: the first starts it
+    assert set(notes.values()) == {""}
     assert re.fullmatch(rf"booted 10 plugins in {NUMBER} ms with 2 workers \(\w+\)", lines[11])
     step = r"[a-z_]+( commit)?"
     assert re.fullmatch(
@@ -496,7 +500,12 @@ def test_run_the_example_app(repo_cli: Cli) -> None:
         rf"\(--compare measures the speed-up\)",
         lines[13],
     )
-    assert len(lines) == 14
+    assert re.fullmatch(
+        rf"shut down 2 plugins in {NUMBER} ms, last committed first: "
+        rf"cache {NUMBER}, database {NUMBER}",
+        lines[14],
+    )
+    assert len(lines) == 15
 
 
 def test_run_json_is_one_object_with_the_registry_log(repo_cli: Cli) -> None:
