@@ -64,6 +64,11 @@ def initgraph_init(ctx: InitContext) -> Any:
     Kernel style: call ``ctx.synchronize()`` and then ``ctx.publish(key, value)`` to publish from
     here, in cookie order within the domain. Publishing before synchronizing raises
     :class:`~initgraph.OrderingError`.
+
+    It may be ``async def``: in a worker it runs in an event loop made for this init and closed
+    when it returns (``asyncio.run`` style), so it may open many connections concurrently; with
+    ``where = "main"`` it is awaited on the boot's loop under ``aboot``/``lifespan`` and runs in
+    a loop of its own under ``boot()``. It waits with ``await ctx.asynchronize()``.
     """
 
 

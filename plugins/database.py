@@ -2,8 +2,10 @@
 
 It runs with ``where = "main"``: its result is the open :class:`sqlite3.Connection`, which
 cannot leave the process that made it, so the work happens in the parent and the boot's
-``results["database"]`` is the live connection. Publishes ``db.tables`` (rows per table) from its
-commit hook; a connection itself cannot be published.
+``results["database"]`` is the live connection. Its init is ``async def`` and loads the
+database in a thread, so a boot under ``initgraph.lifespan`` does not stall the event loop.
+Publishes ``db.tables`` (rows per table) from its commit hook; a connection itself cannot be
+published.
 
 With ``run_dir`` set, the database has a server to wait for, as a real one would: the first
 attempt starts it (a thread that comes up after ``server_startup`` seconds, writing
@@ -15,6 +17,7 @@ and stops the server.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sqlite3
@@ -140,7 +143,7 @@ _servers: dict[Path, threading.Thread] = {}
 
 
 @hookimpl
-def initgraph_init(ctx: InitContext) -> sqlite3.Connection:
+async def initgraph_init(ctx: InitContext) -> sqlite3.Connection:
     check_keys(ctx.config, ("path", "run_dir", "server_startup"), plugin=ctx.name)
     path = get_str(ctx.config, "path", ":memory:", plugin=ctx.name)
     run = get_str(ctx.config, "run_dir", "-", plugin=ctx.name) if "run_dir" in ctx.config else ""
@@ -156,7 +159,9 @@ def initgraph_init(ctx: InitContext) -> sqlite3.Connection:
             msg = f"the database server in {run} is starting"
             raise NotReady(msg)
         (run_dir / LOCK.format(pid=os.getpid())).write_text(f"{os.getpid()}\n")
-    return build_database(ctx.results["corpus"], path)
+    # In a thread: under initgraph.lifespan this init runs on the service's event loop, and
+    # loading the corpus takes tens of milliseconds the loop must not stall for.
+    return await asyncio.to_thread(build_database, ctx.results["corpus"], path)
 
 
 @hookimpl

@@ -1,6 +1,7 @@
 """Shared fixtures and helpers.
 
-Every test that starts processes must leave none behind (``no_leaked_processes``). The rest is
+Every test must leave behind no process, open descriptor, shared memory mapping or ``/dev/shm``
+entry, checked after its fixtures are torn down (``pytest_runtest_teardown``). The rest is
 what several test modules need: plugin apps written into a tmp dir (a package of modules and a
 config dict, or flat modules and an ``init.toml`` for the command line), the command line run
 in a subprocess (``Cli``), and the ``gates`` initcalls wait on. Test modules import the plain
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import textwrap
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ import psutil
 import pytest
 
 from initgraph._cli.observe import add_commands
+from initgraph._core.backend import manager_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,27 +45,110 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that leaves a child process (worker, manager, fork server, tracker) running."""
-    before = _children()
-    yield
-    if request.node.get_closest_marker("allow_children"):
-        return
-    left = _children() - before
-    if left:
-        details = []
-        for pid in sorted(left):
-            try:
-                p = psutil.Process(pid)
-                details.append(f"{pid} {p.name()} {' '.join(p.cmdline())[:120]}")
-            except psutil.NoSuchProcess:
-                continue
-        if details:
-            for pid in left:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    psutil.Process(pid).kill()
-            pytest.fail("test left processes running:\n" + "\n".join(details))
+def _fds() -> dict[int, str]:
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return out
+
+
+def _shared_maps() -> list[str]:
+    """This process's mappings of shared memory: memfd segments and /dev/shm files."""
+    lines = Path("/proc/self/maps").read_text().splitlines()
+    return [line for line in lines if "memfd:" in line or "/dev/shm/" in line]
+
+
+def _shm_entries() -> set[str]:
+    # Named semaphores (sem.*) of other xdist workers come and go meanwhile: they are left out
+    # here, and the scheduler's own are unlinked by its close (tests/test_soak.py counts them).
+    return {name for name in os.listdir("/dev/shm") if not name.startswith("sem.")}
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """What this process holds: child processes, descriptors, shared mappings, /dev/shm entries."""
+
+    children: set[int]
+    fds: dict[int, str]
+    maps: list[str]
+    shm: set[str]
+
+    @classmethod
+    def take(cls, *, collect: bool = True) -> Holdings:
+        """Now, after a garbage collection unless told not to (``collect=False``).
+
+        An object that closes what it holds when collected is not a leak of the test that
+        dropped it; what a ``close()`` must release is checked without one.
+        """
+        if collect:
+            gc.collect()
+        return cls(_children(), _fds(), _shared_maps(), _shm_entries())
+
+    def leaks_since(self, before: Holdings) -> list[str]:
+        """What is held now and was not ``before``, one line per kind."""
+        found = []
+        if left := self.children - before.children:
+            found.append(f"processes running: {_describe(left)}")
+        if fds := {fd: target for fd, target in self.fds.items() if before.fds.get(fd) != target}:
+            found.append(f"descriptors open: {fds}")
+        if maps := [line for line in self.maps if line not in before.maps]:
+            found.append(f"shared memory mapped: {maps}")
+        if shm := self.shm - before.shm:
+            found.append(f"entries in /dev/shm: {sorted(shm)}")
+        return found
+
+
+def _describe(pids: set[int]) -> str:
+    details = []
+    for pid in sorted(pids):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p = psutil.Process(pid)
+            details.append(f"{pid} {p.name()} {' '.join(p.cmdline())[:120]}")
+    return "; ".join(details)
+
+
+_BEFORE = pytest.StashKey[Holdings]()
+_RAISED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    """Note what the process holds before the test's fixtures are set up."""
+    if not item.get_closest_marker("allow_children"):
+        item.stash[_BEFORE] = Holdings.take()
+    return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    if call.excinfo is not None:  # failed, skipped or xfailed: its traceback holds its frames
+        item.stash[_RAISED] = True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Fail a test that leaves a process, descriptor, shared mapping or /dev/shm entry behind.
+
+    Checked once its fixtures are torn down and their values dropped (what pytest itself does
+    right after this hook), so what the test owned does not count and what the library leaked
+    does. A test marked ``allow_children`` checks leaks itself; one that raised (failed,
+    skipped, xfailed) is not checked: its traceback still holds its objects.
+    """
+    result = yield
+    before = item.stash.get(_BEFORE, None)
+    if before is None or item.stash.get(_RAISED, False):
+        return result
+    if isinstance(item, pytest.Function):
+        item.funcargs = {}
+    now = Holdings.take()
+    leaks = now.leaks_since(before)
+    for pid in now.children - before.children:  # so that the next test starts clean
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+    if leaks:
+        pytest.fail("the test left behind:\n" + "\n".join(leaks))
+    return result
 
 
 class Gates:
@@ -77,7 +164,11 @@ class Gates:
         return self._manager.list()
 
     def close(self) -> None:
+        """Stop the manager and release its process's sentinel, as the scheduler does."""
         self._manager.shutdown()
+        process = manager_process(self._manager)
+        process.join()
+        process.close()
 
 
 @pytest.fixture

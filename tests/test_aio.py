@@ -42,6 +42,8 @@ def initgraph_init(ctx):
 @hookimpl
 async def initgraph_commit(ctx, result):
     await asyncio.sleep(0)
+    if ctx.config.get("fail_commit"):
+        raise RuntimeError("broken on purpose")
     log(ctx, "commit")
     ctx.publish("commit." + ctx.name, result)
     if ctx.config.get("cancel"):  # the boot's awaiting task is the one running this commit
@@ -112,7 +114,9 @@ def test_lifespan_runs_commits_main_inits_and_shutdown_on_the_loop(
 
 def test_a_failed_boot_raises_out_of_lifespan_before_the_block(app: Writer, tmp_path: Path) -> None:
     log = tmp_path / "log"
-    config = app(plugins(log, a={}, bad={"config": {"fail": True}}))
+    # bad fails in its commit, which comes after a's (cookie order): a has committed by then,
+    # whatever the timing, and is shut down.
+    config = app(plugins(log, a={}, bad={"config": {"fail_commit": True}}))
     entered = []
 
     async def main() -> None:
@@ -173,3 +177,84 @@ def test_aboot_leaves_the_boot_open_until_aclose(app: Writer, tmp_path: Path) ->
 
     asyncio.run(main())
     assert [w for w, _, _, _ in lines(log)] == ["commit", "shutdown"]
+
+
+# -- async def initgraph_init ----------------------------------------------------------------
+# Two coroutines in one gather meet at an asyncio.Event only if they run concurrently on one loop.
+ASYNC_INIT = """
+import asyncio, os, threading
+from initgraph import hookimpl
+
+@hookimpl
+async def initgraph_init(ctx):
+    met = asyncio.Event()
+
+    async def first():
+        await met.wait()
+        return "first"
+
+    async def second():
+        met.set()
+        return "second"
+
+    got = await asyncio.gather(first(), second())
+    if ctx.config.get("publish"):
+        await ctx.asynchronize()
+        ctx.publish("order." + ctx.name, ctx.cookie)
+    if ctx.config.get("fail"):
+        raise RuntimeError("async broken on purpose")
+    loop = id(asyncio.get_running_loop())
+    return (ctx.name, got, os.getpid(), threading.get_ident(), loop)
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_an_async_init_runs_in_its_workers_own_loop(app: Writer, start_method: str) -> None:
+    specs = {name: {"source": ASYNC_INIT, "config": {"publish": True}} for name in ("a", "b", "c")}
+    config = app(specs, start_method=start_method)
+    with initgraph.boot(config) as boot:
+        for name in ("a", "b", "c"):
+            got_name, got, pid, _, loop = boot.results[name]
+            assert (got_name, got) == (name, ["first", "second"])
+            assert pid != os.getpid()
+            assert loop != 0
+        # asynchronize() kept publications in cookie order, whatever finished first
+        assert [p.key for p in boot.registry.log] == ["order.a", "order.b", "order.c"]
+
+
+def test_an_async_init_that_raises_fails_its_plugin(app: Writer) -> None:
+    config = app({"bad": {"source": ASYNC_INIT, "config": {"fail": True}}})
+    with pytest.raises(
+        BootError,
+        match=(
+            r"^boot failed: plugin 'bad': "
+            r"initcall 1 'bad' raised RuntimeError: async broken on purpose$"
+        ),
+    ):
+        initgraph.boot(config)
+
+
+def test_an_async_main_init_is_awaited_on_the_loop_under_lifespan(app: Writer) -> None:
+    specs = {
+        "low": {"source": ASYNC_INIT, "config": {"publish": True}},
+        "here": {"source": ASYNC_INIT, "where": "main", "config": {"publish": True}},
+    }
+    config = app(specs)
+
+    async def main() -> None:
+        async with initgraph.lifespan(config) as boot:
+            _, got, pid, thread, loop = boot.results["here"]
+            assert got == ["first", "second"]
+            assert (pid, thread) == (os.getpid(), threading.get_ident())
+            assert loop == id(asyncio.get_running_loop())
+            assert [p.key for p in boot.registry.log] == ["order.low", "order.here"]
+
+    asyncio.run(main())
+
+
+def test_an_async_main_init_gets_a_loop_of_its_own_under_boot(app: Writer) -> None:
+    config = app({"here": {"source": ASYNC_INIT, "where": "main"}})
+    with initgraph.boot(config) as boot:
+        _, got, pid, thread, loop = boot.results["here"]
+    assert (got, pid, thread) == (["first", "second"], os.getpid(), threading.get_ident())
+    assert loop != 0

@@ -7,8 +7,10 @@ whole of init.toml serially in plan order on a small corpus.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib
+import inspect
 import itertools
 import json
 import logging
@@ -468,7 +470,7 @@ def test_build_database_replaces_the_tables_of_a_file(tmp_path: Path) -> None:
 
 def test_database_hooks_return_the_connection_and_publish_row_counts() -> None:
     ctx = FakeContext("database", results={"corpus": (ALPHA, BETA)})
-    connection = database.initgraph_init(ctx)
+    connection = asyncio.run(database.initgraph_init(ctx))  # async def: loads in a thread
     try:
         assert isinstance(connection, sqlite3.Connection)
         database.initgraph_commit(committing(ctx), connection)
@@ -670,15 +672,23 @@ def test_each_plugin_registers_against_the_hook_contract(name: str) -> None:
     assert manager.hook.initgraph_init.get_hookimpls()
 
 
+def init_once(module: Any, ctx: FakeContext) -> Any:
+    """The plugin's init; one that is ``async def`` (database's, web's) run to its end."""
+    value = module.initgraph_init(ctx=ctx)
+    if inspect.isawaitable(value):
+        value = asyncio.run(value)
+    return value
+
+
 def init_with_retries(module: Any, ctx: FakeContext, retries: int) -> Any:
     """The plugin's init, tried again on NotReady as a boot would; records its attempts."""
     for _ in range(retries):
         try:
-            return module.initgraph_init(ctx=ctx)
+            return init_once(module, ctx)
         except initgraph.NotReady:
             ctx.events.append("not ready")
             time.sleep(0.05)  # the retry delay: the database's server comes up meanwhile
-    return module.initgraph_init(ctx=ctx)
+    return init_once(module, ctx)
 
 
 def shut_down(app: Mapping[str, Any], results: Mapping[str, Any]) -> None:
@@ -749,11 +759,13 @@ def test_init_toml_declares_the_documented_app() -> None:
         "stats",
         "api_routes",
         "admin_routes",
+        "web",
     ]
-    assert {n for n, p in plugins.items() if p.get("where") == "main"} == {"database"}
+    assert {n for n, p in plugins.items() if p.get("where") == "main"} == {"database", "web"}
     assert {n for n, p in plugins.items() if p.get("domain") == "http"} == {
         "api_routes",
         "admin_routes",
+        "web",
     }
     modules = {n: p["module"] for n, p in plugins.items()}
     assert modules.pop("api_routes") == modules.pop("admin_routes") == "plugins.routes"
@@ -777,6 +789,7 @@ def test_init_toml_boots_serially_on_a_small_corpus(small_repo: Path) -> None:
             "stats.summary",
         ]
         routes = [key for domain, key in log if domain == "http"]
+        assert routes.pop() == "asgi.app"  # web's, from the routes published before it
         assert routes[0] == "http.route.GET /api/documents"
         assert routes[-1] == "http.route.GET /admin/stats"
         assert len(routes) == len(set(routes)) == 10
@@ -802,9 +815,9 @@ def test_the_database_is_not_ready_until_its_server_is_up(tmp_path: Path) -> Non
     config = {"run_dir": str(tmp_path / "run"), "server_startup": 0.0}
     ctx = FakeContext("database", config=freeze(config), results={"corpus": (ALPHA,)})
     with pytest.raises(initgraph.NotReady, match=r"^the database server in .* is starting$"):
-        database.initgraph_init(ctx)
+        asyncio.run(database.initgraph_init(ctx))  # async def: raises when awaited
     database._servers[(tmp_path / "run").resolve()].join()  # it is up: startup 0
-    connection = database.initgraph_init(ctx)
+    connection = asyncio.run(database.initgraph_init(ctx))
     assert (tmp_path / "run" / f"database.{os.getpid()}.lock").exists()
     database.initgraph_shutdown(ctx=ctx, result=connection)
     assert list((tmp_path / "run").iterdir()) == []

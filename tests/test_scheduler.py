@@ -18,6 +18,7 @@ from typing import Any
 
 import multiprocess
 import pytest
+from conftest import Holdings
 
 import initgraph
 from initgraph import (
@@ -512,7 +513,7 @@ def test_keyboard_interrupt_stops_everything(gates: Any) -> None:
     # loaded machine); a close that waited for the initcalls would take their 30 s. 10 s tells
     # the two apart with room for load.
     assert took < 10, f"the interrupt took {took:.1f} s: close() waited for running work"
-    # the no_leaked_processes fixture checks that workers and helpers are gone
+    # the leak check of conftest.py checks that workers and helpers are gone
 
 
 def test_closed_scheduler_refuses_work() -> None:
@@ -649,3 +650,51 @@ def test_replacement_workers_start_like_the_first_ones() -> None:
         replaced = s.result(s.schedule(thread_identity))
     assert first == ("MainThread", False, False)
     assert replaced == first
+
+
+def sleep_long(data: Any, cookie: int) -> None:
+    time.sleep(WAIT)  # until the worker is killed
+
+
+def crash(data: Any, cookie: int) -> None:
+    os._exit(3)
+
+
+def _close_after_work(s: Scheduler) -> None:
+    cookie = s.schedule(noop)
+    assert s.result(cookie, timeout=WAIT) is None
+    s.in_progress_lists()  # the manager process is up too
+    s.close()
+    assert s.result(cookie) is None  # what it recorded can still be read
+
+
+def _close_on_interrupt(s: Scheduler) -> None:
+    s.in_progress_lists()
+
+    def interrupted() -> None:
+        with s:
+            s.schedule(sleep_long)
+            s.schedule(sleep_long)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+
+
+def _close_after_a_crash(s: Scheduler) -> None:
+    with pytest.raises(WorkerCrashed):
+        s.result(s.schedule(crash), timeout=WAIT)
+    assert s.result(s.schedule(echo, 1), timeout=WAIT)[0] == 1  # its replacement runs work
+    s.in_progress_lists()
+    s.close()
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("stop", [_close_after_work, _close_on_interrupt, _close_after_a_crash])
+def test_close_releases_everything_before_it_returns(method: str, stop: Any) -> None:
+    """Processes, descriptors and shared mappings go with close(), not when it is collected."""
+    before = Holdings.take()
+    s = Scheduler(2, start_method=method)
+    stop(s)
+    assert Holdings.take(collect=False).leaks_since(before) == []  # while `s` is referenced
+    assert s.worker_pids() == []

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import multiprocess
 import pytest
 
 from initgraph import ConfigError, InitgraphError
 from initgraph._core.shared import (
+    _SLEEPERS,
     PARENT,
     W_ALL,
     W_COOKIE,
@@ -20,8 +26,10 @@ from initgraph._core.shared import (
 
 
 @pytest.fixture
-def shared() -> SharedState:
-    return SharedState(multiprocess.get_context("fork"), slots=4, capacity=8)
+def shared() -> Iterator[SharedState]:
+    state = SharedState(multiprocess.get_context("fork"), slots=4, capacity=8)
+    yield state
+    state.close()
 
 
 def test_cookies_start_at_one_and_low_water_marks_follow(shared: SharedState) -> None:
@@ -124,3 +132,44 @@ def test_a_zombie_counts_as_ended() -> None:
     finally:
         os.waitpid(pid, 0)
     assert not alive(pid)
+
+
+def _arena_held() -> list[str]:
+    """This process's descriptors and mappings of a multiprocess heap arena (``pym-*``)."""
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone already
+            fds.append(os.readlink(f"/proc/self/fd/{name}"))
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return [line for line in [*fds, *maps] if "/pym-" in line]
+
+
+def test_close_releases_the_block_and_keeps_its_last_state() -> None:
+    state = SharedState(multiprocess.get_context("fork"), slots=4, capacity=8)
+    d = state.domain_index("default", False)
+    cookie, _, _ = state.allocate(d, PARENT, (), 100)
+    woken: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            state.wait(1, W_ALL, 0, 0, None)
+        except InitgraphError as exc:
+            woken.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    while not state._header[_SLEEPERS]:  # until the waiter sleeps on its semaphore
+        thread.join(0.001)
+    held = _arena_held()
+    assert held != []
+    state.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [str(e) for e in woken] == ["the scheduler was closed while this process waited on it"]
+    assert [line for line in _arena_held() if line in held] == []
+    # What a thread still reads after close is the final state, in private memory.
+    assert state.last_cookie == cookie
+    assert state.in_progress() == [(cookie, d)]
+    with pytest.raises(InitgraphError, match=r"^the scheduler was closed while this process"):
+        state.wait(0, W_ALL, 0, 0, None)
+    state.close()  # again: nothing to do

@@ -1,8 +1,8 @@
 """The result store: values between processes through sealed memfd segments.
 
-Every test here also checks, after it ends, that this process holds no descriptor, mapping or
-``/dev/shm`` entry it did not hold before (``no_store_leaks``), and the conftest checks that no
-process is left running.
+After every test here, as after every test, the conftest checks that this process holds no
+descriptor, shared mapping or ``/dev/shm`` entry it did not hold before, and that no process is
+left running.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import multiprocess
 import numpy as np
 import pytest
+from conftest import _fds
 
 from initgraph._core import store as store_mod
 from initgraph._core.store import (
@@ -41,38 +42,8 @@ METHODS = ["fork", "forkserver", "spawn"]
 MEMFD = "memfd:initgraph-store"
 
 
-# -- leak checks ---------------------------------------------------------------------------------
-def _fds() -> dict[int, str]:
-    out = {}
-    for name in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
-    return out
-
-
 def _memfd_maps(pid: int | str = "self") -> list[str]:
     return [line for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if MEMFD in line]
-
-
-def _shm_entries() -> set[str]:
-    # Named semaphores (sem.*) of other test runs on this machine come and go meanwhile; the
-    # store makes no named object of any kind, so any other new entry would be a leak.
-    return {name for name in os.listdir("/dev/shm") if not name.startswith("sem.")}
-
-
-@pytest.fixture(autouse=True)
-def no_store_leaks() -> Iterator[None]:
-    """Fail a test that leaves a descriptor, a segment mapping or a /dev/shm entry behind."""
-    gc.collect()
-    fds, shm = _fds(), _shm_entries()
-    yield
-    gc.collect()
-    left = {fd: target for fd, target in _fds().items() if fds.get(fd) != target}
-    assert left == {}, f"descriptors left open: {left}"
-    assert _memfd_maps() == [], "segments left mapped"
-    maps = Path("/proc/self/maps").read_text()
-    assert "/dev/shm/" not in maps, "a /dev/shm file left mapped"
-    assert _shm_entries() - shm == set(), "entries left in /dev/shm"
 
 
 @pytest.fixture

@@ -5,12 +5,13 @@ coordinating thread hands it main inits and commits through ``call_soon_threadsa
 task on the loop runs them one at a time, awaiting an ``async def`` commit there. So commits,
 main inits and shutdown hooks run on the loop's thread and may touch loop-bound objects, while
 the scheduler, the state's decisions and the plugin imports stay off it. A main init still
-runs on the loop: the loop waits while it runs, as it would for any blocking call.
+runs on the loop: unless it is ``async def``, the loop waits while it runs, as for any blocking
+call.
 
 Cancelling the task that awaits the boot stops it as SIGINT stops ``boot()``: the coordinator
 stops the scheduler's processes at once, what committed is shut down, and ``CancelledError``
-goes on. ``async def initgraph_init`` is not supported: an init in a worker runs in the core,
-which would have to run a coroutine in the worker's own loop.
+goes on. An ``async def initgraph_init`` with ``where = "main"`` is awaited on the loop too (one in
+a worker runs in an event loop of its own there, see :func:`~.plugins.run_init`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ act on here.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import time
 from collections.abc import Mapping
@@ -73,7 +74,11 @@ def run_in_process(
 
             def attempt(common: dict[str, Any] = common) -> tuple[Any, _plugins.InitContext]:
                 ctx = _plugins.InitContext(sync=_nothing_to_wait_for, **common)
-                return _plugins.call_one(pm, "initgraph_init", ctx.name, ctx=ctx), ctx
+                value = _plugins.call_one(pm, "initgraph_init", ctx.name, ctx=ctx)
+                if inspect.isawaitable(value):
+                    # an async def init: in a loop of its own, a fresh one each attempt
+                    value = _plugins.run_in_own_loop(value)
+                return value, ctx
 
             retry = _plugins.Retry(p.retries, p.retry_delay, p.retry_delay_max, p.retry_on)
             retryable = _plugins.retry_types(p.retry_on)

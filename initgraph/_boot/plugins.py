@@ -7,13 +7,15 @@ every plugin wrap the init of each one, exactly as in the parent.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import difflib
 import importlib
+import inspect
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +35,15 @@ __all__ = [
     "InitSpec",
     "PluginSource",
     "Retry",
+    "aretrying",
+    "arun_init",
     "call_one",
     "implements",
+    "is_async_init",
     "load_plugins",
     "retry_types",
     "retrying",
+    "run_in_own_loop",
     "run_init",
 ]
 
@@ -252,15 +258,34 @@ class InitContext(_Context):
 
     __module__ = "initgraph"
 
-    def __init__(self, *, sync: Callable[[int, str, float | None], None], **kw: Any) -> None:
+    def __init__(
+        self,
+        *,
+        sync: Callable[[int, str, float | None], None],
+        async_sync: Callable[[int, str, float | None], Awaitable[None]] | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(**kw)
         self._sync = sync
+        self._async_sync = async_sync
         self._synchronized = False
         self.publications: list[tuple[str, Any]] = []
 
     def synchronize(self, timeout: float | None = None) -> None:
         """Wait until every lower cookie of this plugin's domain is done: its turn to publish."""
         self._sync(self.cookie, self.domain, timeout)
+        self._synchronized = True
+
+    async def asynchronize(self, timeout: float | None = None) -> None:
+        """``await ctx.asynchronize()``: :meth:`synchronize` for an ``async def`` init.
+
+        The wait runs in a thread (``asyncio.to_thread``), so the init's event loop goes on
+        running its other tasks meanwhile.
+        """
+        if self._async_sync is None:
+            await asyncio.to_thread(self._sync, self.cookie, self.domain, timeout)
+        else:
+            await self._async_sync(self.cookie, self.domain, timeout)
         self._synchronized = True
 
     def publish(self, key: str, value: Any) -> None:
@@ -398,37 +423,125 @@ _RETRY_LOG.addHandler(logging.NullHandler())
 def run_init(spec: InitSpec, cookie: int) -> InitResult:
     """The initcall of a plugin: run its ``initgraph_init`` with every wrapper around it.
 
+    An ``async def`` init runs to completion in an event loop of its own, made for it and
+    closed when it returns (``asyncio.run`` style): in a worker, or under a blocking boot.
+
     An init that raises :class:`NotReady` (or a type of ``retry_on``) is tried again here, in
     the same initcall, up to ``spec.retry.retries`` times, after a delay slept here: the cookie
     stays in progress throughout, so the plugin keeps its place in its domain's order and
-    whoever synchronizes on it waits for its last attempt. Each attempt gets a fresh context:
-    what a failed attempt published is dropped.
+    whoever synchronizes on it waits for its last attempt. Each attempt gets a fresh context
+    (and, for an ``async def`` init, a fresh loop): what a failed attempt published is dropped.
     """
+    retryable = retry_types(spec.retry.on, spec.paths)
+
+    def attempt() -> tuple[Any, InitContext]:
+        ctx, value = _start_init(spec, cookie)
+        if inspect.isawaitable(value):
+            value = run_in_own_loop(value)
+        return value, ctx
+
+    value, ctx, attempts = retrying(spec.plugin, cookie, spec.retry, retryable, attempt)
+    return _init_result(ctx, value, attempts)
+
+
+async def arun_init(spec: InitSpec, cookie: int) -> InitResult:
+    """:func:`run_init` on a running event loop (a ``where = "main"`` init under ``aboot``).
+
+    An ``async def`` init is awaited on that loop; its retries are too, the delays slept with
+    ``asyncio.sleep`` so the loop goes on meanwhile.
+    """
+    retryable = retry_types(spec.retry.on, spec.paths)
+
+    async def attempt() -> tuple[Any, InitContext]:
+        ctx, value = _start_init(spec, cookie)
+        if inspect.isawaitable(value):
+            value = await value
+        return value, ctx
+
+    value, ctx, attempts = await aretrying(spec.plugin, cookie, spec.retry, retryable, attempt)
+    return _init_result(ctx, value, attempts)
+
+
+def is_async_init(pm: pluggy.PluginManager, plugin: str) -> bool:
+    """Whether ``plugin``'s own ``initgraph_init`` is ``async def``."""
+    impls = pm.hook.initgraph_init.get_hookimpls()
+    return any(
+        i.plugin_name == plugin
+        and not (i.wrapper or i.hookwrapper)
+        and inspect.iscoroutinefunction(i.function)
+        for i in impls
+    )
+
+
+def run_in_own_loop(pending: Awaitable[Any]) -> Any:
+    """Run ``pending`` in a new event loop on this thread, closed once it is done."""
+
+    async def wrapped() -> Any:
+        return await pending
+
+    return asyncio.run(wrapped())
+
+
+def _start_init(spec: InitSpec, cookie: int) -> tuple[InitContext, Any]:
+    """One attempt at a plugin's init, with a fresh context: its value, maybe still awaitable."""
     pm = _managers.get(spec.boot_id)
     if pm is None:
         pm = load_plugins(spec.sources, spec.paths)
         remember(spec.boot_id, pm)
     runtime = _runtime.active_runtime()
-    retry = spec.retry
-    retryable = retry_types(retry.on, spec.paths)
 
     def sync(c: int, domain: str, timeout: float | None) -> None:
         runtime.synchronize_cookie(c, domain=domain, timeout=timeout)
 
-    def attempt() -> tuple[Any, InitContext]:
-        ctx = InitContext(
-            sync=sync,
-            name=spec.plugin,
-            cookie=cookie,
-            domain=spec.domain,
-            config=spec.config,
-            results=spec.results,
-        )
-        with on_path(spec.paths):
-            return call_one(pm, "initgraph_init", spec.plugin, ctx=ctx), ctx
+    ctx = InitContext(
+        sync=sync,
+        async_sync=_sync_in_thread(runtime),
+        name=spec.plugin,
+        cookie=cookie,
+        domain=spec.domain,
+        config=spec.config,
+        results=spec.results,
+    )
+    with on_path(spec.paths):
+        value = call_one(pm, "initgraph_init", spec.plugin, ctx=ctx)
+    return ctx, value
 
-    value, ctx, attempts = retrying(spec.plugin, cookie, retry, retryable, attempt)
+
+def _init_result(ctx: InitContext, value: Any, attempts: tuple[Attempt, ...] = ()) -> InitResult:
+    if value is NOT_IMPLEMENTED:
+        value = None
     return InitResult(value, tuple(ctx.publications), attempts)
+
+
+def _sync_in_thread(
+    runtime: _runtime.Runtime,
+) -> Callable[[int, str, float | None], Coroutine[Any, Any, None]]:
+    """``ctx.asynchronize()`` of an initcall: the blocking wait, run in a thread of its own.
+
+    The runtime keeps the running initcalls and the waits per thread: the thread takes over the
+    caller's running stack (so a wait that would deadlock is refused as in ``synchronize()``)
+    and hands its recorded waits back (so the trace shows them).
+    """
+
+    async def asynchronize(c: int, domain: str, timeout: float | None) -> None:
+        running = list(runtime.running())
+        waits: list[Any] = []
+
+        def wait() -> None:
+            runtime.running()[:] = running
+            try:
+                runtime.synchronize_cookie(c, domain=domain, timeout=timeout)
+            finally:
+                waits.extend(runtime.take_waits())
+                runtime.running().clear()
+
+        try:
+            await asyncio.to_thread(wait)
+        finally:
+            if runtime.running():
+                runtime.waits().extend(waits)
+
+    return asynchronize
 
 
 def retrying(
@@ -440,43 +553,104 @@ def retrying(
 ) -> tuple[Any, InitContext, tuple[Attempt, ...]]:
     """Call ``attempt`` (one try at a plugin's init, with a fresh context) until it succeeds.
 
-    An exception of ``retryable`` is retried after the next delay of ``retry``, slept here,
-    while retries are left; the attempts are returned when there was more than one. An init
-    with nothing returned gives ``None``.
+    An exception of ``retryable`` is retried after the next delay of ``retry``, slept here
+    (``time.sleep``), while retries are left; the attempts are returned when there was more than
+    one. An init with nothing returned gives ``None``.
     """
-    attempts: list[Attempt] = []
-    number = 0
+    tries = _Tries(plugin, cookie, retry, retryable)
     while True:
-        number += 1
-        started = time.monotonic()
+        tries.start()
         try:
             value, ctx = attempt()
         except Exception as exc:
-            ended = time.monotonic()
-            again = isinstance(exc, retryable)
-            if not again and number == 1:
+            delay = tries.failed(exc)
+            if delay is None:
                 raise
-            if again and number <= retry.retries:
-                delay = retry.delay_before(number)
-                attempts.append(Attempt(number, started, ended, describe_error(exc), delay))
-                _RETRY_LOG.warning(
-                    "plugin %r was not ready: %s; retry %d of %d in %g s",
-                    plugin,
-                    describe_error(exc),
-                    number,
-                    retry.retries,
-                    delay,
-                    extra={"initgraph_plugin": plugin, "initgraph_attempt": number + 1},
-                )
-                time.sleep(delay)
-                continue
-            attempts.append(Attempt(number, started, ended, describe_error(exc)))
-            raise _gave_up(plugin, retry, cookie, exc, again, tuple(attempts)) from exc
+        else:
+            return tries.succeeded(value, ctx)
+        time.sleep(delay)
+
+
+async def aretrying(
+    plugin: str,
+    cookie: int,
+    retry: Retry,
+    retryable: tuple[type[BaseException], ...],
+    attempt: Callable[[], Awaitable[tuple[Any, InitContext]]],
+) -> tuple[Any, InitContext, tuple[Attempt, ...]]:
+    """:func:`retrying` on a running event loop: ``attempt`` is awaited, the delays too
+    (``asyncio.sleep``), so the loop runs its other tasks while the plugin waits."""
+    tries = _Tries(plugin, cookie, retry, retryable)
+    while True:
+        tries.start()
+        try:
+            value, ctx = await attempt()
+        except Exception as exc:
+            delay = tries.failed(exc)
+            if delay is None:
+                raise
+        else:
+            return tries.succeeded(value, ctx)
+        await asyncio.sleep(delay)
+
+
+class _Tries:
+    """The bookkeeping :func:`retrying` and :func:`aretrying` share: attempts, delays, errors."""
+
+    def __init__(
+        self,
+        plugin: str,
+        cookie: int,
+        retry: Retry,
+        retryable: tuple[type[BaseException], ...],
+    ) -> None:
+        self.plugin = plugin
+        self.cookie = cookie
+        self.retry = retry
+        self.retryable = retryable
+        self.attempts: list[Attempt] = []
+        self.number = 0
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.number += 1
+        self.started = time.monotonic()
+
+    def failed(self, exc: Exception) -> float | None:
+        """The delay before the next attempt after ``exc``.
+
+        ``None``: ``exc`` goes on as it is (not retryable, on the first attempt). Raises the
+        plugin's HookError when it is out of retries, or a retried init failed otherwise.
+        """
+        ended = time.monotonic()
+        number, plugin, retry = self.number, self.plugin, self.retry
+        again = isinstance(exc, self.retryable)
+        if not again and number == 1:
+            return None
+        if again and number <= retry.retries:
+            delay = retry.delay_before(number)
+            self.attempts.append(Attempt(number, self.started, ended, describe_error(exc), delay))
+            _RETRY_LOG.warning(
+                "plugin %r was not ready: %s; retry %d of %d in %g s",
+                plugin,
+                describe_error(exc),
+                number,
+                retry.retries,
+                delay,
+                extra={"initgraph_plugin": plugin, "initgraph_attempt": number + 1},
+            )
+            return delay
+        self.attempts.append(Attempt(number, self.started, ended, describe_error(exc)))
+        raise _gave_up(plugin, retry, self.cookie, exc, again, tuple(self.attempts)) from exc
+
+    def succeeded(
+        self, value: Any, ctx: InitContext
+    ) -> tuple[Any, InitContext, tuple[Attempt, ...]]:
         if value is NOT_IMPLEMENTED:
             value = None
-        if attempts:
-            attempts.append(Attempt(number, started, time.monotonic()))
-        return value, ctx, tuple(attempts)
+        if self.attempts:
+            self.attempts.append(Attempt(self.number, self.started, time.monotonic()))
+        return value, ctx, tuple(self.attempts)
 
 
 def _gave_up(

@@ -815,12 +815,25 @@ class _Run:
         )
         setattr(exc, _INTERRUPTION, found)
 
-    def run_main_init(self, p: PlannedPlugin, spec: InitSpec) -> None:
-        """A ``where = "main"`` init, on the owner's thread (a job)."""
+    def run_main_init(self, p: PlannedPlugin, spec: InitSpec) -> Awaitable[None] | None:
+        """A ``where = "main"`` init, on the owner's thread (a job).
+
+        An ``async def`` init is left to the owner to await: on the event loop under ``aboot``,
+        in a loop of its own under ``boot()``.
+        """
+        if _plugins.is_async_init(self.pm, p.name):
+            return self.await_main_init(p, spec)
         outcome = self.reservations[p.name].run_here(_plugins.run_init, spec)
         if isinstance(outcome.error, KeyboardInterrupt):
             # Ctrl-C lands in the owner's thread, here in the plugin's code: it stops the boot.
             raise outcome.error
+        return None
+
+    async def await_main_init(self, p: PlannedPlugin, spec: InitSpec) -> None:
+        """The rest of an ``async def`` main init: awaited, as a job's pending part."""
+        outcome = await self.reservations[p.name].arun_here(_plugins.arun_init, spec)
+        if isinstance(outcome.error, (KeyboardInterrupt, asyncio.CancelledError)):
+            raise outcome.error  # the boot's task was cancelled: stop the boot
 
     def commit(self, p: PlannedPlugin, init: InitResult, required: dict[str, Any]) -> Job:
         """The job that commits ``p`` on the owner's thread and reports how it went."""
@@ -1050,7 +1063,9 @@ class _Run:
     def on_outcome(self, p: PlannedPlugin) -> None:
         outcome = self.sched.outcome(p.cookie)
         assert outcome is not None
-        if p.where == "main" and isinstance(outcome.error, KeyboardInterrupt):
+        if p.where == "main" and isinstance(
+            outcome.error, (KeyboardInterrupt, asyncio.CancelledError)
+        ):
             raise _Stopped  # Ctrl-C in a main init: the owner stops the boot (run_main_init)
         error = None if outcome.ok else as_hook_error(p.cookie, outcome)
         ran = bool(outcome.started)

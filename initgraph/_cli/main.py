@@ -170,7 +170,11 @@ def _interruption_of(exc: BaseException) -> Interruption | None:
         return None
     from .._boot.run import interruption
 
-    return interruption(exc)
+    # --serve turns the CancelledError that stopped its boot into the interrupt: its cause.
+    found = interruption(exc)
+    if found is None and exc.__cause__ is not None:
+        found = interruption(exc.__cause__)
+    return found
 
 
 def _report(message: str, code: int, *, verbose: bool) -> int:
@@ -283,6 +287,18 @@ def _parser() -> argparse.ArgumentParser:
         help="print log records of this level and above on stderr, from the plugins' workers "
         f"too ({', '.join(_LOG_LEVELS)}; default: Python's, warnings and errors alone)",
     )
+    run.add_argument(
+        "--serve",
+        action="store_true",
+        help="once booted, serve the ASGI app a plugin published under 'asgi.app' with uvicorn "
+        "until SIGINT or SIGTERM, then shut down (needs the example extra)",
+    )
+    run.add_argument(
+        "--host", default="127.0.0.1", help="with --serve: the address to listen on (127.0.0.1)"
+    )
+    run.add_argument(
+        "--port", type=int, default=8000, help="with --serve: the port (8000; 0 picks a free one)"
+    )
     run.set_defaults(command=_run)
 
     check = commands.add_parser(
@@ -384,6 +400,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.serve:
+        return _serve(args)
     from .._boot import run as _boot
     from .progress import progress
 
@@ -435,6 +453,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {one_line(failure)}", file=sys.stderr, flush=True)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    unusable = [
+        option for option, given in (("--compare", args.compare), ("--json", args.json)) if given
+    ]
+    if unusable:
+        msg = f"--serve cannot be used with {unusable[0]}"
+        raise _UsageError(msg)
+    from .serve import serve
+
+    return serve(args, _overrides(args))
 
 
 @contextlib.contextmanager

@@ -11,7 +11,8 @@ leave its process as it found it: nothing it started may outlive it (the contrac
   limit, and a child that died while starting can hold the tracker's pipe open for ever.
 - **The finalizer registry** (``util._finalizer_registry``): our named semaphores must be
   unlinked while we know nobody uses them; a tracker that stops unlinks whatever is still
-  registered, and the semaphores' own finalizers would then fail later.
+  registered, and the semaphores' own finalizers would then fail later. The shared block's
+  arena closes its descriptor only from a finalizer, which ``close`` must run, not bypass.
 - **The manager's process** (``SyncManager._process``): the pool watches its sentinel, so a
   killed manager is reported instead of hanging the next call.
 - **A forked worker's main thread** (``Thread._daemonic``): after ``fork`` the thread that
@@ -31,6 +32,7 @@ from typing import Any
 
 __all__ = [
     "as_main_thread",
+    "close_arena",
     "ensure_fork_server",
     "helper_processes",
     "manager_process",
@@ -115,3 +117,24 @@ def _stop_tracker(tracker: Any) -> None:
                 os.waitpid(pid, 0)
                 return
             time.sleep(0.005)  # polling a process that is leaving, bounded above
+
+
+def close_arena(arena: Any) -> None:
+    """Unmap a ``multiprocess.heap.Arena`` and close its file now, not when it is collected.
+
+    The arena closes its descriptor from a finalizer keyed on the arena: that finalizer is run
+    (which also unregisters it) rather than the descriptor closed behind its back, or it would
+    later close whatever descriptor reused the number. A rebuilt arena (a spawned worker's) has
+    none: its descriptor is closed here.
+    """
+    from multiprocess import util
+
+    with contextlib.suppress(BufferError):  # a view still exported: unmapped when it goes
+        arena.buffer.close()
+    for fin in list(util._finalizer_registry.values()):
+        ref = getattr(fin, "_weakref", None)
+        if ref is not None and ref() is arena:
+            fin()
+            return
+    with contextlib.suppress(OSError):
+        os.close(arena.fd)

@@ -99,8 +99,16 @@ class Mirror:
             raise self.lost() from exc
 
     def stop(self) -> None:
+        """Stop the manager process and release what this process held of it (its sentinel)."""
         manager, self._manager = self._manager, None
         self._lists.clear()
-        if manager is not None:
-            with contextlib.suppress(Exception):  # it may be gone already
-                manager.shutdown()
+        if manager is None:
+            return
+        with contextlib.suppress(Exception):  # it may be gone already
+            manager.shutdown()
+        process = manager_process(manager)
+        if process is not None:
+            if process.is_alive():  # its shutdown failed: it must not outlive the scheduler
+                process.kill()
+            process.join()
+            process.close()

@@ -14,7 +14,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -155,9 +155,13 @@ class Scheduler:
             ctx, slots=PARENT_SLOTS + max_workers, capacity=max_pending + 4096
         )
         self._runtime = _ParentRuntime(self, self._shared, max_pending)
-        self._pool = Pool(
-            ctx, self._shared, target=workers, max_workers=max_workers, max_pending=max_pending
-        )
+        try:
+            self._pool = Pool(
+                ctx, self._shared, target=workers, max_workers=max_workers, max_pending=max_pending
+            )
+        except BaseException:  # out of descriptors: the block goes back now
+            self._shared.close()
+            raise
         self._mirror = self._pool.mirror
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -261,7 +265,11 @@ class Scheduler:
         raise as_hook_error(cookie, outcome)
 
     def close(self) -> None:
-        """Wait for every domain (exclusive ones too), then stop every process started."""
+        """Wait for every domain (exclusive ones too), then stop every process started.
+
+        When it returns, every process, descriptor and shared mapping the scheduler made is
+        gone; outcomes already recorded can still be read (:meth:`result`, :meth:`outcome`).
+        """
         self._shutdown(wait=True)
 
     def __enter__(self) -> Scheduler:
@@ -382,7 +390,9 @@ class Scheduler:
                     thread.join()
                     raise
         finally:
-            self._shared.wake_all()
+            # Every process of ours has ended: what this one holds goes now, not when the
+            # scheduler is collected. Closing the shared state wakes whoever still waits on it.
+            self._shared.close()
             pool.close_fds()
             _backend.stop_helpers(
                 self._helpers_before,
@@ -445,6 +455,30 @@ class Reservation:
             # KeyboardInterrupt or SystemExit raised by the plugin itself (a real Ctrl-C goes
             # to the main thread): a failure like any other, as in a worker. Uncaught, it would
             # end this thread with no outcome, and the boot would wait for it for ever.
+            ended = time.monotonic()
+            outcome = Outcome(name, False, None, exc, started, ended, pid, runtime.take_waits())
+        else:
+            ended = time.monotonic()
+            outcome = Outcome(name, True, value, None, started, ended, pid, runtime.take_waits())
+        self._sched._record_here(cookie, outcome)
+        return outcome
+
+    async def arun_here(self, func: Callable[[Any, int], Awaitable[Any]], data: Any) -> Outcome:
+        """:meth:`run_here` for a coroutine function, awaited on the calling thread's loop.
+
+        The loop's thread counts as running the initcall until ``func`` is done, so nothing
+        else of this scheduler may run there meanwhile (a boot runs its main inits one by one).
+        A cancellation is an outcome like any error: the caller decides to raise it again.
+        """
+        cookie, name = self.cookie, self._name
+        runtime = self._sched._runtime
+        runtime.take_waits()
+        started = time.monotonic()
+        pid = os.getpid()
+        try:
+            with runtime.running_initcall(cookie, self._domain):
+                value = await func(data, cookie)
+        except BaseException as exc:
             ended = time.monotonic()
             outcome = Outcome(name, False, None, exc, started, ended, pid, runtime.take_waits())
         else:

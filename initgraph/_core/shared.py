@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import mmap
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from .._errors import ConfigError, InitgraphError
+from . import backend as _backend
 from .lifeline import alive
 
 __all__ = ["PARENT", "SharedState"]
@@ -103,25 +106,34 @@ class SharedState:
 
         self.slots = slots
         self.capacity = capacity
-        self._lock = ctx.Lock()
+        self._lock: Any = ctx.Lock()
         # One mapping of its own rather than ctx.RawArray: the multiprocess heap keeps the arenas
         # it grew (up to 4 MiB each, an fd and a /dev/shm mapping apiece) for the rest of the
-        # process, and how many depends on how earlier blocks were freed. Ours goes with the
-        # last reference to this object, and a spawned worker gets it the same way (its fd).
-        self._arena = Arena(_layout(slots, capacity)[1])
+        # process, and how many depends on how earlier blocks were freed. Ours goes with close()
+        # (or the last reference to this object), and a spawned worker gets it by its fd.
+        self._arena: Any = Arena(_layout(slots, capacity)[1])
         self._index: dict[str, int] = {}
-        self._map()
-        self._sems = [ctx.Semaphore(0) for _ in range(slots)]
+        self._map(self._arena.buffer)
+        try:
+            self._sems: list[Any] = [ctx.Semaphore(0) for _ in range(slots)]
+        except BaseException:
+            self.close()  # out of semaphores (or interrupted): give back the block now
+            raise
+        self._sem_names = {
+            n for n in (getattr(s._semlock, "name", None) for s in (self._lock, *self._sems)) if n
+        }
 
-    def _map(self) -> None:
-        """Lay the fields over the arena: ctypes arrays, indexed and sliced like RawArrays."""
+    def _map(self, buffer: Any) -> None:
+        """Lay the fields over ``buffer``: ctypes arrays, indexed and sliced like RawArrays."""
         fields, _ = _layout(self.slots, self.capacity)
-        buffer = self._arena.buffer
         for name, (ctype, length, offset) in fields.items():
             setattr(self, name, (ctype * length).from_buffer(buffer, offset))
         self._cookies_view = memoryview(self._ring_cookie).cast("B").cast("q")
 
     def __getstate__(self) -> dict[str, Any]:
+        if self._arena is None:
+            msg = "this shared state is closed and cannot be sent to a process"
+            raise InitgraphError(msg)
         state = self.__dict__.copy()
         state["_index"] = {}
         for name in (*_layout(self.slots, self.capacity)[0], "_cookies_view"):
@@ -130,12 +142,44 @@ class SharedState:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._map()
+        self._map(self._arena.buffer)
+
+    def close(self) -> None:
+        """Unmap the block, close its file and drop the semaphores, now; idempotent.
+
+        The scheduler calls it once every other process of it has ended. Every sleeper is woken
+        first, as by :meth:`wake_all`. From then on the fields lie over a private copy of the
+        block, marked closed, and the lock and wait slots are this process's own: a thread that
+        still reads (``last_cookie`` after close) sees the final state, and one that still
+        waits is told the state is closed, instead of touching memory that is gone.
+        """
+        arena = self._arena
+        if arena is None:
+            return
+        lock = self._lock
+        lock.acquire()  # no thread of this process is inside a critical section from here
+        try:
+            self._wake_closed()
+            self._header[_HOLDER] = 0
+            # An anonymous private mapping, not a heap block: it goes back to the system with
+            # the object, whatever state the allocator's heap is in.
+            copy = mmap.mmap(-1, arena.size, flags=mmap.MAP_PRIVATE)
+            copy.write(arena.buffer)
+            self._cookies_view.release()
+            self._map(copy)  # drops the arrays laid over the arena
+            self._lock = threading.Lock()
+            # A sleeper just posted holds its own reference: its semaphore is closed once it
+            # wakes, the others' now.
+            self._sems = [threading.Semaphore(0) for _ in range(self.slots)]
+            self._arena = None
+        finally:
+            lock.release()
+        del lock
+        _backend.close_arena(arena)
 
     def semaphore_names(self) -> set[str]:
         """Names of the named semaphores behind the lock and the wait slots (spawn, forkserver)."""
-        sems = [self._lock, *self._sems]
-        return {n for n in (getattr(s._semlock, "name", None) for s in sems) if n}
+        return set(self._sem_names)
 
     # -- the lock --------------------------------------------------------------------------------
     @contextmanager
@@ -409,13 +453,16 @@ class SharedState:
     def wake_all(self) -> None:
         """Wake every sleeper to re-check (used when closing)."""
         with self.locked():
-            self._header[_CLOSED] = 1
-            for slot in range(self.slots):
-                base = slot * _WAITER_FIELDS
-                if self._waiters[base] != W_NONE:
-                    self._waiters[base] = W_NONE
-                    self._header[_SLEEPERS] -= 1
-                    self._sems[slot].release()
+            self._wake_closed()
+
+    def _wake_closed(self) -> None:
+        self._header[_CLOSED] = 1
+        for slot in range(self.slots):
+            base = slot * _WAITER_FIELDS
+            if self._waiters[base] != W_NONE:
+                self._waiters[base] = W_NONE
+                self._header[_SLEEPERS] -= 1
+                self._sems[slot].release()
 
     # -- internals (lock held) -------------------------------------------------------------------
     def _satisfied(self, w: _Wait) -> bool:

@@ -14,7 +14,7 @@ import pickle
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import worker as _worker
@@ -35,10 +35,10 @@ class Worker:
     proc: Any
     conn: Any
     timed_out: tuple[int, float] | None = None  # (cookie, timeout) it was stopped for
+    pid: int = field(init=False)  # kept: a closed process no longer says its pid
 
-    @property
-    def pid(self) -> int:
-        return int(self.proc.pid)
+    def __post_init__(self) -> None:
+        self.pid = int(self.proc.pid)
 
 
 class Workers:
@@ -100,14 +100,15 @@ class Workers:
         with contextlib.suppress(OSError):
             worker.conn.send_bytes(pickle.dumps(Stop()))
         _join(worker.proc, STOP_GRACE)
-        worker.conn.close()
+        _release(worker)
 
     def reap(self, worker: Worker) -> int | None:
         """A worker's process ended: reap it, free its slot; return its exit code."""
         worker.proc.join()  # first: the shared lock's recovery needs it gone
         self._forget(worker.slot)
-        worker.conn.close()
-        return worker.proc.exitcode  # type: ignore[no-any-return]
+        exitcode: int | None = worker.proc.exitcode
+        _release(worker)
+        return exitcode
 
     def stop_all(self, *, now: bool) -> None:
         """Stop every worker: Stop and a grace period, or SIGKILL at once (``now``)."""
@@ -134,7 +135,7 @@ class Workers:
             for worker in workers:
                 if self.by_slot.get(worker.slot) is worker:
                     self._forget(worker.slot)
-                worker.conn.close()
+                _release(worker)
 
     def _forget(self, slot: int) -> Worker:
         worker = self.by_slot.pop(slot)
@@ -145,6 +146,13 @@ class Workers:
 
     def _publish(self) -> None:
         self.pids = tuple(w.pid for w in self.by_slot.values())
+
+
+def _release(worker: Worker) -> None:
+    """Close the parent's end of a worker's pipe and, once it ended, its process's sentinel."""
+    worker.conn.close()
+    with contextlib.suppress(ValueError):  # still running: an interrupt cut its join short
+        worker.proc.close()
 
 
 def _join(proc: Any, grace: float) -> None:
