@@ -691,18 +691,23 @@ def init_with_retries(module: Any, ctx: FakeContext, retries: int) -> Any:
     return init_once(module, ctx)
 
 
-def shut_down(app: Mapping[str, Any], results: Mapping[str, Any]) -> None:
-    """Every plugin's shutdown hook, last committed first."""
+def shut_down(app: Mapping[str, Any], results: Mapping[str, Any], registry: dict[str, Any]) -> None:
+    """Every plugin's shutdown hook, last committed first, with the boot's registry."""
     for name in reversed(plan(app["plugins"])):
         entry = app["plugins"][name]
         module = importlib.import_module(entry["module"])
         if hasattr(module, "initgraph_shutdown"):
-            ctx = FakeContext(name, config=freeze(entry.get("config", {})))
+            ctx = FakeContext(name, config=freeze(entry.get("config", {})), registry=registry)
             module.initgraph_shutdown(ctx=ctx, result=results[name])
 
 
-def boot_serially(app: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Run every plugin's init then commit, in plan order, as one process would."""
+def boot_serially(
+    app: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str]]]:
+    """Run every plugin's init then commit, in plan order, as one process would.
+
+    Returns the results, the registry and the publications, in order, as (domain, key).
+    """
     results: dict[str, Any] = {}
     registry: dict[str, Any] = {}
     log: list[tuple[str, str]] = []
@@ -725,7 +730,7 @@ def boot_serially(app: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[st
             for event in ctx.events
             if event not in ("synchronize", "not ready")
         )
-    return results, log
+    return results, registry, log
 
 
 @pytest.fixture
@@ -773,7 +778,7 @@ def test_init_toml_declares_the_documented_app() -> None:
 
 
 def test_init_toml_boots_serially_on_a_small_corpus(small_repo: Path) -> None:
-    results, log = boot_serially(load_app())
+    results, registry, log = boot_serially(load_app())
     try:
         default = [key for domain, key in log if domain == "default"]
         assert default == [
@@ -801,7 +806,7 @@ def test_init_toml_boots_serially_on_a_small_corpus(small_repo: Path) -> None:
         run_dir = small_repo / ".docsearch"
         assert [p.name for p in run_dir.glob("*.lock")] == [f"database.{os.getpid()}.lock"]
     finally:
-        shut_down(load_app(), results)
+        shut_down(load_app(), results, registry)
     # The shutdown hooks closed the database, removed its lock and stopped its server, and
     # flushed the cache to disk.
     assert sorted(p.name for p in run_dir.iterdir()) == ["cache.json"]
