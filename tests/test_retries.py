@@ -8,6 +8,7 @@ was asked, never a fixed upper bound).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -364,3 +365,82 @@ def test_progress_shows_the_attempt_a_retried_plugin_is_on() -> None:
             "retrying", extra={"initgraph_plugin": "db", "initgraph_attempt": 2}
         )
         assert re.fullmatch(r"  db running \d+\.\d s, attempt 2", shown.lines()[1])
+
+
+# -- async def inits: the await is part of each attempt -------------------------------------------
+# Like FLAKY, async def: attempt n raises NotReady (when awaited) while n < "ready_after". Each
+# attempt records the id of the loop it ran on and when it started.
+ASYNC_FLAKY = """
+import asyncio, pathlib, time
+from initgraph import hookimpl, NotReady
+
+@hookimpl
+async def initgraph_init(ctx):
+    log = pathlib.Path(ctx.config["log"])
+    await asyncio.sleep(0)
+    with log.open("a") as f:
+        f.write(f"{id(asyncio.get_running_loop())} {time.monotonic()}\\n")
+    n = len(log.read_text().splitlines())
+    await ctx.asynchronize()
+    ctx.publish(f"attempt{n}", n)
+    if n < ctx.config["ready_after"]:
+        raise NotReady(f"not up (attempt {n})")
+    return n
+"""
+
+
+def async_flaky(tmp_path: Path, name: str, **spec: object) -> dict[str, object]:
+    return {
+        "source": ASYNC_FLAKY,
+        "config": {"log": str(tmp_path / f"{name}.log"), "ready_after": 3},
+        **spec,
+    }
+
+
+@pytest.mark.parametrize("where", ["pool", "main"])
+def test_an_async_init_is_retried_under_a_blocking_boot(
+    app: Writer, tmp_path: Path, where: str
+) -> None:
+    config = app({"db": async_flaky(tmp_path, "db", where=where, retries=3, retry_delay=0.01)})
+    boot = initgraph.boot(config)
+    assert boot.results["db"] == 3
+    assert [(a.number, a.reason) for a in boot.timings["db"].attempts] == [
+        (1, "NotReady: not up (attempt 1)"),
+        (2, "NotReady: not up (attempt 2)"),
+        (3, None),
+    ]
+    assert [p.key for p in boot.registry.log] == ["attempt3"]
+
+
+def test_an_async_main_init_is_retried_on_the_running_loop(app: Writer, tmp_path: Path) -> None:
+    """Under aboot every attempt runs on the boot's loop, which goes on during the delays."""
+    config = app({"db": async_flaky(tmp_path, "db", where="main", retries=3, retry_delay=0.1)})
+
+    async def main() -> tuple[int, list[float]]:
+        ticks: list[float] = []
+
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.create_task(tick())
+        try:
+            boot = await initgraph.aboot(config)
+        finally:
+            ticking.cancel()
+        try:
+            assert boot.results["db"] == 3
+            delays = [a.delay for a in boot.timings["db"].attempts]
+            assert delays[:2] == [0.1, 0.2]
+        finally:
+            await boot.aclose()
+        return id(asyncio.get_running_loop()), ticks
+
+    loop, ticks = asyncio.run(main())
+    attempts = [line.split() for line in (tmp_path / "db.log").read_text().splitlines()]
+    assert [a[0] for a in attempts] == [str(loop)] * 3
+    # The loop ran its other task while the init waited out its 0.1 s and 0.2 s of delays.
+    first, last = float(attempts[0][1]), float(attempts[2][1])
+    assert last - first >= 0.3
+    assert sum(first < t < last for t in ticks) >= 10, ticks
