@@ -10,6 +10,7 @@
     │   ├── HookTimeout      it ran past its timeout and was stopped
     │   └── WorkerCrashed    its process died; .exitcode and the signal's name
     ├── DeadlockError        a wait that could never end
+    ├── NotReady             raised by an init: not ready yet, try again (retries)
     ├── OrderingError        publish before synchronize
     ├── RegistryConflict     a key published twice
     └── BootError            a boot failed; .boot
@@ -34,6 +35,7 @@ __all__ = [
     "HookError",
     "HookTimeout",
     "InitgraphError",
+    "NotReady",
     "OrderingError",
     "PluginError",
     "RegistryConflict",
@@ -89,9 +91,15 @@ class PluginError(InitgraphError):
 
 
 class HookError(InitgraphError):
-    """An initcall failed. ``.cookie`` and ``.name`` say which; ``__cause__`` is what it raised."""
+    """An initcall failed. ``.cookie`` and ``.name`` say which; ``__cause__`` is what it raised.
+
+    ``.attempts``: each attempt of a plugin's init that was retried before it failed (a boot's
+    ``Attempt`` records), else empty.
+    """
 
     __module__ = "initgraph"
+
+    attempts: tuple[Any, ...] = ()
 
     def __init__(self, message: str, *, cookie: int, name: str) -> None:
         super().__init__(message)
@@ -125,6 +133,16 @@ class WorkerCrashed(HookError):
 
 class DeadlockError(InitgraphError):
     """A wait that could never end, such as an initcall waiting for its own completion."""
+
+    __module__ = "initgraph"
+
+
+class NotReady(InitgraphError):
+    """Raised by an init that cannot finish yet (a server not up): asks for a retry.
+
+    The plugin's ``retries`` say how many more attempts it gets, ``retry_delay`` how long to
+    wait before each; the plugin keeps its cookie meanwhile. The message says what is missing.
+    """
 
     __module__ = "initgraph"
 

@@ -2,25 +2,30 @@
 
 Each query's terms are spell-corrected against the index's vocabulary (the closest term within
 ``max_edits`` edits, the more frequent on a tie) and then ranked, so the first users' queries, and
-their typos, are answered from memory. Publishes ``search.cache`` from its commit hook.
+their typos, are answered from memory. Publishes ``search.cache`` from its commit hook. With
+``flush_to`` set, its shutdown hook writes the cache to that file (JSON), for the next start.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from initgraph import CommitContext, InitContext, hookimpl
 
-from ._config import check_keys, get_int, get_strs
+from ._config import check_keys, get_int, get_str, get_strs
 from .search_index import Hit, SearchIndex, parse_query, rank
 
 __all__ = [
     "CachedQuery",
     "correct",
     "edit_distance",
+    "flush",
     "initgraph_commit",
     "initgraph_init",
+    "initgraph_shutdown",
     "normalize",
     "warm",
 ]
@@ -90,7 +95,7 @@ def warm(
 
 @hookimpl
 def initgraph_init(ctx: InitContext) -> dict[str, CachedQuery]:
-    check_keys(ctx.config, ("queries", "max_edits"), plugin=ctx.name)
+    check_keys(ctx.config, ("queries", "max_edits", "flush_to"), plugin=ctx.name)
     cache = warm(
         ctx.results["search_index"],
         get_strs(ctx.config, "queries", (), plugin=ctx.name),
@@ -104,3 +109,24 @@ def initgraph_init(ctx: InitContext) -> dict[str, CachedQuery]:
 @hookimpl
 def initgraph_commit(ctx: CommitContext, result: dict[str, CachedQuery]) -> None:
     ctx.publish("search.cache", result)
+
+
+def flush(cache: Mapping[str, CachedQuery], path: Path) -> None:
+    """Write ``cache`` to ``path`` as JSON: each query's terms and the paths of its hits."""
+    data = {
+        key: {"terms": list(q.terms), "hits": [hit.path for hit in q.hits]}
+        for key, q in cache.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+@hookimpl
+def initgraph_shutdown(ctx: CommitContext, result: dict[str, CachedQuery]) -> None:
+    """Flush the cache to disk (``flush_to``), so the next start can read it."""
+    target = (
+        get_str(ctx.config, "flush_to", "-", plugin=ctx.name) if "flush_to" in ctx.config else ""
+    )
+    if target:
+        flush(result, Path(target))
+        ctx.log.info("flushed %d queries to %s", len(result), target)

@@ -33,6 +33,7 @@ PUBLIC = {
     "write_trace",
     # errors (section 6)
     "InitgraphError",
+    "NotReady",
     "ConfigError",
     "CycleError",
     "PluginError",
@@ -66,7 +67,7 @@ def test_error_tree() -> None:
     assert issubclass(E.ConfigError, E.InitgraphError)
     assert issubclass(E.ConfigError, ValueError)
     assert issubclass(E.CycleError, E.ConfigError)
-    for name in ("PluginError", "HookError", "DeadlockError", "OrderingError"):
+    for name in ("PluginError", "HookError", "DeadlockError", "OrderingError", "NotReady"):
         assert issubclass(getattr(E, name), E.InitgraphError)
     assert issubclass(E.HookTimeout, E.HookError)
     assert issubclass(E.WorkerCrashed, E.HookError)

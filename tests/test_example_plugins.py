@@ -12,12 +12,15 @@ import hashlib
 import importlib
 import inspect
 import itertools
+import json
 import logging
+import os
 import pickle
 import re
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -669,8 +672,42 @@ def test_each_plugin_registers_against_the_hook_contract(name: str) -> None:
     assert manager.hook.initgraph_init.get_hookimpls()
 
 
-def boot_serially(app: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Run every plugin's init then commit, in plan order, as one process would."""
+def init_once(module: Any, ctx: FakeContext) -> Any:
+    """The plugin's init; one that is ``async def`` (database's, web's) run to its end."""
+    value = module.initgraph_init(ctx=ctx)
+    if inspect.isawaitable(value):
+        value = asyncio.run(value)
+    return value
+
+
+def init_with_retries(module: Any, ctx: FakeContext, retries: int) -> Any:
+    """The plugin's init, tried again on NotReady as a boot would; records its attempts."""
+    for _ in range(retries):
+        try:
+            return init_once(module, ctx)
+        except initgraph.NotReady:
+            ctx.events.append("not ready")
+            time.sleep(0.05)  # the retry delay: the database's server comes up meanwhile
+    return init_once(module, ctx)
+
+
+def shut_down(app: Mapping[str, Any], results: Mapping[str, Any], registry: dict[str, Any]) -> None:
+    """Every plugin's shutdown hook, last committed first, with the boot's registry."""
+    for name in reversed(plan(app["plugins"])):
+        entry = app["plugins"][name]
+        module = importlib.import_module(entry["module"])
+        if hasattr(module, "initgraph_shutdown"):
+            ctx = FakeContext(name, config=freeze(entry.get("config", {})), registry=registry)
+            module.initgraph_shutdown(ctx=ctx, result=results[name])
+
+
+def boot_serially(
+    app: Mapping[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str]]]:
+    """Run every plugin's init then commit, in plan order, as one process would.
+
+    Returns the results, the registry and the publications, in order, as (domain, key).
+    """
     results: dict[str, Any] = {}
     registry: dict[str, Any] = {}
     log: list[tuple[str, str]] = []
@@ -685,17 +722,15 @@ def boot_serially(app: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[st
             domain=entry.get("domain", "default"),
             registry=registry,
         )
-        results[name] = module.initgraph_init(ctx=ctx)
-        if inspect.isawaitable(results[name]):  # web's init is async def
-            results[name] = asyncio.run(results[name])
+        results[name] = init_with_retries(module, ctx, entry.get("retries", 0))
         if hasattr(module, "initgraph_commit"):
             module.initgraph_commit(ctx=committing(ctx), result=results[name])
         log.extend(
             (ctx.domain, event.removeprefix("publish "))
             for event in ctx.events
-            if event != "synchronize"
+            if event not in ("synchronize", "not ready")
         )
-    return results, log
+    return results, registry, log
 
 
 @pytest.fixture
@@ -743,7 +778,7 @@ def test_init_toml_declares_the_documented_app() -> None:
 
 
 def test_init_toml_boots_serially_on_a_small_corpus(small_repo: Path) -> None:
-    results, log = boot_serially(load_app())
+    results, registry, log = boot_serially(load_app())
     try:
         default = [key for domain, key in log if domain == "default"]
         assert default == [
@@ -768,5 +803,26 @@ def test_init_toml_boots_serially_on_a_small_corpus(small_repo: Path) -> None:
         for name, result in results.items():
             if name != "database":
                 assert pickle.loads(pickle.dumps(result)) == result, name
+        run_dir = small_repo / ".docsearch"
+        assert [p.name for p in run_dir.glob("*.lock")] == [f"database.{os.getpid()}.lock"]
     finally:
-        results["database"].close()
+        shut_down(load_app(), results, registry)
+    # The shutdown hooks closed the database, removed its lock and stopped its server, and
+    # flushed the cache to disk.
+    assert sorted(p.name for p in run_dir.iterdir()) == ["cache.json"]
+    flushed = json.loads((run_dir / "cache.json").read_text())
+    assert set(flushed) >= {"cookie order", "deadlock"}  # a query of init.toml, normalized
+    with pytest.raises(sqlite3.ProgrammingError):
+        database.row_counts(results["database"])
+
+
+def test_the_database_is_not_ready_until_its_server_is_up(tmp_path: Path) -> None:
+    config = {"run_dir": str(tmp_path / "run"), "server_startup": 0.0}
+    ctx = FakeContext("database", config=freeze(config), results={"corpus": (ALPHA,)})
+    with pytest.raises(initgraph.NotReady, match=r"^the database server in .* is starting$"):
+        asyncio.run(database.initgraph_init(ctx))  # async def: raises when awaited
+    database._servers[(tmp_path / "run").resolve()].join()  # it is up: startup 0
+    connection = asyncio.run(database.initgraph_init(ctx))
+    assert (tmp_path / "run" / f"database.{os.getpid()}.lock").exists()
+    database.initgraph_shutdown(ctx=ctx, result=connection)
+    assert list((tmp_path / "run").iterdir()) == []

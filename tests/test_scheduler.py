@@ -309,6 +309,42 @@ def test_max_pending_fallback_runs_inline_and_is_in_progress(gates: Any) -> None
         g.set()
 
 
+def test_nocall_refuses_instead_of_running_inline(gates: Any) -> None:
+    """The kernel's async_schedule_dev_nocall(): the caller may hold a lock the func needs."""
+    g = gates.new()
+    with Scheduler(2, max_pending=1) as s:
+        s.schedule(wait_gate, g)
+        s.schedule(wait_gate, g)
+        message = (
+            "'noop' was not scheduled: more than max_pending (1) initcalls are in progress "
+            "and nocall=True forbids running it here; run it yourself (outside any lock it "
+            "needs), or raise max_pending"
+        )
+        with pytest.raises(InitgraphError, match=f"^{re.escape(message)}$"):
+            s.schedule(noop, nocall=True)
+        # Nothing of it stays in progress: a full synchronize ends once the two gated ones do.
+        g.set()
+        s.synchronize_full(timeout=WAIT)
+        assert s.schedule(stamp, nocall=True) == 4  # under max_pending: scheduled as usual
+        assert s.result(4, timeout=WAIT) is not None
+
+
+def test_module_level_schedule_takes_nocall_inside_an_initcall() -> None:
+    with Scheduler(1, max_pending=1) as s:
+        c = s.schedule(schedule_nocall_inside)
+        assert s.result(c, timeout=WAIT) == "refused"
+
+
+def schedule_nocall_inside(data: Any, cookie: int) -> str:
+    # This initcall and noop are in progress (the only worker runs this): over max_pending.
+    initgraph.schedule(noop)
+    try:
+        initgraph.schedule(noop, nocall=True)
+    except initgraph.InitgraphError:
+        return "refused"
+    return "scheduled"
+
+
 def inline_probe(data: Any, cookie: int) -> tuple[int, int, str]:
     out: list[str] = []
 

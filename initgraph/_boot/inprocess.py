@@ -11,6 +11,7 @@ act on here.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import time
@@ -70,12 +71,19 @@ def run_in_process(
                 "config": configs[p.name],
                 "results": {r: results[r] for r in p.requires},
             }
-            try:
+
+            def attempt(common: dict[str, Any] = common) -> tuple[Any, _plugins.InitContext]:
                 ctx = _plugins.InitContext(sync=_nothing_to_wait_for, **common)
-                value = _plugins.call_one(pm, "initgraph_init", p.name, ctx=ctx)
-                value = None if value is _plugins.NOT_IMPLEMENTED else value
+                value = _plugins.call_one(pm, "initgraph_init", ctx.name, ctx=ctx)
                 if inspect.isawaitable(value):
+                    # an async def init: in a loop of its own, a fresh one each attempt
                     value = _plugins.run_in_own_loop(value)
+                return value, ctx
+
+            retry = _plugins.Retry(p.retries, p.retry_delay, p.retry_delay_max, p.retry_on)
+            retryable = _plugins.retry_types(p.retry_on)
+            try:
+                value, ctx, _ = _plugins.retrying(p.name, p.cookie, retry, retryable, attempt)
                 registry.update(ctx.publications)
                 commit = _plugins.CommitContext(
                     registry=registry, publish=registry.__setitem__, **common
@@ -87,4 +95,21 @@ def run_in_process(
                     continue
                 return InProcessRun(time.monotonic() - started, p.name, describe_error(exc))
             results[p.name] = value
-    return InProcessRun(time.monotonic() - started)
+        wall = time.monotonic() - started
+        # What the run opened is closed as a boot closes it: last committed first.
+        for p in reversed(the_plan.plugins):
+            if p.name in results:
+                closing = _plugins.CommitContext(
+                    registry=registry,
+                    publish=registry.__setitem__,
+                    name=p.name,
+                    cookie=p.cookie,
+                    domain=p.domain,
+                    config=configs[p.name],
+                    results={r: results[r] for r in p.requires},
+                )
+                with contextlib.suppress(Exception):
+                    _plugins.call_one(
+                        pm, "initgraph_shutdown", p.name, ctx=closing, result=results[p.name]
+                    )
+    return InProcessRun(wall)

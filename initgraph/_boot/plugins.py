@@ -14,6 +14,7 @@ import importlib
 import inspect
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,8 @@ from .. import hookspecs
 from .._core import runtime as _runtime
 from .._core.store import Handle
 from .._defs import ENTRY_POINT_GROUP
-from .._errors import OrderingError, PluginError
+from .._errors import ConfigError, HookError, NotReady, OrderingError, PluginError
+from .state import Attempt, describe_error
 
 __all__ = [
     "NOT_IMPLEMENTED",
@@ -34,11 +36,15 @@ __all__ = [
     "InitSpec",
     "LazyResults",
     "PluginSource",
+    "Retry",
+    "aretrying",
     "arun_init",
     "call_one",
     "implements",
     "is_async_init",
     "load_plugins",
+    "retry_types",
+    "retrying",
     "run_in_own_loop",
     "run_init",
 ]
@@ -324,6 +330,54 @@ def _check_key(plugin: str, key: Any) -> None:
 
 # -- the initcall of a plugin ---------------------------------------------------------------------
 @dataclass(frozen=True)
+class Retry:
+    """How a plugin's init is tried again: the plugin's retry keys, defaults applied.
+
+    ``retries`` more attempts at most; ``delay`` before the first retry, doubling after each,
+    never above ``delay_max``; ``on``: exception types retried besides :class:`NotReady`.
+    """
+
+    retries: int = 0
+    delay: float = 1.0
+    delay_max: float = 60.0
+    on: tuple[str, ...] = ()
+
+    def delay_before(self, retry: int) -> float:
+        """The delay before retry number ``retry`` (1 for the first)."""
+        return min(self.delay * 2.0 ** min(retry - 1, 64), self.delay_max)
+
+    def delays(self) -> tuple[float, ...]:
+        """The delay before each retry, in order."""
+        return tuple(self.delay_before(n) for n in range(1, self.retries + 1))
+
+
+def retry_types(
+    names: Sequence[str], paths: Sequence[str] = (), *, where: str = "retry_on"
+) -> tuple[type[BaseException], ...]:
+    """:class:`NotReady` and the exception types ``names`` (``"module.Name"``), imported.
+
+    Raises ConfigError naming ``where`` (the key, as ``plugins.db.retry_on``) and the entry that
+    does not import or is not an exception type.
+    """
+    found: list[type[BaseException]] = [NotReady]
+    with on_path(paths):
+        for index, dotted in enumerate(names):
+            module, _, attr = dotted.rpartition(".")
+            try:
+                value = getattr(importlib.import_module(module), attr)
+            except Exception as exc:
+                problem = f"cannot import {dotted!r}: {describe_error(exc)}"
+            else:
+                if isinstance(value, type) and issubclass(value, BaseException):
+                    found.append(value)
+                    continue
+                problem = f"{dotted!r} is {value!r}, not an exception type"
+            msg = f'{where}[{index}]: {problem}; name an exception type as "module.Name"'
+            raise ConfigError(msg, key=f"{where}[{index}]")
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class InitSpec:
     """Everything a worker needs to run one plugin's init."""
 
@@ -334,14 +388,19 @@ class InitSpec:
     results: Mapping[str, Any]
     sources: tuple[PluginSource, ...]
     paths: tuple[str, ...]
+    retry: Retry = Retry()
 
 
 @dataclass(frozen=True)
 class InitResult:
-    """What a plugin's init produced: its value and what it published, in order."""
+    """What a plugin's init produced: its value and what it published, in order.
+
+    ``attempts``: each attempt (``time.monotonic()`` readings) when it was retried, else empty.
+    """
 
     value: Any
     publications: tuple[tuple[str, Any], ...] = field(default=())
+    attempts: tuple[Attempt, ...] = ()
 
 
 class LazyResults(Mapping[str, Any]):
@@ -390,27 +449,52 @@ def forget(boot_id: str) -> None:
     _managers.pop(boot_id, None)
 
 
+_RETRY_LOG = logging.getLogger("initgraph.retry")
+# A library's records are for the application's logging configuration to show: none, none
+# printed by logging's last resort (``initgraph run --log-level WARNING`` shows them).
+_RETRY_LOG.addHandler(logging.NullHandler())
+
+
 def run_init(spec: InitSpec, cookie: int) -> InitResult:
     """The initcall of a plugin: run its ``initgraph_init`` with every wrapper around it.
 
     An ``async def`` init runs to completion in an event loop of its own, made for it and
     closed when it returns (``asyncio.run`` style): in a worker, or under a blocking boot.
+
+    An init that raises :class:`NotReady` (or a type of ``retry_on``) is tried again here, in
+    the same initcall, up to ``spec.retry.retries`` times, after a delay slept here: the cookie
+    stays in progress throughout, so the plugin keeps its place in its domain's order and
+    whoever synchronizes on it waits for its last attempt. Each attempt gets a fresh context
+    (and, for an ``async def`` init, a fresh loop): what a failed attempt published is dropped.
     """
-    ctx, value = _start_init(spec, cookie)
-    if inspect.isawaitable(value):
-        value = run_in_own_loop(value)
-    return _init_result(ctx, value)
+    retryable = retry_types(spec.retry.on, spec.paths)
+
+    def attempt() -> tuple[Any, InitContext]:
+        ctx, value = _start_init(spec, cookie)
+        if inspect.isawaitable(value):
+            value = run_in_own_loop(value)
+        return value, ctx
+
+    value, ctx, attempts = retrying(spec.plugin, cookie, spec.retry, retryable, attempt)
+    return _init_result(ctx, value, attempts)
 
 
 async def arun_init(spec: InitSpec, cookie: int) -> InitResult:
     """:func:`run_init` on a running event loop (a ``where = "main"`` init under ``aboot``).
 
-    An ``async def`` init is awaited on that loop.
+    An ``async def`` init is awaited on that loop; its retries are too, the delays slept with
+    ``asyncio.sleep`` so the loop goes on meanwhile.
     """
-    ctx, value = _start_init(spec, cookie)
-    if inspect.isawaitable(value):
-        value = await value
-    return _init_result(ctx, value)
+    retryable = retry_types(spec.retry.on, spec.paths)
+
+    async def attempt() -> tuple[Any, InitContext]:
+        ctx, value = _start_init(spec, cookie)
+        if inspect.isawaitable(value):
+            value = await value
+        return value, ctx
+
+    value, ctx, attempts = await aretrying(spec.plugin, cookie, spec.retry, retryable, attempt)
+    return _init_result(ctx, value, attempts)
 
 
 def is_async_init(pm: pluggy.PluginManager, plugin: str) -> bool:
@@ -434,6 +518,7 @@ def run_in_own_loop(pending: Awaitable[Any]) -> Any:
 
 
 def _start_init(spec: InitSpec, cookie: int) -> tuple[InitContext, Any]:
+    """One attempt at a plugin's init, with a fresh context: its value, maybe still awaitable."""
     pm = _managers.get(spec.boot_id)
     if pm is None:
         pm = load_plugins(spec.sources, spec.paths)
@@ -457,10 +542,10 @@ def _start_init(spec: InitSpec, cookie: int) -> tuple[InitContext, Any]:
     return ctx, value
 
 
-def _init_result(ctx: InitContext, value: Any) -> InitResult:
+def _init_result(ctx: InitContext, value: Any, attempts: tuple[Attempt, ...] = ()) -> InitResult:
     if value is NOT_IMPLEMENTED:
         value = None
-    return InitResult(value, tuple(ctx.publications))
+    return InitResult(value, tuple(ctx.publications), attempts)
 
 
 def _sync_in_thread(
@@ -492,3 +577,137 @@ def _sync_in_thread(
                 runtime.waits().extend(waits)
 
     return asynchronize
+
+
+def retrying(
+    plugin: str,
+    cookie: int,
+    retry: Retry,
+    retryable: tuple[type[BaseException], ...],
+    attempt: Callable[[], tuple[Any, InitContext]],
+) -> tuple[Any, InitContext, tuple[Attempt, ...]]:
+    """Call ``attempt`` (one try at a plugin's init, with a fresh context) until it succeeds.
+
+    An exception of ``retryable`` is retried after the next delay of ``retry``, slept here
+    (``time.sleep``), while retries are left; the attempts are returned when there was more than
+    one. An init with nothing returned gives ``None``.
+    """
+    tries = _Tries(plugin, cookie, retry, retryable)
+    while True:
+        tries.start()
+        try:
+            value, ctx = attempt()
+        except Exception as exc:
+            delay = tries.failed(exc)
+            if delay is None:
+                raise
+        else:
+            return tries.succeeded(value, ctx)
+        time.sleep(delay)
+
+
+async def aretrying(
+    plugin: str,
+    cookie: int,
+    retry: Retry,
+    retryable: tuple[type[BaseException], ...],
+    attempt: Callable[[], Awaitable[tuple[Any, InitContext]]],
+) -> tuple[Any, InitContext, tuple[Attempt, ...]]:
+    """:func:`retrying` on a running event loop: ``attempt`` is awaited, the delays too
+    (``asyncio.sleep``), so the loop runs its other tasks while the plugin waits."""
+    tries = _Tries(plugin, cookie, retry, retryable)
+    while True:
+        tries.start()
+        try:
+            value, ctx = await attempt()
+        except Exception as exc:
+            delay = tries.failed(exc)
+            if delay is None:
+                raise
+        else:
+            return tries.succeeded(value, ctx)
+        await asyncio.sleep(delay)
+
+
+class _Tries:
+    """The bookkeeping :func:`retrying` and :func:`aretrying` share: attempts, delays, errors."""
+
+    def __init__(
+        self,
+        plugin: str,
+        cookie: int,
+        retry: Retry,
+        retryable: tuple[type[BaseException], ...],
+    ) -> None:
+        self.plugin = plugin
+        self.cookie = cookie
+        self.retry = retry
+        self.retryable = retryable
+        self.attempts: list[Attempt] = []
+        self.number = 0
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.number += 1
+        self.started = time.monotonic()
+
+    def failed(self, exc: Exception) -> float | None:
+        """The delay before the next attempt after ``exc``.
+
+        ``None``: ``exc`` goes on as it is (not retryable, on the first attempt). Raises the
+        plugin's HookError when it is out of retries, or a retried init failed otherwise.
+        """
+        ended = time.monotonic()
+        number, plugin, retry = self.number, self.plugin, self.retry
+        again = isinstance(exc, self.retryable)
+        if not again and number == 1:
+            return None
+        if again and number <= retry.retries:
+            delay = retry.delay_before(number)
+            self.attempts.append(Attempt(number, self.started, ended, describe_error(exc), delay))
+            _RETRY_LOG.warning(
+                "plugin %r was not ready: %s; retry %d of %d in %g s",
+                plugin,
+                describe_error(exc),
+                number,
+                retry.retries,
+                delay,
+                extra={"initgraph_plugin": plugin, "initgraph_attempt": number + 1},
+            )
+            return delay
+        self.attempts.append(Attempt(number, self.started, ended, describe_error(exc)))
+        raise _gave_up(plugin, retry, self.cookie, exc, again, tuple(self.attempts)) from exc
+
+    def succeeded(
+        self, value: Any, ctx: InitContext
+    ) -> tuple[Any, InitContext, tuple[Attempt, ...]]:
+        if value is NOT_IMPLEMENTED:
+            value = None
+        if self.attempts:
+            self.attempts.append(Attempt(self.number, self.started, time.monotonic()))
+        return value, ctx, tuple(self.attempts)
+
+
+def _gave_up(
+    plugin: str,
+    retry: Retry,
+    cookie: int,
+    exc: Exception,
+    retryable: bool,
+    attempts: tuple[Attempt, ...],
+) -> HookError:
+    """The error of a plugin whose last attempt failed: out of retries, or not retryable."""
+    n = len(attempts)
+    if not retryable:
+        msg = f"plugin {plugin!r} failed on attempt {n}: {describe_error(exc)}"
+    elif retry.retries == 0:
+        msg = (
+            f"plugin {plugin!r} was not ready after 1 attempt: {describe_error(exc)}; "
+            f"set its retries to try again"
+        )
+    else:
+        msg = f"plugin {plugin!r} was not ready after {n} attempts: {describe_error(exc)}"
+    err = HookError(msg, cookie=cookie, name=plugin)
+    if n > 1:
+        err.attempts = attempts
+    return err

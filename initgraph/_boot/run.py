@@ -38,10 +38,17 @@ from typing import Any, Protocol, cast
 
 import pluggy
 
-from .._core.scheduler import Reservation, Scheduler, as_hook_error, default_start_method
+from .._core.scheduler import (
+    Outcome,
+    Reservation,
+    Scheduler,
+    as_hook_error,
+    default_start_method,
+)
 from .._defs import ENTRY_POINT_GROUP
 from .._errors import (
     BootError,
+    ConfigError,
     HookError,
     HookTimeout,
     InitgraphError,
@@ -53,10 +60,11 @@ from .conditions import skipped_plugins
 from .config import Config, FrozenMapping, PluginConfig, load_config
 from .debuglog import debug_lines
 from .graph import plan_order
-from .plugins import CommitContext, InitResult, InitSpec, PluginSource
-from .state import BootState, Failure, Record, Stage, Wait, describe_error
+from .plugins import CommitContext, InitResult, InitSpec, PluginSource, Retry
+from .state import Attempt, BootState, Failure, Record, Stage, Wait, describe_error
 
 __all__ = [
+    "Attempt",
     "Boot",
     "Failure",
     "Plan",
@@ -187,7 +195,20 @@ def check(config: str | os.PathLike[str] | Mapping[str, Any], **overrides: Any) 
     the_plan, ordered = _make_plan(loaded)
     sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
     _plugins.load_plugins(sources, loaded.settings.paths)
+    _resolve_retry_on(loaded, the_plan)
     return the_plan
+
+
+def _resolve_retry_on(config: Config, the_plan: Plan) -> None:
+    """Import every ``retry_on`` name now, so a misspelled one fails before any work."""
+    file = config.path or "config"
+    for p in the_plan.plugins:
+        if p.retry_on:
+            where = f"plugins.{p.name}.retry_on"
+            try:
+                _plugins.retry_types(p.retry_on, config.settings.paths, where=where)
+            except ConfigError as exc:
+                raise ConfigError(f"{file}: {exc}", path=config.path, key=exc.key) from None
 
 
 # -- what a boot leaves ----------------------------------------------------------------------------
@@ -272,6 +293,7 @@ class Timing:
     waits: tuple[Wait, ...] = ()
     shutdown_started: float | None = None
     shutdown_ended: float | None = None
+    attempts: tuple[Attempt, ...] = ()  # each attempt, when its init was retried
 
     @property
     def init_time(self) -> float | None:
@@ -471,6 +493,7 @@ def load(
     the_plan, ordered = _make_plan(loaded)
     sources = tuple(PluginSource(p.name, p.module, p.entry_point) for p in ordered)
     pm = _plugins.load_plugins(sources, loaded.settings.paths)
+    _resolve_retry_on(loaded, the_plan)
     return loaded, the_plan, ordered, sources, pm
 
 
@@ -1002,6 +1025,7 @@ class _Run:
             results=self.required_results(p, handles=p.where != "main"),
             sources=self.sources,
             paths=self.config.settings.paths,
+            retry=Retry(p.retries, p.retry_delay, p.retry_delay_max, p.retry_on),
         )
         if p.where == "main":
             # On the owner's thread, after every lower main init (the state sees to that). This
@@ -1011,7 +1035,10 @@ class _Run:
             self.main_inits.append(functools.partial(self.run_main_init, p, spec))
             return
         try:
-            self.reservations[p.name].provide(_plugins.run_init, spec)
+            # A crash or a timeout ends the run: the pool runs the same cookie again on a
+            # fresh worker, with retries of its own, apart from the retries of exceptions.
+            delays = spec.retry.delays() if p.retry_crashes else ()
+            self.reservations[p.name].provide(_plugins.run_init, spec, retry_delays=delays)
         except InitgraphError as exc:
             err = HookError(str(exc), cookie=p.cookie, name=p.name)
             err.__cause__ = exc
@@ -1069,11 +1096,33 @@ class _Run:
                 Wait(w.what, w.domain, w.cookie, w.started - self.t0, w.ended - self.t0)
                 for w in outcome.waits
             ),
+            attempts=self.attempts(outcome, error),
         )
         self.cancel(ended)
         self.launch_ready()  # what requires it may start now, before it commits
         self.commit_ready()
         self.submit_main_inits()
+
+    def attempts(self, outcome: Outcome, error: HookError | None) -> tuple[Attempt, ...]:
+        """Every attempt of a retried init, numbered in order, in seconds since the start.
+
+        The runs the pool lost to a crash or a timeout come first, one attempt each; then the
+        attempts of the last run, as its init recorded them (or that run as one attempt).
+        """
+        if error is not None:
+            last: tuple[Attempt, ...] = error.attempts
+        elif isinstance(outcome.value, InitResult):
+            last = outcome.value.attempts
+        else:
+            last = ()
+        if not outcome.retried and not last:
+            return ()
+        if not last:
+            reason = None if error is None else str(error)
+            last = (Attempt(1, outcome.started, outcome.ended, reason),)
+        found = [Attempt(0, r.started, r.ended, r.error, r.delay) for r in outcome.retried]
+        found.extend(last)
+        return tuple(replace(a.shifted(self.t0), number=n) for n, a in enumerate(found, start=1))
 
     def on_commit_ended(self, report: _CommitEnded) -> None:
         if self.state.record(report.name).stage is Stage.COMMITTED:
@@ -1319,4 +1368,5 @@ def _timing(record: Record) -> Timing:
         waits=record.waits,
         shutdown_started=record.shutdown_started,
         shutdown_ended=record.shutdown_ended,
+        attempts=record.attempts,
     )

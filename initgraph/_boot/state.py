@@ -57,6 +57,7 @@ from typing import Protocol
 from .._errors import HookError, HookTimeout, WorkerCrashed
 
 __all__ = [
+    "Attempt",
     "BootState",
     "Failure",
     "Groups",
@@ -122,6 +123,26 @@ class Wait:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One attempt at a plugin's init, when its init was retried.
+
+    Times are seconds since the boot started (the worker records ``time.monotonic()`` readings,
+    which the boot shifts). ``reason`` says why the attempt did not succeed (``None`` for the
+    one that did); ``delay`` is how long the plugin waited after it before the next attempt.
+    """
+
+    number: int  # 1 for the first
+    started: float
+    ended: float
+    reason: str | None = None
+    delay: float = 0.0
+
+    def shifted(self, by: float) -> Attempt:
+        """The same attempt with its times moved by ``-by``."""
+        return replace(self, started=self.started - by, ended=self.ended - by)
+
+
+@dataclass(frozen=True)
 class Failure:
     """Why a plugin did not commit."""
 
@@ -153,6 +174,7 @@ class Record:
     commit_ended: float | None = None
     pid: int | None = None  # the process its init ran in
     waits: tuple[Wait, ...] = ()
+    attempts: tuple[Attempt, ...] = ()  # every attempt, when its init was retried
     shutdown_started: float | None = None  # its initgraph_shutdown started
     shutdown_ended: float | None = None
     shutdown_failure: Failure | None = None  # its initgraph_shutdown failed or was not run
@@ -368,10 +390,12 @@ class BootState:
         ended: float | None = None,
         pid: int | None = None,
         waits: tuple[Wait, ...] = (),
+        attempts: tuple[Attempt, ...] = (),
     ) -> tuple[str, ...]:
         """The scheduler recorded its outcome: ``value``, or ``error`` if it failed.
 
         ``started`` is ``None`` for a plugin that never ran (then the other times are ignored).
+        ``attempts``: each attempt, when its init was retried (it stayed RUNNING across them).
         Returns the plugins this ended without running (skipped, or cancelled by an abort), whose
         reservations must be cancelled.
         """
@@ -380,7 +404,9 @@ class BootState:
             msg = f"an outcome of plugin {name!r} came while it was {record.stage.value}"
             raise ValueError(msg)
         if started is not None:
-            record = replace(record, started=started, ended=ended, pid=pid, waits=waits)
+            record = replace(
+                record, started=started, ended=ended, pid=pid, waits=waits, attempts=attempts
+            )
         record = replace(record, reported=True)
         draft = _Draft(self._now)
         draft.records[name] = record

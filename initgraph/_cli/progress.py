@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -45,6 +46,7 @@ class Progress:
         self.waiting: dict[str, str] = {}
         self.waiting_since: dict[str, float] = {}
         self.seen: set[str] = set()
+        self.attempts: dict[str, int] = {}  # plugin -> the attempt it is on, once retried
         self.shown = False
         self.last_draw = 0.0
 
@@ -78,7 +80,9 @@ class Progress:
         of = f"/{self.total}" if self.total is not None else ""
         lines = [f"booting: {done}{of} finished, {len(self.running)} running"]
         for name, started in sorted(self.running.items(), key=lambda item: item[1]):
-            lines.append(f"  {name} running {now - started:.1f} s")
+            attempt = self.attempts.get(name)
+            again = f", attempt {attempt}" if attempt is not None else ""
+            lines.append(f"  {name} running {now - started:.1f} s{again}")
         for name, since in sorted(self.waiting_since.items(), key=lambda item: item[1]):
             if now - since >= self.long_wait:
                 lines.append(f"  {self.blocked_by(name, now)}")
@@ -130,10 +134,32 @@ def progress(
             redirect_stderr=False,
         )
     shown = Progress(plan, live)
+    retries = _Retries(shown.attempts)
+    retry_log = logging.getLogger("initgraph.retry")
+    retry_log.addHandler(retries)
     try:
         yield shown
     finally:
+        retry_log.removeHandler(retries)
         shown.close()
+
+
+class _Retries(logging.Handler):
+    """Keeps the attempt each retried plugin is on, from the records of ``initgraph.retry``.
+
+    A retry is logged where it is decided (a worker, forwarded to the parent, or the pool), with
+    the plugin and the coming attempt's number as ``initgraph_plugin`` and ``initgraph_attempt``.
+    """
+
+    def __init__(self, attempts: dict[str, int]) -> None:
+        super().__init__()
+        self.attempts = attempts
+
+    def emit(self, record: logging.LogRecord) -> None:
+        plugin = getattr(record, "initgraph_plugin", None)
+        attempt = getattr(record, "initgraph_attempt", None)
+        if isinstance(plugin, str) and isinstance(attempt, int):
+            self.attempts[plugin] = attempt
 
 
 def _is_terminal(stream: IO[str]) -> bool:

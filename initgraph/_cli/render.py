@@ -101,6 +101,11 @@ def print_summary(out: IO[str], boot: Boot, sequential: InProcessRun | None) -> 
             ]
         )
     headers = ["cookie", "plugin", "domain", "where", "status", "init ms", "commit ms"]
+    notes = [attempts_note(boot, p.name) for p in boot.plan.plugins]
+    if any(notes):  # a column only when some plugin was retried
+        headers.append("note")
+        for row, note in zip(rows, notes, strict=True):
+            row.append(note)
     print_table(out, headers, rows, numeric={0, 5, 6}, status_column=4)
 
     plugins = count(len(boot.plan.plugins), "plugin")
@@ -123,6 +128,13 @@ def print_summary(out: IO[str], boot: Boot, sequential: InProcessRun | None) -> 
     for line in shutdown_lines(boot):
         print(line, file=out)
     out.flush()
+
+
+def attempts_note(boot: Boot, name: str) -> str:
+    """``3 attempts`` for a plugin whose init was retried, else empty."""
+    timing = boot.timings.get(name)
+    attempts = () if timing is None else timing.attempts
+    return f"{len(attempts)} attempts" if len(attempts) > 1 else ""
 
 
 def print_skipped(out: IO[str], plan: Plan) -> None:
@@ -232,6 +244,16 @@ def boot_json(
         entry["pid"] = None if timing is None else timing.pid
         entry["error"] = None if failure is None else failure.message
         entry["shutdown_ms"] = ms(None if timing is None else timing.shutdown_time)
+        entry["attempts"] = [
+            {
+                "number": a.number,
+                "started_ms": ms(a.started),
+                "ended_ms": ms(a.ended),
+                "reason": a.reason,
+                "delay_ms": ms(a.delay),
+            }
+            for a in (() if timing is None else timing.attempts)
+        ]
         shut = boot.shutdown_failures.get(name)
         entry["shutdown_error"] = None if shut is None else shut.message
     busy = init_total(boot)

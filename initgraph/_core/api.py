@@ -24,10 +24,13 @@ def schedule(
     after: Iterable[int] = (),
     timeout: float | None = None,
     name: str | None = None,
+    nocall: bool = False,
 ) -> int:
     """Schedule ``func(data, cookie)`` on the current scheduler; see ``Scheduler.schedule``."""
     runtime = _runtime.active_runtime()
-    return runtime.schedule(func, data, domain=domain, after=after, timeout=timeout, name=name)
+    return runtime.schedule(
+        func, data, domain=domain, after=after, timeout=timeout, name=name, nocall=nocall
+    )
 
 
 def synchronize_cookie(

@@ -142,6 +142,19 @@ class Dispatcher:
             return True
         return False
 
+    def requeue(self, cookie: int) -> None:
+        """Run ``cookie`` again, held until :meth:`release`: its worker was lost, it is retried.
+
+        Called after :meth:`remove_worker` took the worker away. It stays added (in progress)
+        meanwhile, and what waits for it goes on waiting.
+        """
+        call = self._initcalls.get(cookie)
+        if call is None or call.worker is None or self._running.get(call.worker) == cookie:
+            msg = f"cookie {cookie} is not running on a worker that left"
+            raise ValueError(msg)
+        call.worker = None
+        call.held = True
+
     def complete(self, cookie: int) -> list[int]:
         """Record that ``cookie`` returned, failed or crashed; return the cookies it made ready."""
         if cookie in self._done:

@@ -70,7 +70,9 @@ from .shared import SharedState
 from .store import Encoded, Handle, Store
 from .workers import PARENT_SLOTS, Worker, Workers
 
-__all__ = ["Outcome", "Pool", "Work"]
+__all__ = ["Outcome", "Pool", "Retried", "Work"]
+
+_LOG = logging.getLogger("initgraph.retry")
 
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL for a timed-out initcall
 LOAD_GRACE = 60.0  # seconds a timed initcall may take to start (worker start, imports)
@@ -105,6 +107,7 @@ class Outcome:
         "name",
         "ok",
         "pid",
+        "retried",
         "serialize_s",
         "started",
         "waits",
@@ -124,6 +127,7 @@ class Outcome:
         cookie: int = 0,
         handle: Handle | None = None,
         serialize_s: float = 0.0,
+        retried: tuple[Retried, ...] = (),
     ) -> None:
         self.name = name
         self.ok = ok
@@ -135,6 +139,7 @@ class Outcome:
         self.cookie = cookie
         self.handle = handle
         self.serialize_s = serialize_s
+        self.retried = retried  # its earlier runs, lost to a crash or a timeout
         self._value = value
         self._lock = threading.Lock() if handle is not None else None
 
@@ -176,6 +181,20 @@ class Outcome:
     def __repr__(self) -> str:
         state = "ok" if self.ok else f"failed: {self.error!r}"
         return f"<Outcome {self.cookie} {self.name!r} {state}>"
+
+
+@dataclass(frozen=True)
+class Retried:
+    """A run of an initcall lost to a crash or a timeout, after which the pool ran it again.
+
+    ``started``/``ended`` are ``time.monotonic()`` readings; ``delay``: seconds the pool waited
+    before the next run.
+    """
+
+    started: float
+    ended: float
+    error: str
+    delay: float
 
 
 @dataclass(eq=False)
@@ -220,6 +239,10 @@ class _Call:
     sent_at: float = 0.0
     worker: Worker | None = None
     outcome: Outcome | None = None  # published under Pool.changed
+    # Crash retries: the delay before each run left, the work to send again, the runs lost.
+    retry_delays: tuple[float, ...] = ()
+    sent: Work | None = None
+    retried: list[Retried] = dataclasses.field(default_factory=list)
 
 
 class Pool:
@@ -424,10 +447,14 @@ class Pool:
         self._new_call(cookie, name, domain, timeout)
         self.dispatcher.add(cookie, held=True)
 
-    def command_provide(self, cookie: int, work: Work) -> None:
+    def command_provide(
+        self, cookie: int, work: Work, retry_delays: tuple[float, ...] = ()
+    ) -> None:
+        """Work for a reserved cookie; ``retry_delays``: one run more per delay after a crash."""
         call = self.calls[cookie]
         if call.outcome is None:
             call.work = work
+            call.retry_delays = retry_delays
             self.dispatcher.release(cookie)
         else:
             work.close()
@@ -533,19 +560,44 @@ class Pool:
         cookie = self.dispatcher.remove_worker(slot)
         released = self.shared.release_owner(PARENT_SLOTS + slot)
         lost = {c for c, _ in released}
-        if cookie is not None:
-            self.shared.finish([cookie])
-            lost.add(cookie)
         now = self.deadlines.clock()
+        if cookie is not None:
+            call = self.calls.get(cookie)
+            if call is not None and call.retry_delays and self._stop is None:
+                self._run_again(call, _lost_error(worker, cookie, call.name, exitcode), now)
+            else:
+                self.shared.finish([cookie])
+                lost.add(cookie)
         for c in sorted(lost):
             call = self.calls.get(c)
             name = call.name if call is not None else "?"
             err = _lost_error(worker, c, name, exitcode)
+            if call is not None and call.retried:
+                runs = len(call.retried) + 1
+                err.args = (f"{err.args[0]}; it crashed or timed out on each of its {runs} runs",)
             # It ran from about when it was sent: a worker starts what it gets on arrival.
             started = call.sent_at if call is not None and call.sent_at else now
             self._record(c, Outcome(name, False, None, err, started, now, worker.pid, cookie=c))
         if self._stop is None and len(self.workers) < self.target:
             self.start_worker()
+
+    def _run_again(self, call: _Call, error: HookError, now: float) -> None:
+        """Run ``call`` again after its first retry delay; it stays in progress meanwhile."""
+        delay, call.retry_delays = call.retry_delays[0], call.retry_delays[1:]
+        call.retried.append(Retried(call.sent_at or now, now, str(error), delay))
+        call.work, call.sent, call.worker = call.sent, None, None
+        self.deadlines.remove(("timeout", call.cookie))
+        self.dispatcher.requeue(call.cookie)
+        self.deadlines.add(("retry", call.cookie), now + delay)
+        retry = len(call.retried)
+        _LOG.warning(
+            "%s; crash retry %d of %d in %g s",
+            error,
+            retry,
+            retry + len(call.retry_delays),
+            delay,
+            extra={"initgraph_plugin": call.name, "initgraph_attempt": len(call.retried) + 1},
+        )
 
     def _drain(self, worker: Worker) -> None:
         """Handle what a lost worker sent before it ended."""
@@ -577,6 +629,10 @@ class Pool:
     def _expired_kill(self, worker: Worker) -> None:
         if self.workers.by_slot.get(worker.slot) is worker:
             worker.proc.kill()
+
+    def _expired_retry(self, cookie: int) -> None:
+        if self.calls[cookie].outcome is None:
+            self.dispatcher.release(cookie)
 
     def _expired_grow(self, slot: int) -> None:
         self._asleep.add(slot)  # asleep long enough: it no longer counts as running
@@ -634,6 +690,8 @@ class Pool:
             call = self.calls[cookie]
             work, call.work = call.work, None
             assert work is not None
+            if call.retry_delays:
+                call.sent = work  # to send again if its worker is lost: not closed until then
             call.worker = worker = workers.by_slot[slot]
             call.sent_at = now
             if call.timeout is not None:
@@ -647,7 +705,8 @@ class Pool:
             except OSError:
                 pass  # the worker died: its sentinel reports the crash of this initcall
             finally:
-                work.close()  # its segment lives on in the socket and the worker
+                if call.sent is not work:
+                    work.close()  # its segment lives on in the socket and the worker
         for slot in dispatcher.surplus(self.target):
             dispatcher.remove_worker(slot)  # idle: it runs nothing
             self.deadlines.remove(("grow", slot))
@@ -670,10 +729,14 @@ class Pool:
         self.deadlines.remove(("timeout", cookie))
         if call.domain is not None:
             self.mirror.remove(call.domain, cookie)
-        work, call.work = call.work, None
-        if work is not None:
-            work.close()
+        for held in (call.work, call.sent):
+            if held is not None:
+                held.close()
+        call.work = call.sent = None
+        self.deadlines.remove(("retry", cookie))
         self.dispatcher.complete(cookie)
+        if call.retried:
+            outcome.retried = tuple(call.retried)
         with self.changed:
             call.outcome = outcome
             if call.domain is not None:  # it was in the pool (see _new_call)

@@ -173,6 +173,7 @@ class Runtime(ABC):
         after: Iterable[int] = (),
         timeout: float | None = None,
         name: str | None = None,
+        nocall: bool = False,
     ) -> int:
         """Issue a cookie for ``func(data, cookie)`` and queue it (see Scheduler.schedule)."""
         target: object = func
@@ -199,6 +200,17 @@ class Runtime(ABC):
         except BaseException:
             encoded.close()
             raise
+        if inline and nocall:
+            # The kernel's async_schedule_dev_nocall(): never run it here, where the caller may
+            # hold a lock it needs. The cookie just issued ends at once, never run.
+            encoded.close()
+            self.shared.finish([cookie])
+            msg = (
+                f"{label!r} was not scheduled: more than max_pending ({self.max_pending}) "
+                f"initcalls are in progress and nocall=True forbids running it here; run it "
+                f"yourself (outside any lock it needs), or raise max_pending"
+            )
+            raise InitgraphError(msg)
         if inline:
             encoded.close()
             self._run_inline(cookie, dname, label, func, data, pending)

@@ -26,13 +26,20 @@ from . import backend as _backend
 from . import runtime as _runtime
 from .domain import Domain
 from .messages import Run, dumps
-from .pool import Outcome, Pool, Work, names_of
+from .pool import Outcome, Pool, Retried, Work, names_of
 from .runtime import InitcallFunc, encode_data, seconds
 from .shared import PARENT, W_ALL, SharedState
 from .store import Encoded, Handle, Store
 from .workers import PARENT_SLOTS
 
-__all__ = ["Outcome", "Reservation", "Scheduler", "as_hook_error", "default_start_method"]
+__all__ = [
+    "Outcome",
+    "Reservation",
+    "Retried",
+    "Scheduler",
+    "as_hook_error",
+    "default_start_method",
+]
 
 
 def default_start_method() -> str:
@@ -112,7 +119,8 @@ class Scheduler:
     - ``start_method``: ``"fork"``, ``"forkserver"`` or ``"spawn"``; the default is
       :func:`default_start_method`.
     - ``max_pending``: above this many initcalls in progress, ``schedule`` runs the initcall
-      inline in the caller (still in progress while it runs, so others synchronize with it).
+      inline in the caller (still in progress while it runs, so others synchronize with it),
+      or, with ``nocall=True``, refuses it.
     - ``max_result_bytes``: the largest value (result or ``data``) that may cross to another
       process; a larger result fails its initcall with a :class:`HookError` naming both sizes
       (None: no limit but the memory available).
@@ -216,6 +224,7 @@ class Scheduler:
         after: Iterable[int] = (),
         timeout: float | None = None,
         name: str | None = None,
+        nocall: bool = False,
     ) -> int:
         """Schedule ``func(data, cookie)`` to run in a worker; return its cookie at once.
 
@@ -223,10 +232,13 @@ class Scheduler:
         that must complete before it starts. ``timeout``: seconds it may run before its worker is
         stopped (:class:`HookTimeout`). ``name``: for errors, logs and traces. Something that
         cannot be sent to a worker is refused here with a :class:`ConfigError` naming it.
+        ``nocall``: when more than ``max_pending`` initcalls are in progress, raise
+        :class:`InitgraphError` instead of running ``func`` inline in the caller (which can
+        deadlock if the caller holds a lock ``func`` needs); nothing was scheduled then.
         """
         self._check_open()
         return self._runtime.schedule(
-            func, data, domain=domain, after=after, timeout=timeout, name=name
+            func, data, domain=domain, after=after, timeout=timeout, name=name, nocall=nocall
         )
 
     def synchronize_cookie(
@@ -454,19 +466,28 @@ class Reservation:
     def __repr__(self) -> str:
         return f"<Reservation cookie={self.cookie}>"
 
-    def provide(self, func: InitcallFunc, data: Any) -> None:
+    def provide(self, func: InitcallFunc, data: Any, *, retry_delays: Iterable[float] = ()) -> None:
         """Make it ready to run in a worker; refuses (ConfigError) what cannot be sent.
 
         A :class:`~initgraph._core.store.Handle` in ``data`` (``Outcome.handle``: a result not
         loaded here) is forwarded as it is, and the worker finds it there, still a handle.
+        ``retry_delays``: if its worker crashes or it times out, run it again on a fresh worker
+        after the first delay, once per delay, instead of ending it: it stays in progress (the
+        same cookie) until a run ends, and its outcome lists the runs lost (``retried``).
         """
         name, owner = self._name, self._owner
+        delays = tuple(retry_delays)
+        for delay in delays:
+            if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
+                msg = f"retry_delays of {name!r} must be seconds (0 or more), got {delay!r}"
+                raise ConfigError(msg, key="retry_delays")
         func_b = _dump(func, name)
         refs: list[Handle] = []
         what = f"data of {owner or repr(name)}"
         encoded = encode_data(self._sched._store, data, what, refs)
         run = Run(self.cookie, self._domain, name, func_b, len(refs), owner=owner)
-        self._sched._pool.submit("provide", self.cookie, Work(run, encoded, tuple(refs)))
+        work = Work(run, encoded, tuple(refs))
+        self._sched._pool.submit("provide", self.cookie, work, tuple(map(float, delays)))
 
     def run_here(self, func: InitcallFunc, data: Any) -> Outcome:
         """Run it now in this thread of the parent (a ``where = "main"`` plugin); its outcome.

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._boot.debuglog import debug_lines as _debug_lines
-from .._boot.state import Wait
+from .._boot.state import Attempt, Wait
 from .._errors import ConfigError
 
 if TYPE_CHECKING:
@@ -270,6 +270,7 @@ def to_chrome_trace(boot: Boot, *, parent_pid: int | None = None) -> dict[str, A
             events += [{"ph": "b", "ts": ready, **queued}, {"ph": "e", "ts": start, **queued}]
         events.append(_span(pid, p.name, "init", start, end - start, args))
         events += _init_children(pid, start, end, timing.waits)
+        events += _attempt_spans(p.name, pid, parent, start, timing.attempts)
         for required in p.requires:
             r = boot.timings.get(required)
             if r is None or r.started is None or r.ended is None or r.pid is None:
@@ -339,6 +340,26 @@ def _init_children(pid: int, start: int, end: int, waits: Iterable[Wait]) -> lis
         at = w_end
     if end > at or not spans:
         spans.append(_span(pid, "running", "running", at, end - at, {}))
+    return spans
+
+
+def _attempt_spans(
+    name: str, pid: int, parent: int, start: int, attempts: Iterable[Attempt]
+) -> list[dict[str, Any]]:
+    """An ``attempt N`` span per attempt of a retried init, and a ``retry delay`` after each.
+
+    Attempts of the last run are drawn in its process; runs lost to a crash or a timeout came
+    before it, in processes that are gone, so they are drawn in the parent's.
+    """
+    spans: list[dict[str, Any]] = []
+    for a in attempts:
+        a_start, a_end = _us(a.started), _us(a.ended)
+        where = pid if a_start >= start else parent
+        args = {"plugin": name, "attempt": a.number, "reason": a.reason}
+        spans.append(_span(where, f"attempt {a.number}", "attempt", a_start, a_end - a_start, args))
+        if a.delay > 0:
+            delay = {"plugin": name, "attempt": a.number, "delay_ms": round(a.delay * 1e3, 3)}
+            spans.append(_span(where, "retry delay", "retry", a_end, _us(a.delay), delay))
     return spans
 
 
