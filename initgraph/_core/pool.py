@@ -67,7 +67,7 @@ from .dispatch import GROW_AFTER, Dispatcher
 from .messages import Blocked, Done, Log, Run, Scheduled, Started, Unblocked, WaitRecord, loads
 from .mirror import Mirror
 from .shared import SharedState
-from .store import Encoded, Handle, Store
+from .store import Encoded, Handle, Ref, Store
 from .workers import PARENT_SLOTS, Worker, Workers
 
 __all__ = ["Outcome", "Pool", "Retried", "Work"]
@@ -197,6 +197,11 @@ class Retried:
     delay: float
 
 
+def inline_of(data: Encoded | Handle) -> Ref | None:
+    """What a message carries of a small value instead of a frame of its own (None: a frame)."""
+    return data.ref if data.inline else None
+
+
 @dataclass(eq=False)
 class Work:
     """An initcall's work on its way to a worker: the Run, then its values' frames.
@@ -212,13 +217,16 @@ class Work:
     owns_refs: bool = False
 
     def send(self, conn: Any, store: Store) -> None:
-        conn.send_bytes(pickle.dumps(self.run, protocol=pickle.HIGHEST_PROTOCOL))
+        run, data = self.run, self.data
+        conn.send_bytes(pickle.dumps(run, protocol=pickle.HIGHEST_PROTOCOL))
         for handle in self.refs:
             handle.forward(conn)
-        if isinstance(self.data, Handle):
-            self.data.forward(conn)
+        if run.inline is not None:  # small: it went inside the Run (see inline_of)
+            return
+        if isinstance(data, Handle):
+            data.forward(conn)
         else:
-            store.send(conn, self.data)
+            store.send(conn, data)
 
     def close(self) -> None:
         self.data.close()
@@ -506,7 +514,9 @@ class Pool:
 
     def worker_done(self, worker: Worker, done: Done) -> None:
         handle = None
-        if done.ok:  # its result's frame follows, sent under the same lock
+        if done.ok and done.inline is not None:  # a small result, inside the message
+            handle = self.store.inline_handle(done.inline)
+        elif done.ok:  # its result's frame follows, sent under the same lock
             try:
                 handle = self.store.receive(worker.conn)
             except (EOFError, OSError):
@@ -518,14 +528,24 @@ class Pool:
         try:
             for _ in range(message.handles):
                 refs.append(self.store.receive(worker.conn))
-            data = self.store.receive(worker.conn)
+            if message.inline is not None:  # small: inside the message
+                data = self.store.inline_handle(message.inline)
+            else:
+                data = self.store.receive(worker.conn)
         except (EOFError, OSError):
             # Killed part way: the cookie is still the worker's, and is lost with it (_lost).
             for handle in refs:
                 handle.close()
             return
         self.shared.adopt([message.cookie])
-        run = Run(message.cookie, message.domain, message.name, message.func, len(refs))
+        run = Run(
+            message.cookie,
+            message.domain,
+            message.name,
+            message.func,
+            len(refs),
+            inline=inline_of(data),
+        )
         self.command_add(
             Work(run, data, tuple(refs), owns_refs=True), message.after, message.timeout
         )

@@ -26,7 +26,7 @@ from . import backend as _backend
 from . import runtime as _runtime
 from .domain import Domain
 from .messages import Run, dumps
-from .pool import Outcome, Pool, Retried, Work, names_of
+from .pool import Outcome, Pool, Retried, Work, inline_of, names_of
 from .runtime import InitcallFunc, encode_data, seconds
 from .shared import PARENT, W_ALL, SharedState
 from .store import Encoded, Handle, Store
@@ -80,7 +80,8 @@ class _ParentRuntime(_runtime.Runtime):
         data: Encoded,
         refs: tuple[Handle, ...],
     ) -> None:
-        work = Work(Run(cookie, domain, name, func, len(refs)), data, refs)
+        run = Run(cookie, domain, name, func, len(refs), inline=inline_of(data))
+        work = Work(run, data, refs)
         self._sched._pool.submit("add", work, after, timeout)
 
     def _record_inline(
@@ -485,7 +486,15 @@ class Reservation:
         refs: list[Handle] = []
         what = f"data of {owner or repr(name)}"
         encoded = encode_data(self._sched._store, data, what, refs)
-        run = Run(self.cookie, self._domain, name, func_b, len(refs), owner=owner)
+        run = Run(
+            self.cookie,
+            self._domain,
+            name,
+            func_b,
+            len(refs),
+            owner=owner,
+            inline=inline_of(encoded),
+        )
         work = Work(run, encoded, tuple(refs))
         self._sched._pool.submit("provide", self.cookie, work, tuple(map(float, delays)))
 

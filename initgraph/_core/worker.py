@@ -66,6 +66,8 @@ class WorkerRuntime(_runtime.Runtime):
         self, message: object, value: Encoded | None = None, refs: Sequence[Handle] = ()
     ) -> None:
         """Send ``message``, then the frames of ``refs`` and ``value``, none in between."""
+        if value is not None and value.inline:  # small: it went inside the message
+            value = None
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._send_lock:
             self.conn.send_bytes(data)
@@ -86,7 +88,9 @@ class WorkerRuntime(_runtime.Runtime):
         refs: tuple[Handle, ...],
     ) -> None:
         with data:
-            self.send(Scheduled(cookie, domain, name, after, timeout, func, len(refs)), data, refs)
+            inline = data.ref if data.inline else None  # small: inside the message
+            message = Scheduled(cookie, domain, name, after, timeout, func, len(refs), inline)
+            self.send(message, data, refs)
 
     def _record_inline(
         self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
@@ -142,8 +146,19 @@ def _done(
         except StoreError as err:
             exc, unsent = err, True
         else:
+            inline = encoded.ref if encoded.inline else None  # small: inside the Done
             done = Done(
-                cookie, name, True, None, None, started, ended, pid, waits, encoded.serialize_s
+                cookie,
+                name,
+                True,
+                None,
+                None,
+                started,
+                ended,
+                pid,
+                waits,
+                encoded.serialize_s,
+                inline=inline,
             )
             return done, encoded
     assert exc is not None
@@ -246,7 +261,10 @@ def main(
         assert isinstance(message, Run), message
         try:
             received = [store.receive(conn) for _ in range(message.handles)]
-            received.append(store.receive(conn, refs=received))
+            if message.inline is not None:  # small: it came inside the Run
+                received.append(store.inline_handle(message.inline, refs=received))
+            else:
+                received.append(store.receive(conn, refs=received))
         except (EOFError, OSError):
             return
         started = time.monotonic()
