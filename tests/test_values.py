@@ -243,7 +243,8 @@ def test_a_result_for_n_dependents_is_written_once_and_never_loaded_here() -> No
     # The parent wrote no segment, mapped none, and forwarded the one it received 4 times.
     assert (parent.segments_written, parent.mapped, parent.bytes_mapped) == (0, 0, 0)
     assert parent.received >= 1 + 4 + 1
-    assert parent.sent >= 2 * 4  # each dependent: its data's frame and the forwarded one
+    # Each dependent: the forwarded handle's frame; its small data rides inside the Run.
+    assert parent.sent >= 4
 
 
 def schedules_its_result_onward(n: int, cookie: int) -> float:
