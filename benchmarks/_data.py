@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import gc
 import graphlib
 import importlib.util
 import multiprocessing
 import pickle
 import queue
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -51,7 +49,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import _datatasks  # noqa: E402  (pools pickle its functions by reference)
-from core import fmt, ratio  # noqa: E402
+from core import fmt, ratio, rotated, settle, stats  # noqa: E402
 
 SEQ, TPE, PPE, POOL, IG, RAY = (
     "sequential",
@@ -103,23 +101,6 @@ DATA_SMOKE = DataPlan("smoke", 1, (0.0625, 0.25, 1), 2_000, 1, 600, 2_000, 30, 8
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def stats(xs: Sequence[float]) -> dict[str, Any]:
-    return {
-        "median": float(statistics.median(xs)),
-        "min": float(min(xs)),
-        "max": float(max(xs)),
-        "runs": [float(x) for x in xs],
-    }
-
-
-def settle() -> None:
-    time.sleep(0.05)
-    gc.collect()
-
-
-def rotated(names: Sequence[str], rep: int) -> list[str]:
-    k = rep % len(names)
-    return [*names[k:], *names[:k]]
 
 
 def ray_available() -> bool:
@@ -421,7 +402,7 @@ def bench_transfer(dp: DataPlan, method: str) -> dict[str, Any]:
                 dep: dict[str, list[float]] = {n: [] for n in names if n != LOCAL}
                 for rep in range(dp.repeats):
                     for name in rotated(names, rep):
-                        settle()
+                        settle(0.05)
                         p, d = transfer_once(name, kind, size, sched, ppe, ray, config)
                         parent[name].append(p * 1e3)
                         if d is not None:
@@ -524,7 +505,7 @@ def bench_boots(
     with contextmanager_stack(has_ray) as ray:
         for rep in range(repeats):
             for name in rotated(names, rep):
-                settle()
+                settle(0.05)
                 t0 = time.perf_counter()
                 res = run_boot(name, nodes, config, method, ray)
                 walls[name].append((time.perf_counter() - t0) * 1e3)
@@ -650,7 +631,7 @@ def bench_realboot(dp: DataPlan, method: str) -> dict[str, Any]:
         # peak PSS of the process tree, one untimed-by-the-table run each
         pss: dict[str, dict[str, float]] = {}
         for name in (SEQ, PPE, IG):
-            settle()
+            settle(0.05)
             with PssSampler() as s:
                 t0 = time.perf_counter()
                 run_boot(name, nodes, info["config"], method)
@@ -666,7 +647,7 @@ def bench_realboot(dp: DataPlan, method: str) -> dict[str, Any]:
         mods = write_plugins(plugins, "realfree", free)
         unlimited = []
         for _ in range(max(1, dp.repeats - 1)):
-            settle()
+            settle(0.05)
             t0 = time.perf_counter()
             initgraph.boot(boot_config(free, mods, plugins, method))
             unlimited.append((time.perf_counter() - t0) * 1e3)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import functools
-import gc
 import graphlib
 import hashlib
 import json
@@ -70,6 +69,9 @@ from core import (  # noqa: E402
     machine_loadavg,
     others_share,
     ratio,
+    rotated,
+    settle,
+    stats,
 )
 
 SEQ, TPE, PPE, POOL, IG = (
@@ -120,13 +122,6 @@ DAG_CPU_SHARE = 0.25  # a quarter of the nodes burn CPU instead of sleeping
 
 
 # -- statistics and the machine -------------------------------------------------------------------
-def stats(xs: Sequence[float]) -> dict[str, Any]:
-    return {
-        "median": float(statistics.median(xs)),
-        "min": float(min(xs)),
-        "max": float(max(xs)),
-        "runs": [float(x) for x in xs],
-    }
 
 
 def with_cpu(walls: Sequence[float], cpus: Sequence[float]) -> dict[str, Any]:
@@ -136,18 +131,6 @@ def with_cpu(walls: Sequence[float], cpus: Sequence[float]) -> dict[str, Any]:
     result threads); for the sequential run it is the work itself.
     """
     return stats([x * 1e3 for x in walls]) | {"parent_cpu_ms": float(statistics.median(cpus)) * 1e3}
-
-
-def settle() -> None:
-    """Let one executor's leftovers (result threads, a manager starting) finish, untimed."""
-    time.sleep(0.05)
-    gc.collect()
-
-
-def rotated(names: Sequence[str], rep: int) -> list[str]:
-    """``names`` starting at a different one each repeat: nobody always follows the same one."""
-    k = rep % len(names)
-    return [*names[k:], *names[:k]]
 
 
 def source_digest() -> str:
@@ -380,7 +363,7 @@ def bench_flat(
     warm_cpu: dict[str, list[float]] = {n: [] for n in POOLS}
     for rep in range(reps):
         for name in rotated(EXECUTORS, rep):
-            settle()
+            settle(0.05)
             c0, t0 = time.process_time(), time.perf_counter()
             ex = open_executor(name, workers, method)
             try:
@@ -390,7 +373,7 @@ def bench_flat(
                 check_done(name, ex, g, out)
                 if name == SEQ:
                     continue
-                settle()
+                settle(0.05)
                 one_task(name, ex)
                 c0, t0 = time.process_time(), time.perf_counter()
                 out = run_graph(name, ex, g)
@@ -451,7 +434,7 @@ def bench_dag(plan: Plan, iterations_per_s: float, method: str) -> dict[str, Any
         for rep in range(plan.repeats):
             for name in rotated(EXECUTORS, rep):
                 ex = opened[name]
-                settle()
+                settle(0.05)
                 c0, t0 = time.process_time(), time.perf_counter()
                 out = run_graph(name, ex, g)
                 walls[name].append(time.perf_counter() - t0)
@@ -504,7 +487,7 @@ def bench_scaling(plan: Plan, method: str) -> dict[str, Any]:
         for rep in range(plan.repeats):
             for n in plan.scaling_sizes:
                 for name in rotated(SCALED, rep):
-                    settle()
+                    settle(0.05)
                     one_task(name, opened[name])
                     per[n][name].append(noops(name, opened[name], n) / n * 1e6)
     return {
@@ -535,7 +518,7 @@ def bench_example(plan: Plan) -> dict[str, Any]:
             initgraph.boot(config)  # untimed: imports the plugins, fills the caches
         for rep in range(plan.example_repeats):
             for name in rotated(list(variants), rep):
-                settle()
+                settle(0.05)
                 t0 = time.perf_counter()
                 b = initgraph.boot(config, **variants[name])
                 walls[name].append(time.perf_counter() - t0)

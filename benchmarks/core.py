@@ -154,13 +154,13 @@ class Executors:
         self.sched.close()
 
 
-def settle() -> None:
+def settle(seconds: float = 0.02) -> None:
     """Let a pool's background work (result threads, initgraph's pool thread) go idle.
 
     Run untimed after each measurement, so that one executor's leftovers are not charged to
-    the next one measured.
+    the next one measured (the whole-boot sections give it 0.05 s: more to wind down).
     """
-    time.sleep(0.02)
+    time.sleep(seconds)
     gc.collect()
 
 
@@ -448,6 +448,22 @@ class Row:
     label: str
     unit: str
     values: dict[str, float]  # by contender (and SEM for the floor)
+
+
+def stats(xs: Sequence[float]) -> dict[str, Any]:
+    """Median, min, max and every run of ``xs``."""
+    return {
+        "median": float(statistics.median(xs)),
+        "min": float(min(xs)),
+        "max": float(max(xs)),
+        "runs": [float(x) for x in xs],
+    }
+
+
+def rotated(names: Sequence[str], rep: int) -> list[str]:
+    """``names`` starting at a different one each repeat: nobody always follows the same one."""
+    k = rep % len(names)
+    return [*names[k:], *names[:k]]
 
 
 def ratio(a: float | None, b: float | None) -> str:
