@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark of the result store: moving large values between processes.
 
-Usage: ``python benchmarks/store.py [--repeats N] [--crossover]``
+Usage: ``python benchmarks/store.py [--repeats N] [--crossover | --small-arrays]``
 
 For float64 arrays of 1, 50 and 200 MiB and 200 MiB of ``bytes``, in one run, the median of
 ``--repeats`` (3) of each path, in ms, and its ratio to the local baseline (then the same with
@@ -27,6 +27,11 @@ page faults the local copy paid while copying).
 ``--crossover`` instead measures where a segment beats sending the value inline, 4 KiB to 4 MiB,
 for arrays and ``bytes``: the same child-to-parent span with ``threshold`` set above and below
 the value's size, median of 31. The store's ``THRESHOLD`` comes from this.
+
+``--small-arrays`` measures where a numpy array is better in the pickle stream than as a buffer
+of its own: a dict of 2,000 arrays of 1 to 64 KiB, encoded, sent over a socket and loaded, in
+one process, with ``SMALL_ARRAY`` above the arrays' size (in the stream) and at 0 (a buffer
+each), median of 7. The store's ``SMALL_ARRAY`` comes from this.
 """
 
 from __future__ import annotations
@@ -34,15 +39,18 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import socket
 import statistics
 import sys
+import threading
 import time
 from typing import Any
 
 import multiprocess
 import numpy as np
 
-from initgraph._core.store import Handle, Store
+from initgraph._core import store as store_module
+from initgraph._core.store import SMALL_ARRAY, Handle, Store
 
 MiB = 1 << 20
 CASES = [("float64 1 MiB", "array", MiB), ("float64 50 MiB", "array", 50 * MiB)]
@@ -213,6 +221,44 @@ def crossover(children: Children) -> None:
         size *= 2
 
 
+def small_arrays() -> None:
+    repeats = 7
+    print(f"2,000 arrays in a dict, encode + send + load, median of {repeats}, ms")
+    print(f"{'array':>10}{'in the stream':>16}{'a buffer each':>16}")
+    for size in (1024, 2048, 4096, 8192, 16384, 65536):
+        value = {i: np.ones(size // 8) for i in range(2000)}
+        cells = []
+        for cut in (size + 1, 0):
+            took = []
+            for _ in range(repeats):
+                store_module.SMALL_ARRAY = cut
+                took.append(_round_trip(value))
+            cells.append(statistics.median(took) * 1e3)
+        print(f"{size // 1024:>6} KiB" + "".join(f"{c:>16.1f}" for c in cells))
+        sys.stdout.flush()
+    store_module.SMALL_ARRAY = SMALL_ARRAY
+
+
+def _round_trip(value: object) -> float:
+    store = Store()
+    a, b = socket.socketpair()
+    got: list[Handle] = []
+    try:
+        began = time.perf_counter()
+        with store.encode(value, owner="bench") as enc:
+            reader = threading.Thread(target=lambda: got.append(store.receive(b)))
+            reader.start()
+            store.send(a, enc)
+            reader.join()
+        got[0].value()
+        return time.perf_counter() - began
+    finally:
+        for h in got:
+            h.close()
+        a.close()
+        b.close()
+
+
 def _medians_us(
     children: Children, kind: str, size: int, threshold: int, repeats: int
 ) -> tuple[float, float]:
@@ -238,12 +284,17 @@ def warm_up(children: Children) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--crossover", action="store_true")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--crossover", action="store_true")
+    which.add_argument("--small-arrays", action="store_true")
     args = parser.parse_args(argv)
     print(
         f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
+    if args.small_arrays:
+        small_arrays()
+        return 0
     children = Children()
     try:
         warm_up(children)

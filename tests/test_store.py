@@ -166,6 +166,28 @@ def test_arrays_are_read_only_views_and_copy_makes_them_writable(pair):
     assert _memfd_maps() == []
 
 
+def test_small_arrays_travel_in_the_stream_and_still_arrive_read_only(pair):
+    small = store_mod.SMALL_ARRAY
+    below = np.arange(small // 8 - 1, dtype=np.float64)  # one item under: in the stream
+    at = np.arange(small // 8, dtype=np.float64)  # at the cut: a buffer of its own
+    odd = [
+        np.asfortranarray(np.arange(12, dtype=">i4").reshape(3, 4)),  # byte order, F order
+        np.arange(24).reshape(4, 6)[:, ::2],  # strided
+        np.zeros((0, 3)),
+        np.array(2.5),  # 0-d
+        np.array([(1, 2.0)], dtype="i4,f8"),  # structured
+    ]
+    postings = {i: np.arange(i % 50, dtype=np.int32) for i in range(3000)}
+    store = Store(threshold=0)  # a segment, so buffers and stream are told apart
+    cases = [(below, 0), (at, 1), (odd, 0), (postings, 0), ([below, at, at.copy()], 2)]
+    for value, buffers in cases:
+        with store.encode(value, owner="plugin 'x'") as encoded:
+            assert len(encoded.ref.buffers) == buffers
+            handle = send_and_receive(store, encoded, *pair)
+        with handle:
+            assert_same(handle.value(), value)
+
+
 @pytest.mark.parametrize("kind", ["bytearray", "bytes"])
 def test_threshold_just_below_travels_inline_and_at_it_in_a_segment(kind, pair):
     store = Store()

@@ -100,6 +100,13 @@ __all__ = [
 # 4 MiB) for a wall time within 10% (the writer allocating shmem pages costs about what two
 # socket copies do), and a forward is one descriptor instead of a re-send of the bytes.
 THRESHOLD = 256 * 1024
+# A numpy array smaller than this travels in the pickle stream (copied, still read-only when
+# loaded), not as a buffer of its own. Measured with `python benchmarks/store.py --small-arrays`
+# (a dict of 2,000 arrays, encode + send + load, ms, in the stream / a buffer each; loaded
+# machine): 1 KiB 24 / 58, 2 KiB 30 / 48, 4 KiB 65 / 41, 16 KiB 165 / 64. A value holding
+# thousands of small arrays (posting lists) paid ~40 µs per buffer for the table, the write and
+# the slicing: 20,000 of them took 920 ms to encode and load, 280 ms in the stream.
+SMALL_ARRAY = 4 * 1024
 
 _NAME = "initgraph-store"  # of every segment; /proc/<pid>/fd shows "/memfd:initgraph-store"
 # Types pickle writes in band with no reducer of ours to consult: they take a fast path.
@@ -466,6 +473,11 @@ class _Pickler(pickle.Pickler):
             return _memoryview, (pickle.PickleBuffer(data), obj.format, obj.shape)
         module = cls.__module__
         if module == "numpy" and cls.__name__ == "ndarray" and not obj.dtype.hasobject:
+            if obj.nbytes < SMALL_ARRAY:
+                # in the stream: a buffer of its own costs more than copying a small array, and
+                # values often hold thousands (posting lists); it still arrives read-only
+                order = "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C"
+                return _array, (obj.tobytes(order), obj.dtype, obj.shape, order)
             if not (obj.flags.c_contiguous or obj.flags.f_contiguous):
                 # numpy pickles a strided view in band, copied in the stream and again when
                 # loaded; a contiguous copy goes out of band and arrives as a view like the rest
@@ -489,6 +501,13 @@ class _RefPickler(_Pickler):
             self.refs.append(obj)
             return len(self.refs) - 1
         return None
+
+
+def _array(data: bytes, dtype: Any, shape: tuple[int, ...], order: Any) -> Any:
+    """A small numpy array that travelled in the pickle stream: read-only, as over ``bytes``."""
+    import numpy  # only a value that holds an array gets here
+
+    return numpy.frombuffer(data, dtype=dtype).reshape(shape, order=order)
 
 
 def _memoryview(buffer: Any, fmt: Any, shape: tuple[int, ...]) -> memoryview[Any]:
