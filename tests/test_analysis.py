@@ -24,6 +24,7 @@ from initgraph._observe.analysis import (
     chain_between,
     chain_length,
     chain_steps,
+    chain_time,
     critical_chain,
     format_critical_chain,
     plan_from,
@@ -79,8 +80,11 @@ def trace(*plugins: TracedPlugin, wall: float | None = None, workers: int = 2) -
 
 
 def steps(chain: list[ChainLink]) -> list[tuple[str, str, str]]:
-    """The chain's steps, without the gaps between them."""
-    return [(link.kind, link.plugin, link.via) for link in chain if link.kind != "gap"]
+    """The chain's steps, without what lies between them (gaps, moving data, the pool)."""
+    return [(link.kind, link.plugin, link.via) for link in chain if link.kind in STEP_KINDS]
+
+
+STEP_KINDS = ("init", "wait", "commit")
 
 
 def test_chain_follows_requirements() -> None:
@@ -98,7 +102,10 @@ def test_chain_follows_requirements() -> None:
         ("commit", "b", ""),
     ]
     assert format_critical_chain(chain, wall=t.wall) == [
-        "boot took 312.0ms; the chain covers 312.0ms, 23.0ms of it between steps",
+        (
+            "boot took 312.0ms; the chain covers 312.0ms: 289.0ms in its steps, 0.0ms moving "
+            "data, 0.0ms starting and stopping the pool, 23.0ms between steps"
+        ),
         "[boot stop] @302.0ms +10.0ms",
         "└─b commit @301.0ms +1.0ms",
         "  └─b @113.0ms +187.0ms",
@@ -236,7 +243,10 @@ def test_chain_fills_the_time_between_steps() -> None:
     assert chain_between(chain) == pytest.approx(0.068)
     assert chain_length(chain) == pytest.approx(t.wall)
     lines = format_critical_chain(chain, wall=t.wall)
-    assert lines[0] == "boot took 350.0ms; the chain covers 350.0ms, 68.0ms of it between steps"
+    assert lines[0] == (
+        "boot took 350.0ms; the chain covers 350.0ms: 282.0ms in its steps, 0.0ms moving data, "
+        "0.0ms starting and stopping the pool, 68.0ms between steps"
+    )
     # gaps under 1% of the chain are left out of the lines, not out of the totals
     assert [line.lstrip(" └─").split(" @")[0] for line in lines[1:]] == [
         "[boot stop]",
@@ -343,14 +353,16 @@ def test_chain_of_a_multi_domain_boot_accounts_for_its_wall_time(tmp_path: Path)
     chain = critical_chain(t)
     assert chain_steps(chain) == ["long", "api_routes commit"]
     # its steps are exactly the work that set the time: long's init and commit, then api_routes'
-    steps_time = chain_length(chain) - chain_between(chain)
+    between = chain_between(chain) + chain_time(chain, "transfer", "boot")
+    steps_time = chain_length(chain) - between
     work = long.init_time + long.commit_time + api.commit_time
     assert steps_time == pytest.approx(work, abs=1e-5)
     # and with the time between steps it accounts for the wall time (10%: the contract's bound)
     assert chain_length(chain) == pytest.approx(booted.wall, rel=0.1)
     line = chain_text(booted)
     assert re.fullmatch(
-        r"critical chain (\d+\.\d) ms: long -> api_routes commit \(\d+\.\d ms between steps\)",
+        r"critical chain (\d+\.\d) ms: long -> api_routes commit \(\d+\.\d ms moving data, "
+        r"\d+\.\d ms starting and stopping the pool, \d+\.\d ms between steps\)",
         line,
     ), line
     shown = float(line.split()[2]) / 1000
@@ -362,7 +374,7 @@ def test_critical_chain_of_a_known_boot(chained: initgraph.Boot) -> None:
     inits = [link for link in chain if link.kind == "init"]  # a late commit may stand between
     assert [link.plugin for link in inits] == ["a", "b", "c"]
     # each waited for the one before it: its init, or its commit, as the boot makes it ready
-    assert [link.via for link in chain if link.kind != "gap"][-2:] == ["own", ""]
+    assert [link.via for link in chain if link.kind in STEP_KINDS][-2:] == ["own", ""]
     c = chained.timings["c"]
     assert inits[-1].started == pytest.approx(c.started, abs=1e-6)
     assert inits[-1].duration == pytest.approx(c.init_time, abs=1e-5)
@@ -399,7 +411,7 @@ def test_blame_puts_a_synchronize_under_waiting(chained: initgraph.Boot) -> None
     for r in rows.values():
         total = r.requires + r.queued + r.running + r.waiting + r.in_order + r.commit
         assert r.total == pytest.approx(total + r.parent_busy + r.transfer)
-        assert r.transfer == 0.0  # the boot records no transfer spans (yet)
+        assert 0.0 < r.transfer < r.total  # each result crossed from its worker to the parent
     assert rows["c"].requires > 0.25  # it waited for a and b to commit
     assert list(rows) == sorted(rows, key=lambda n: (-rows[n].total, rows[n].cookie))
 
@@ -692,7 +704,9 @@ def test_blame_command(
     plugins = [line.split()[1] for line in lines[1:-1]]
     assert sorted(plugins) == sorted(p.name for p in chained.plan)
     assert lines[-1].startswith("times in ms; total = requires + queued + running + waiting")
-    assert {line.split()[-3] for line in lines[1:-1]} == {"-"}  # no transfer recorded
+    # every result crossed from a worker to the parent: the trace recorded how long it took
+    assert all(re.fullmatch(r"\d+\.\d", line.split()[-3]) for line in lines[1:-1])
+    assert re.search(r"; boot [\d.]+ ms: [\d.]+ starting the pool, [\d.]+ stopping it$", lines[-1])
     assert {line.split()[-1] for line in lines[1:-1]} == {"-"}  # no shutdown hooks here
     args = observe_args(["blame", str(path), "--sort", "waiting"])
     assert args.command(args) == 0
