@@ -469,15 +469,18 @@ class _Walk:
     def first_on_new_worker(self, p: TracedPlugin) -> bool:
         """Whether ``p`` was the first init of a worker the pool started with, ready at once.
 
-        The pool forks its workers as it starts and hands them work before they are up; such
-        an init waits for its worker to start, nothing else (every other worker's init is
-        handed over a fraction of a millisecond after it is ready).
+        The pool forks its workers as it starts and hands them the plugins that are ready
+        before they are up: such an init waits for its worker to start, nothing else. (Any
+        other init is handed over about a millisecond after it is ready, or after the init that
+        frees its worker; a worker the pool grows later is not one of these.)
         """
-        started = self.trace.pool_started
-        if started is None or p.ready is None or p.ready > started + _SLACK or p.pid is None:
+        trace = self.trace
+        if trace.pool_started is None or p.ready is None or p.pid is None:
             return False
+        at_once = not p.requires or p.ready <= trace.pool_started + _SLACK
+        initial = trace.pids[1 : 1 + trace.workers]
         same = [q for q in self.ran if q.pid == p.pid]
-        return p.pid != self.trace.parent_pid and p is min(same, key=lambda q: q.started or 0.0)
+        return at_once and p.pid in initial and p is min(same, key=lambda q: q.started or 0.0)
 
 
 def _bytes_text(size: int) -> str:
@@ -842,7 +845,9 @@ class _Simulation:
             self.next_id += 1
         for worker, cookie in dispatcher.assign():
             name = self.by_cookie[cookie]
-            at = max(now + self.overheads["dispatch"], self.up_at.get(worker, 0.0))
+            # handed over once ready and its worker is up, then its inputs travel to it
+            ready = max(now, self.times[name]["ready"]) + self.overheads["dispatch"]
+            at = max(ready, self.up_at.get(worker, 0.0))
             self.start(name, at + self.moves[name].inputs, worker)
         for worker in dispatcher.surplus(self.workers):
             dispatcher.remove_worker(worker)
