@@ -42,6 +42,7 @@ NOT_RUN = {
         "depends on timing; tests/test_signals.py checks the lines"
     ),
     "initgraph critical-chain boot.json": "the chain depends on timing",
+    "initgraph critical-chain big.json": "the chain depends on timing",
     "initgraph plan init.toml --from boot.json --workers 1": "the chain depends on timing",
     "initgraph plan init.toml --from boot.json --faster hashes=2": "the chain depends on timing",
     "initgraph plan init.toml --from boot.json --faster hashes=2 --faster search_index=2": (
@@ -157,6 +158,13 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     return _initgraph("run", "init.toml", "--workers", "2", "--trace", str(trace)), trace
 
 
+@pytest.fixture(scope="module")
+def big_traced(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The boot with a 100 MiB result (docs/big_result), once, with a trace."""
+    trace = tmp_path_factory.mktemp("docs") / "big.json"
+    return _initgraph("run", "docs/big_result/init.toml", "--trace", str(trace)), trace
+
+
 COMPARE = "initgraph run init.toml --compare"  # two boots: its own test, marked slow
 COMMANDS = _commands()
 CHECKED = [s for s in COMMANDS if s.command not in NOT_RUN and s.command != COMPARE]
@@ -175,16 +183,20 @@ def test_every_shown_command_is_checked_or_listed_as_not_run() -> None:
 
 @pytest.mark.parametrize("shown", CHECKED, ids=[s.where for s in CHECKED])
 def test_shown_command_output_is_what_it_prints(
-    shown: Shown, traced: tuple[str, Path], tmp_path: Path
+    shown: Shown, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     command = shown.command
-    run_output, trace = traced
+    big = "big.json" in command
+    run_output, trace = request.getfixturevalue("big_traced" if big else "traced")
     expected, sort = shown.output, False
-    if command == "initgraph run init.toml":
+    if command in (
+        "initgraph run init.toml",
+        "initgraph run docs/big_result/init.toml --trace big.json",
+    ):
         actual = run_output
     elif command == "initgraph check init.toml":
         actual = _initgraph("check", "init.toml", "--workers", "2")
-    elif command == "initgraph blame boot.json":
+    elif command in ("initgraph blame boot.json", "initgraph blame big.json"):
         actual, sort = _initgraph("blame", str(trace)), True  # rows sorted by a time
     elif command == "initgraph plot boot.json -o boot.svg":
         actual = _initgraph("plot", str(trace), "-o", str(tmp_path / "boot.svg"))

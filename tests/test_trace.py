@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,14 @@ import pytest
 from conftest import forget_app, observe_args, write_app
 
 import initgraph
-from initgraph._observe.analysis import blame, chain_between, chain_length, critical_chain
+from initgraph._boot.run import Timing
+from initgraph._observe.analysis import (
+    blame,
+    chain_between,
+    chain_length,
+    chain_time,
+    critical_chain,
+)
 from initgraph._observe.trace import (
     TraceData,
     TracedPlugin,
@@ -109,10 +118,18 @@ def test_every_initcall_once_on_the_process_that_ran_it(
 
 def test_a_track_per_process(doc: dict[str, Any], booted: initgraph.Boot) -> None:
     names = {e["pid"]: e["args"]["name"] for e in events(doc, "M") if e["name"] == "process_name"}
-    threads = {e["pid"]: e["args"]["name"] for e in events(doc, "M") if e["name"] == "thread_name"}
+    threads = {
+        (e["pid"], e["tid"]): e["args"]["name"]
+        for e in events(doc, "M")
+        if e["name"] == "thread_name"
+    }
     workers = {t.pid for t in booted.timings.values() if t.pid not in (None, os.getpid())}
-    assert names == threads
+    main = {(pid, tid): name for (pid, tid), name in threads.items() if pid == tid}
+    assert names == {pid: name for (pid, _), name in main.items()}
     assert names == {os.getpid(): "initgraph parent"} | {pid: f"worker {pid}" for pid in workers}
+    # and in the parent, the thread that loads the results workers send
+    assert set(threads) - set(main) == {(os.getpid(), 1)}
+    assert threads[os.getpid(), 1] == "results"
 
 
 def test_init_spans_split_into_running_and_waits(doc: dict[str, Any]) -> None:
@@ -147,7 +164,7 @@ def test_commits_on_the_parent_in_order(doc: dict[str, Any], booted: initgraph.B
     assert {e["pid"] for e in commits} == {os.getpid()}
     committed = [p.name for p in booted.plan if p.name in booted.results]
     assert sorted(e["args"]["plugin"] for e in commits) == sorted(committed)
-    (boot_span,) = events(doc, "X", "boot")
+    (boot_span,) = [e for e in events(doc, "X", "boot") if e["name"] == "boot"]
     for e in commits:  # inside the boot span, never overlapping each other
         assert boot_span["ts"] <= e["ts"] <= e["ts"] + e["dur"] <= boot_span["dur"]
     spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in commits)
@@ -213,6 +230,12 @@ def test_written_trace_loads_back(booted: initgraph.Boot, tmp_path: Path) -> Non
         if timing.commit_ended is not None:
             assert p.commit_ended == pytest.approx(timing.commit_ended, abs=1e-6)
         assert len(p.waits) == len(timing.waits)
+        # each step of its result's way to the parent, as the boot recorded it
+        assert [(t.name, t.pid, t.size, t.of) for t in p.transfers] == [
+            (t.name, t.pid, t.size, t.of) for t in sorted(timing.transfers, key=lambda t: t.started)
+        ]
+    assert trace.pool_started == pytest.approx(booted.pool_started, abs=1e-6)
+    assert trace.pool_stopping == pytest.approx(booted.pool_stopping, abs=1e-6)
     waiter = trace.plugin("waiter")
     assert waiter.waiting == pytest.approx(sum(w.ended - w.started for w in waiter.waits))
     assert trace.pids[0] == os.getpid()
@@ -422,6 +445,147 @@ def with_transfers() -> dict[str, Any]:
     }
 
 
+# A result big enough for a shared-memory segment, read by a dependent in a worker, handed to one
+# that never reads it, and read by one in the parent.
+PRODUCER = """
+import numpy as np
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    return np.ones(ctx.config["floats"])
+"""
+
+READER = """
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    if ctx.config.get("read"):
+        return float(ctx.results["producer"].sum())
+    return sorted(ctx.results)
+"""
+
+FLOATS = 1 << 19  # 4 MiB of float64
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A boot that moved a 4 MiB array: its trace and timings (not its results: they map
+    shared memory, which must be gone when each test ends)."""
+
+    doc: dict[str, Any]
+    timings: dict[str, Timing]
+    ok: bool
+
+
+@pytest.fixture(scope="module")
+def moved(tmp_path_factory: pytest.TempPathFactory) -> Moved:
+    root = tmp_path_factory.mktemp("moved")
+    config = write_app(
+        root,
+        {
+            "producer": {"source": PRODUCER, "config": {"floats": FLOATS}},
+            "reader": {"source": READER, "requires": ["producer"], "config": {"read": True}},
+            "ignorer": {"source": READER, "requires": ["producer"]},
+            "local": {
+                "source": READER,
+                "requires": ["producer"],
+                "where": "main",
+                "config": {"read": True},
+            },
+        },
+        workers=2,
+    )
+    booted = initgraph.boot(config)
+    booted.close()
+    forget_app(root)
+    done = Moved(json.loads(json.dumps(to_chrome_trace(booted))), booted.timings, booted.ok)
+    del booted
+    gc.collect()
+    return done
+
+
+def test_a_result_s_way_to_the_parent_is_in_the_trace(moved: Moved) -> None:
+    """Pickled by its worker after its init, in flight to the parent, loaded there."""
+    assert moved.ok
+    doc = moved.doc
+    producer = moved.timings["producer"]
+    assert producer.pid is not None
+    assert producer.ended is not None
+    spans = [e for e in doc["traceEvents"] if e.get("cat") == "transfer"]
+    mine = [e for e in spans if e["ph"] != "e" and e["args"]["plugin"] == "producer"]
+    assert [(e["ph"], e["name"], e["pid"], e["tid"]) for e in mine] == [
+        ("X", "serialize", producer.pid, producer.pid),  # on the worker's track
+        ("b", "transfer", os.getpid(), os.getpid()),  # in flight, received by the parent
+        ("X", "load", os.getpid(), 1),  # on the parent's results thread
+    ]
+    size = mine[0]["args"]["bytes"]
+    assert FLOATS * 8 <= size < FLOATS * 8 + 4096  # the array, and a little pickle around it
+    assert {e["args"]["bytes"] for e in mine} == {size}
+    assert mine[0]["ts"] == us(producer.ended)  # pickled once its init ended
+    serialized = mine[0]["ts"] + mine[0]["dur"]
+    (end,) = [e for e in spans if e["ph"] == "e" and e["id"] == mine[1]["id"]]
+    assert serialized == mine[1]["ts"] <= end["ts"] <= mine[2]["ts"]  # sent, received, loaded
+    assert mine[2]["ts"] + mine[2]["dur"] <= us(moved.timings["reader"].ready)
+
+
+def test_a_dependent_s_inputs_are_in_the_trace(moved: Moved) -> None:
+    """In flight to its worker before its init; loaded inside its init when it reads them."""
+    doc = moved.doc
+    size = moved.timings["producer"].transfers[0].size
+    inits = {e["name"]: e for e in events(doc, "X", "init")}
+    for name in ("reader", "ignorer"):
+        init = inits[name]
+        inputs = [
+            e
+            for e in doc["traceEvents"]
+            if e.get("cat") == "transfer" and e.get("args", {}).get("of") == "producer"
+            if e["args"]["plugin"] == name
+        ]
+        names = [e["name"] for e in inputs]
+        assert names == (["transfer", "load"] if name == "reader" else ["transfer"])
+        assert all(e["pid"] == init["pid"] and e["args"]["bytes"] == size for e in inputs)
+        flight = inputs[0]
+        assert flight["ph"] == "b"
+        (end,) = [e for e in events(doc, "e", "transfer") if e["id"] == flight["id"]]
+        assert flight["ts"] <= end["ts"] == init["ts"]  # received, then its init started
+        if name == "reader":  # loaded inside its init, when it read ctx.results["producer"]
+            load = inputs[1]
+            assert init["ts"] <= load["ts"] <= load["ts"] + load["dur"] <= init["ts"] + init["dur"]
+    # in the parent, a where = "main" plugin reads the result the parent loaded: nothing moves
+    assert moved.timings["local"].transfers == ()
+
+
+def test_moved_data_reads_back_into_the_reports(moved: Moved, tmp_path: Path) -> None:
+    path = tmp_path / "boot.json"
+    path.write_text(json.dumps(moved.doc))
+    trace = load_trace(path)
+    assert trace == parse_trace(moved.doc)
+    for p in trace:
+        assert len(p.transfers) == len(moved.timings[p.name].transfers)
+    reader = trace.plugin("reader")
+    assert [(t.name, t.of) for t in reader.transfers] == [
+        ("transfer", "producer"),
+        ("load", "producer"),
+        ("serialize", None),
+        ("transfer", None),
+        ("load", None),
+    ]
+    rows = {r.name: r for r in blame(trace)}
+    producer = trace.plugin("producer")
+    # its result's way is its transfer column; the reader's load is out of its running column
+    assert rows["producer"].transfer == pytest.approx(sum(t.duration for t in producer.transfers))
+    load = reader.transfers[1].duration
+    assert rows["reader"].running == pytest.approx(
+        reader.init_time - load - reader.waiting, abs=1e-6
+    )
+    assert rows["local"].transfer == 0.0
+    assert trace.pool_started is not None
+    assert trace.pool_stopping is not None
+    assert 0 < trace.pool_started < producer.started < trace.pool_stopping < trace.wall  # type: ignore[operator]
+
+
 def test_transfer_spans_are_read_back() -> None:
     t = parse_trace(with_transfers())
     assert t.transfers_recorded
@@ -467,7 +631,9 @@ def test_the_chain_shows_transfers_between_steps() -> None:
         ("init", "user"),
         ("commit", "user commit"),
     ]
-    assert chain_between(chain) == pytest.approx(0.010 + 0.060 + 0.001 + 0.001 + 0.006 + 0.0)
+    # between the steps: 60 ms moving data, and 18 ms no recorded span explains
+    assert chain_time(chain, "transfer") == pytest.approx(0.020 + 0.030 + 0.010)
+    assert chain_between(chain) == pytest.approx(0.010 + 0.001 + 0.001 + 0.006 + 0.0)
     assert chain_length(chain) == pytest.approx(t.wall)
 
 

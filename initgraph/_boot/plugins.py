@@ -34,6 +34,7 @@ __all__ = [
     "InitContext",
     "InitResult",
     "InitSpec",
+    "Input",
     "LazyResults",
     "PluginSource",
     "Retry",
@@ -392,15 +393,33 @@ class InitSpec:
 
 
 @dataclass(frozen=True)
+class Input:
+    """A required result that reached a worker's init as a store handle: how it got there.
+
+    ``of``: the plugin whose result it is; ``size``: its bytes; ``transfer_s``: from the parent's
+    send to the worker's receipt; ``loaded``/``load_ended``: ``time.monotonic()`` readings around
+    its load, when the init read it (None if it did not).
+    """
+
+    of: str
+    size: int
+    transfer_s: float
+    loaded: float | None = None
+    load_ended: float | None = None
+
+
+@dataclass(frozen=True)
 class InitResult:
     """What a plugin's init produced: its value and what it published, in order.
 
     ``attempts``: each attempt (``time.monotonic()`` readings) when it was retried, else empty.
+    ``inputs``: the required results it was handed as store handles (in a worker), for the trace.
     """
 
     value: Any
     publications: tuple[tuple[str, Any], ...] = field(default=())
     attempts: tuple[Attempt, ...] = ()
+    inputs: tuple[Input, ...] = ()
 
 
 class LazyResults(Mapping[str, Any]):
@@ -414,17 +433,29 @@ class LazyResults(Mapping[str, Any]):
     def __init__(self, given: Mapping[str, Any]) -> None:
         self._given = given
         self._loaded: dict[str, Any] = {}
+        self._load_times: dict[str, tuple[float, float]] = {}  # name -> monotonic, around it
 
     def __getitem__(self, name: str) -> Any:
         if name in self._loaded:
             return self._loaded[name]
         value = self._given[name]
         if isinstance(value, Handle):
+            began = time.monotonic()
             value = value.value()
+            self._load_times[name] = (began, time.monotonic())
             if isinstance(value, InitResult):  # a plugin's initcall returns its InitResult
                 value = value.value
         self._loaded[name] = value
         return value
+
+    def inputs(self) -> tuple[Input, ...]:
+        """Each result given as a handle: its size, its way here, and its load if it was read."""
+        out = []
+        for name, value in self._given.items():
+            if isinstance(value, Handle):
+                loaded, ended = self._load_times.get(name, (None, None))
+                out.append(Input(name, value.nbytes, value.transfer_s, loaded, ended))
+        return tuple(out)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._given)
@@ -545,7 +576,9 @@ def _start_init(spec: InitSpec, cookie: int) -> tuple[InitContext, Any]:
 def _init_result(ctx: InitContext, value: Any, attempts: tuple[Attempt, ...] = ()) -> InitResult:
     if value is NOT_IMPLEMENTED:
         value = None
-    return InitResult(value, tuple(ctx.publications), attempts)
+    results = ctx.results
+    inputs = results.inputs() if isinstance(results, LazyResults) else ()
+    return InitResult(value, tuple(ctx.publications), attempts, inputs)
 
 
 def _sync_in_thread(

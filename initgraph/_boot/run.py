@@ -61,7 +61,7 @@ from .config import Config, FrozenMapping, PluginConfig, load_config
 from .debuglog import debug_lines
 from .graph import plan_order
 from .plugins import CommitContext, InitResult, InitSpec, PluginSource, Retry
-from .state import Attempt, BootState, Failure, Record, Stage, Wait, describe_error
+from .state import Attempt, BootState, Failure, Record, Stage, Transfer, Wait, describe_error
 
 __all__ = [
     "Attempt",
@@ -72,6 +72,7 @@ __all__ = [
     "Publication",
     "Registry",
     "Timing",
+    "Transfer",
     "Wait",
     "boot",
     "check",
@@ -294,6 +295,7 @@ class Timing:
     shutdown_started: float | None = None
     shutdown_ended: float | None = None
     attempts: tuple[Attempt, ...] = ()  # each attempt, when its init was retried
+    transfers: tuple[Transfer, ...] = ()  # its result and inputs between processes
 
     @property
     def init_time(self) -> float | None:
@@ -351,6 +353,10 @@ class Boot:
     timings: dict[str, Timing] = field(default_factory=dict)
     wall: float = 0.0
     shutdown_failures: dict[str, Failure] = field(default_factory=dict)
+    # Seconds since the start: when the pool was up, and when the boot's work was done and the
+    # pool began to stop (None if the boot never got there).
+    pool_started: float | None = None
+    pool_stopping: float | None = None
     _shutdown: _Shutdown | None = field(default=None, repr=False, compare=False)
 
     def close(self) -> None:
@@ -948,6 +954,7 @@ class _Run:
                 start_method=self.plan.start_method,
                 max_pending=settings.max_pending,
             ) as sched:
+                self.boot.pool_started = self.now()
                 self.sched = sched
                 self.events = cast("queue.SimpleQueue[Any]", sched.listen())
                 for p in self.plan.plugins:
@@ -962,6 +969,7 @@ class _Run:
                 if self.stop_requested.is_set():
                     raise _Stopped
                 self.loop(self.events)
+                self.boot.pool_stopping = self.now()
         except _Stopped:
             pass
         except BaseException as exc:
@@ -1077,6 +1085,7 @@ class _Run:
             raise _Stopped  # Ctrl-C in a main init: the owner stops the boot (run_main_init)
         error = None if outcome.ok else as_hook_error(p.cookie, outcome)
         value = None
+        loaded = self.now()
         if error is None:
             try:
                 value = outcome.value  # loaded here: the commit needs it and its publications
@@ -1097,11 +1106,41 @@ class _Run:
                 for w in outcome.waits
             ),
             attempts=self.attempts(outcome, error),
+            transfers=self.transfers(outcome, value, loaded) if ran else (),
         )
         self.cancel(ended)
         self.launch_ready()  # what requires it may start now, before it commits
         self.commit_ready()
         self.submit_main_inits()
+
+    def transfers(self, outcome: Outcome, value: object, loaded: float) -> tuple[Transfer, ...]:
+        """How its result came here from its worker, and its inputs went there.
+
+        Its result: pickled in the worker once its init ended (``serialize``), in flight to this
+        process (``transfer``), loaded here from ``loaded`` on (``load``). Its inputs: the
+        results it was handed, in flight to its worker before its init started, and each loaded
+        when the init first read it. Nothing for a result made here.
+        """
+        handle, pid, parent = outcome.handle, outcome.pid, os.getpid()
+        if handle is None or not pid:
+            return ()
+        moved = []
+        size = handle.nbytes
+        started, ended = outcome.started - self.t0, outcome.ended - self.t0
+        sent = ended + outcome.serialize_s
+        moved.append(Transfer("serialize", pid, ended, sent, size))
+        moved.append(Transfer("transfer", parent, sent, max(sent, sent + handle.transfer_s), size))
+        if handle.load_s is not None:
+            moved.append(Transfer("load", parent, loaded, loaded + handle.load_s, size))
+        inputs = value.inputs if isinstance(value, InitResult) else ()
+        for i in inputs:
+            moved.append(Transfer("transfer", pid, started - i.transfer_s, started, i.size, i.of))
+            if i.loaded is not None and i.load_ended is not None:
+                load = Transfer(
+                    "load", pid, i.loaded - self.t0, i.load_ended - self.t0, i.size, i.of
+                )
+                moved.append(load)
+        return tuple(moved)
 
     def attempts(self, outcome: Outcome, error: HookError | None) -> tuple[Attempt, ...]:
         """Every attempt of a retried init, numbered in order, in seconds since the start.
@@ -1369,4 +1408,5 @@ def _timing(record: Record) -> Timing:
         shutdown_started=record.shutdown_started,
         shutdown_ended=record.shutdown_ended,
         attempts=record.attempts,
+        transfers=record.transfers,
     )

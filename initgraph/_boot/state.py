@@ -64,6 +64,7 @@ __all__ = [
     "Planned",
     "Record",
     "Stage",
+    "Transfer",
     "Wait",
     "describe_error",
 ]
@@ -143,6 +144,29 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """Moving a plugin's result or one of its inputs between processes: one step of it.
+
+    ``name``: ``"serialize"`` (pickling and writing it, in the process that made it),
+    ``"transfer"`` (in flight: from its send to its receipt, on the receiving side) or ``"load"``
+    (mapping and unpickling it, in the process that reads it). ``pid``: the process where it
+    happened; ``size``: the bytes moved; ``of``: for an input, the plugin whose result it is
+    (None for the plugin's own result). Times in seconds since the boot started.
+    """
+
+    name: str
+    pid: int
+    started: float
+    ended: float
+    size: int
+    of: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+
+@dataclass(frozen=True)
 class Failure:
     """Why a plugin did not commit."""
 
@@ -175,6 +199,7 @@ class Record:
     pid: int | None = None  # the process its init ran in
     waits: tuple[Wait, ...] = ()
     attempts: tuple[Attempt, ...] = ()  # every attempt, when its init was retried
+    transfers: tuple[Transfer, ...] = ()  # its result and inputs between processes
     shutdown_started: float | None = None  # its initgraph_shutdown started
     shutdown_ended: float | None = None
     shutdown_failure: Failure | None = None  # its initgraph_shutdown failed or was not run
@@ -391,11 +416,13 @@ class BootState:
         pid: int | None = None,
         waits: tuple[Wait, ...] = (),
         attempts: tuple[Attempt, ...] = (),
+        transfers: tuple[Transfer, ...] = (),
     ) -> tuple[str, ...]:
         """The scheduler recorded its outcome: ``value``, or ``error`` if it failed.
 
         ``started`` is ``None`` for a plugin that never ran (then the other times are ignored).
         ``attempts``: each attempt, when its init was retried (it stayed RUNNING across them).
+        ``transfers``: how its result and inputs moved between processes.
         Returns the plugins this ended without running (skipped, or cancelled by an abort), whose
         reservations must be cancelled.
         """
@@ -405,7 +432,13 @@ class BootState:
             raise ValueError(msg)
         if started is not None:
             record = replace(
-                record, started=started, ended=ended, pid=pid, waits=waits, attempts=attempts
+                record,
+                started=started,
+                ended=ended,
+                pid=pid,
+                waits=waits,
+                attempts=attempts,
+                transfers=transfers,
             )
         record = replace(record, reported=True)
         draft = _Draft(self._now)

@@ -197,9 +197,13 @@ def blame_command(args: argparse.Namespace) -> int:
     ]
     out = sys.stdout
     _table(out, headers, cells, numeric={0, *range(3, 3 + len(BLAME_COLUMNS))})
+    pool = ""
+    if trace.pool_started is not None and trace.pool_stopping is not None:
+        stop = max(0.0, trace.wall - trace.pool_stopping)
+        pool = f": {ms_text(trace.pool_started)} starting the pool, {ms_text(stop)} stopping it"
     print(
         f"times in ms; total = requires + queued + running + waiting + in-order + parent-busy + "
-        f"transfer + commit (shutdown comes after the boot); boot {ms_text(trace.wall)} ms",
+        f"transfer + commit (shutdown comes after the boot); boot {ms_text(trace.wall)} ms{pool}",
         file=out,
     )
     out.flush()
@@ -265,6 +269,7 @@ def plan_command(args: argparse.Namespace) -> int:
     o = prediction.overheads
     print(
         f"measured overheads: {ms_text(o['start'])} ms to start, {ms_text(o['stop'])} ms to stop, "
+        f"{ms_text(o['worker_start'])} ms for a new worker to take its first init, "
         f"{ms_text(o['dispatch'])} ms to start a ready init, {ms_text(o['commit'])} ms to commit a "
         f"finished one",
         file=out,

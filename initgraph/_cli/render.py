@@ -144,18 +144,29 @@ def print_skipped(out: IO[str], plan: Plan) -> None:
 
 
 def chain_text(boot: Boot) -> str:
-    """The critical chain's length, its steps, and how much of it lies between steps.
+    """The critical chain's length, its steps, and what lies between them.
 
     The chain spans the boot from its start to its end, across domains, so its length is the
-    wall time; what it names are the inits and commits that set it.
+    wall time; what it names are the inits and commits that set it. Between them: moving data
+    between processes, starting and stopping the pool, and what no recorded span explains.
     """
-    from .._observe.analysis import chain_between, chain_length, chain_steps, critical_chain
+    from .._observe.analysis import (
+        chain_between,
+        chain_length,
+        chain_steps,
+        chain_time,
+        critical_chain,
+    )
     from .._observe.trace import trace_of
 
     chain = critical_chain(trace_of(boot))
     steps = " -> ".join(chain_steps(chain)) or "-"
+    moving, pool = ms_text(chain_time(chain, "transfer")), ms_text(chain_time(chain, "boot"))
     between = ms_text(chain_between(chain))
-    return f"critical chain {ms_text(chain_length(chain))} ms: {steps} ({between} ms between steps)"
+    return (
+        f"critical chain {ms_text(chain_length(chain))} ms: {steps} ({moving} ms moving data, "
+        f"{pool} ms starting and stopping the pool, {between} ms between steps)"
+    )
 
 
 def failure_text(boot: Boot, name: str) -> str:

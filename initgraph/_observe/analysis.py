@@ -39,6 +39,7 @@ __all__ = [
     "chain_between",
     "chain_length",
     "chain_steps",
+    "chain_time",
     "critical_chain",
     "format_critical_chain",
     "plan_from",
@@ -231,8 +232,14 @@ def chain_length(chain: Sequence[ChainLink]) -> float:
 
 
 def chain_between(chain: Sequence[ChainLink]) -> float:
-    """The chain's time between steps: its ``gap`` and ``transfer`` links."""
-    return sum(link.duration for link in chain if link.kind in ("gap", "transfer"))
+    """The chain's time between steps that no recorded span explains: its ``gap`` links."""
+    return chain_time(chain, "gap")
+
+
+def chain_time(chain: Sequence[ChainLink], *kinds: str) -> float:
+    """The time of the chain's links of ``kinds`` (``"transfer"``: moving data; ``"boot"``:
+    starting and stopping the pool)."""
+    return sum(link.duration for link in chain if link.kind in kinds)
 
 
 Candidate = tuple[float, int, tuple[str, TracedPlugin], str]
@@ -384,29 +391,43 @@ class _Walk:
     def filled(
         self, start: float, end: float, before: ChainLink | None, after: ChainLink | None
     ) -> list[ChainLink]:
-        """``[start, end)``: the transfer spans of the next step's plugin in it, gaps around."""
+        """``[start, end)``: what the trace recorded in it, gaps around.
+
+        Recorded: the transfer spans of the step before (its result on its way to the parent)
+        and of the step after (its inputs on their way to it, its result before its commit),
+        and the pool's start and stop.
+        """
         plugin = after.plugin if after is not None else ""
-        moves: list[TracedTransfer] = []
-        if after is not None and after.plugin in self.by_name:
-            moves = [
-                t
-                for t in self.by_name[after.plugin].transfers
-                if t.ended > start and t.started < end
-            ]
+        # start, end, plugin, kind, label, and whether it is a load of that plugin's own result
+        spans: list[tuple[float, float, str, str, str, bool]] = []
+        for link in (before, after):
+            if link is None or link.plugin not in self.by_name:
+                continue
+            for t in self.by_name[link.plugin].transfers:
+                size = "" if t.size is None else f" {_bytes_text(t.size)}"
+                of = "" if t.of is None else f" of {t.of}"
+                label = f"{link.plugin} {t.name}{of}{size}"
+                own_load = t.name == "load" and t.of is None
+                spans.append((t.started, t.ended, link.plugin, "transfer", label, own_load))
+        trace = self.trace
+        if before is None and trace.pool_started is not None:
+            spans.append((0.0, trace.pool_started, "", "boot", "[pool start]", False))
+        if after is None and trace.pool_stopping is not None:
+            spans.append((trace.pool_stopping, trace.wall, "", "boot", "[pool stop]", False))
         out: list[ChainLink] = []
         at = start
-        for t in moves:
-            t_start, t_end = max(at, t.started), min(end, t.ended)
-            if t_end <= t_start:
+        loaded = False  # a load of a plugin's own result came last: it is in the parent
+        for s_start, s_end, owner, kind, label, own_load in sorted(set(spans)):
+            s_start, s_end = max(at, s_start), min(end, s_end)
+            if s_end <= s_start:
                 continue
-            if t_start > at:
-                out.append(self.gap(plugin, at, t_start, before, after))
-            size = "" if t.size is None else f" {_bytes_text(t.size)}"
-            label = f"{plugin} {t.name}{size}"
-            out.append(ChainLink(plugin, "transfer", label, t_start, t_end - t_start))
-            at = t_end
+            if s_start > at:
+                out.append(self.gap(plugin, at, s_start, before, after, loaded=loaded))
+            out.append(ChainLink(owner, kind, label, s_start, s_end - s_start))
+            loaded = own_load
+            at = s_end
         if end > at:
-            out.append(self.gap(plugin, at, end, before, after))
+            out.append(self.gap(plugin, at, end, before, after, loaded=loaded))
         return out
 
     def gap(
@@ -416,21 +437,50 @@ class _Walk:
         end: float,
         before: ChainLink | None,
         after: ChainLink | None,
+        *,
+        loaded: bool = False,
     ) -> ChainLink:
-        """Time between ``before`` and ``after`` no span explains, named for what happens in it."""
-        if before is None:
-            label = "[boot start]"
+        """Time between ``before`` and ``after`` no span explains, named for what happens in it.
+
+        ``loaded``: a result's load in the parent ended where it starts.
+        """
+        if before is None and (start <= 0.0 or after is None):
+            label = "[boot start]"  # (after the pool started: what follows names it)
         elif after is None:
             label = "[boot stop]"
-        elif after.kind == "commit" and before.plugin == after.plugin and before.kind == "init":
+        elif (
+            after.kind == "commit"
+            and before is not None
+            and before.plugin == after.plugin
+            and not loaded  # once loaded, the result is in the parent
+        ):
             label = f"[{after.plugin}'s result to the parent]"
         elif after.kind == "commit":
             label = f"[parent, before {after.label}]"
         elif self.by_name[after.plugin].where == "main":
             label = f"[starting {after.plugin} on the parent]"
+        elif after.kind == "init" and self.first_on_new_worker(self.by_name[after.plugin]):
+            label = f"[worker {self.by_name[after.plugin].pid} starting]"
+            return ChainLink(plugin, "boot", label, start, end - start)
         else:
             label = f"[handing {after.plugin} to a worker]"
         return ChainLink(plugin, "gap", label, start, end - start)
+
+    def first_on_new_worker(self, p: TracedPlugin) -> bool:
+        """Whether ``p`` was the first init of a worker the pool started with, ready at once.
+
+        The pool forks its workers as it starts and hands them the plugins that are ready
+        before they are up: such an init waits for its worker to start, nothing else. (Any
+        other init is handed over about a millisecond after it is ready, or after the init that
+        frees its worker; a worker the pool grows later is not one of these.)
+        """
+        trace = self.trace
+        if trace.pool_started is None or p.ready is None or p.pid is None:
+            return False
+        at_once = not p.requires or p.ready <= trace.pool_started + _SLACK
+        initial = trace.pids[1 : 1 + trace.workers]
+        same = [q for q in self.ran if q.pid == p.pid]
+        return at_once and p.pid in initial and p is min(same, key=lambda q: q.started or 0.0)
 
 
 def _bytes_text(size: int) -> str:
@@ -453,6 +503,8 @@ def _latest(candidates: Iterable[Candidate]) -> tuple[tuple[str, TracedPlugin] |
     return best[2], best[3]
 
 
+_STEPS = ("init", "wait", "commit")  # the other kinds are what lies between steps
+
 _VIA_TEXT = {
     "requires": "required by {}",
     "worker": "{} was queued behind it",
@@ -465,20 +517,25 @@ _VIA_TEXT = {
 def format_critical_chain(chain: Sequence[ChainLink], *, wall: float | None = None) -> list[str]:
     """The chain as ``systemd-analyze critical-chain`` prints one: last step first, indented.
 
-    ``@`` is when a step started, ``+`` how long it took, both in milliseconds. A gap is left out
-    of the lines (not out of the totals) when it is shorter than a millisecond or than 1% of the
-    chain: handing work over and reporting back take about that long on every step.
+    ``@`` is when a step started, ``+`` how long it took, both in milliseconds. What lies between
+    steps (a gap, moving data, the pool starting or stopping) is left out of the lines (not out
+    of the totals) when it is shorter than a millisecond or than 1% of the chain: handing work
+    over, moving a small result and reporting back take about that long on every step.
     """
     lines = []
     if wall is not None:
         covers, between = chain_length(chain), chain_between(chain)
+        moving, pool = chain_time(chain, "transfer"), chain_time(chain, "boot")
+        steps = covers - between - moving - pool
         lines.append(
-            f"boot took {ms_text(wall, 'ms')}; the chain covers {ms_text(covers, 'ms')}, "
-            f"{ms_text(between, 'ms')} of it between steps"
+            f"boot took {ms_text(wall, 'ms')}; the chain covers {ms_text(covers, 'ms')}: "
+            f"{ms_text(steps, 'ms')} in its steps, {ms_text(moving, 'ms')} moving data, "
+            f"{ms_text(pool, 'ms')} starting and stopping the pool, {ms_text(between, 'ms')} "
+            f"between steps"
         )
     above = ""
     least = max(_SLACK, chain_length(chain) / 100)
-    shown = [link for link in chain if link.kind != "gap" or link.duration >= least]
+    shown = [link for link in chain if link.kind in _STEPS or link.duration >= least]
     for depth, link in enumerate(reversed(shown)):
         prefix = "" if depth == 0 else "  " * (depth - 1) + "└─"
         text = (
@@ -488,7 +545,8 @@ def format_critical_chain(chain: Sequence[ChainLink], *, wall: float | None = No
         if why:
             text += f" ({why.format(above)})"
         lines.append(text)
-        above = link.plugin or above
+        if link.kind in _STEPS:
+            above = link.plugin
     return lines
 
 
@@ -544,9 +602,13 @@ def plan_from(
     and shrinks as the real one does (the simulation drives the pool's own ``Dispatcher``).
     ``where = "main"`` inits run on the parent. Each domain commits in cookie order on the parent,
     after what each plugin requires has committed, one commit at a time, each as long as measured.
-    Measured from ``trace`` and added: the time until the first plugin was ready and after the
-    last commit (starting and stopping the pool), and the median delay to start a ready init and
-    to commit a finished one.
+    Moving data takes as long as the trace's transfer spans: a pool plugin's result is pickled
+    by its worker (which takes no other init meanwhile), travels and is loaded by the parent
+    before its commit can start and before what requires it is ready; its inputs travel to its
+    worker before its init starts (their loads are inside its init). Measured from ``trace`` and
+    added: the time until the first plugin was ready and after the last commit (starting and
+    stopping the pool), how long a worker the pool started with took to take its first init,
+    and the median delay to start a ready init and to commit a finished one, moving data left out.
     """
     faster = dict(faster or {})
     count = workers if workers is not None else plan.workers
@@ -570,7 +632,8 @@ def plan_from(
     overheads = _overheads(trace)
     segments = {p.name: _segments(traced[p.name], faster.get(p.name, 1.0)) for p in plan.plugins}
     commits = {p.name: traced[p.name].commit_time for p in plan.plugins}
-    sim = _Simulation(plan, count, segments, commits, overheads)
+    moves = {p.name: _Moves.of(traced[p.name]) for p in plan.plugins}
+    sim = _Simulation(plan, count, segments, commits, overheads, moves)
     simulated = sim.run()
     return Prediction(
         wall=simulated.wall,
@@ -581,20 +644,64 @@ def plan_from(
     )
 
 
+@dataclass(frozen=True)
+class _Moves:
+    """How long a plugin's data took to move, from its trace's transfer spans (seconds)."""
+
+    serialize: float = 0.0  # its result, pickled by its worker
+    transfer: float = 0.0  # its result, in flight to the parent
+    load: float = 0.0  # its result, loaded by the parent
+    inputs: float = 0.0  # its inputs, in flight to its worker (together)
+    size: int | None = None  # of its result
+
+    @classmethod
+    def of(cls, p: TracedPlugin) -> _Moves:
+        own = [t for t in p.transfers if t.of is None]
+
+        def total(name: str) -> float:
+            return sum(t.duration for t in own if t.name == name)
+
+        inputs = [t.duration for t in p.transfers if t.of is not None and t.name == "transfer"]
+        sizes = [t.size for t in own if t.size is not None]
+        return cls(
+            serialize=total("serialize"),
+            transfer=total("transfer"),
+            load=total("load"),
+            inputs=max(inputs, default=0.0),
+            size=max(sizes) if sizes else None,
+        )
+
+    @property
+    def freed(self) -> float:
+        """From its init's end until its worker was free: its result pickled and sent."""
+        return self.serialize + self.transfer
+
+    @property
+    def result(self) -> float:
+        """From its init's end until its result was loaded in the parent."""
+        return self.serialize + self.transfer + self.load
+
+
 def _overheads(trace: TraceData) -> dict[str, float]:
     ran = [p for p in trace.plugins if p.ran]
+    moves = {p.name: _Moves.of(p) for p in trace.plugins}
     readies = [p.ready for p in ran if p.ready is not None]
     last_commit = max((p.finished or 0.0 for p in trace.plugins), default=0.0)
-    dispatch = []
+    dispatch, worker_start = [], []
+    walk = _Walk(trace)
     for p in ran:
         if p.where != "pool" or p.ready is None or p.started is None:
             continue
+        if walk.first_on_new_worker(p):  # it waited for its worker to start
+            worker_start.append(max(0.0, p.started - p.ready - moves[p.name].inputs))
+            continue
         freed = [
-            q.ended
+            (q.ended or 0.0) + moves[q.name].freed
             for q in ran
             if q.pid == p.pid and q is not p and q.ended is not None and q.ended <= p.started
         ]
-        dispatch.append(max(0.0, p.started - max([p.ready, *freed])))
+        waited = p.started - max([p.ready, *freed]) - moves[p.name].inputs
+        dispatch.append(max(0.0, waited))
     report = []
     for p in ran:
         if p.commit_started is None or p.ended is None:
@@ -612,12 +719,14 @@ def _overheads(trace: TraceData) -> dict[str, float]:
             for end in (q.commit_ended, q.ended if q.where == "main" else None)
             if end is not None and end <= p.commit_started
         ]
-        report.append(max(0.0, p.commit_started - max([p.ended, *earlier, *busy])))
+        arrived = p.ended + moves[p.name].result
+        report.append(max(0.0, p.commit_started - max([arrived, *earlier, *busy])))
     return {
         "start": min(readies, default=0.0),
         "stop": max(0.0, trace.wall - last_commit),
         "dispatch": statistics.median(dispatch) if dispatch else 0.0,
         "commit": statistics.median(report) if report else 0.0,
+        "worker_start": statistics.median(worker_start) if worker_start else 0.0,
     }
 
 
@@ -650,12 +759,16 @@ class _Simulation:
         segments: Mapping[str, tuple[_Segment, ...]],
         commits: Mapping[str, float],
         overheads: Mapping[str, float],
+        moves: Mapping[str, _Moves] | None = None,
     ) -> None:
         self.plan = plan
         self.workers = workers
         self.segments = segments
         self.commit_times = commits
         self.overheads = overheads
+        self.moves = {p.name: (moves or {}).get(p.name, _Moves()) for p in plan.plugins}
+        # pool worker -> when it can take its first init (the pool started with it, or grew)
+        self.up_at: dict[int, float] = {}
         self.by_name = {p.name: p for p in plan.plugins}
         self.events: list[tuple[float, int, str, str]] = []  # (time, seq, kind, plugin)
         self.seq = 0
@@ -674,6 +787,7 @@ class _Simulation:
         self.pids: dict[str, int] = {}
         self.waits: dict[str, list[TracedWait]] = {p.name: [] for p in plan.plugins}
         self.ended: set[str] = set()
+        self.arrived: set[str] = set()  # its result is in the parent
         self.committed: set[str] = set()
         self.queues = {
             d: [p.name for p in plan.plugins if p.domain == d]
@@ -687,6 +801,8 @@ class _Simulation:
 
     def run(self) -> TraceData:
         start = self.overheads["start"]
+        for worker in range(1, self.workers + 1):
+            self.up_at[worker] = start + self.overheads.get("worker_start", 0.0)
         for p in self.plan.plugins:
             self.times[p.name]["scheduled"] = 0.0
             if not p.requires:
@@ -697,6 +813,10 @@ class _Simulation:
             now, _, kind, name = heapq.heappop(self.events)
             if kind == "segment":
                 self.segment_done(name, now)
+            elif kind == "freed":
+                self.dispatcher.complete(self.by_name[name].cookie)  # its worker is idle again
+            elif kind == "result":
+                self.result_in(name, now)
             elif kind == "committed":
                 self.commit_done(name, now)
             self.step(now)  # "commit": a finished init may commit now
@@ -708,7 +828,7 @@ class _Simulation:
             )
             raise ConfigError(msg, path=self.plan.path)
         last = max(self.times[n]["commit_ended"] for n in self.committed)
-        return self.result(last + self.overheads["stop"])
+        return self.result(last, last + self.overheads["stop"])
 
     def step(self, now: float) -> None:
         """Give the parent its next job, then the workers theirs."""
@@ -721,9 +841,14 @@ class _Simulation:
         asleep = {w for w, t in self.blocked_since.items() if now - t >= GROW_AFTER - 1e-9}
         while dispatcher.should_grow(self.max_workers, self.workers, asleep):
             dispatcher.add_worker(self.next_id)
+            self.up_at[self.next_id] = now + self.overheads.get("worker_start", 0.0)
             self.next_id += 1
         for worker, cookie in dispatcher.assign():
-            self.start(self.by_cookie[cookie], now + self.overheads["dispatch"], worker)
+            name = self.by_cookie[cookie]
+            # handed over once ready and its worker is up, then its inputs travel to it
+            ready = max(now, self.times[name]["ready"]) + self.overheads["dispatch"]
+            at = max(ready, self.up_at.get(worker, 0.0))
+            self.start(name, at + self.moves[name].inputs, worker)
         for worker in dispatcher.surplus(self.workers):
             dispatcher.remove_worker(worker)
 
@@ -785,11 +910,18 @@ class _Simulation:
         self.times[name]["ended"] = now
         self.ended.add(name)
         worker = self.running.pop(name)
-        self.release(now)
+        self.release(now)  # waiters go on at once: a worker finishes an init before pickling
         if worker == 0:
             self.parent_busy = False
-        else:
-            self.dispatcher.complete(self.by_name[name].cookie)  # its worker is idle again
+            self.result_in(name, now)
+            return
+        moves = self.moves[name]
+        self.push(now + moves.freed, "freed", name)
+        self.push(now + moves.result, "result", name)
+
+    def result_in(self, name: str, now: float) -> None:
+        """Its result is in the parent: it may commit, and what requires it may start."""
+        self.arrived.add(name)
         self.times[name]["commit_ready"] = now + self.overheads["commit"]
         self.push(now + self.overheads["commit"], "commit", name)
         # A plugin may start once every plugin it requires has finished its init.
@@ -797,7 +929,7 @@ class _Simulation:
             if (
                 name in p.requires
                 and "ready" not in self.times[p.name]
-                and all(r in self.ended for r in p.requires)
+                and all(r in self.arrived for r in p.requires)
             ):
                 self.make_ready(p.name, now + self.overheads["commit"])
 
@@ -824,7 +956,7 @@ class _Simulation:
         self.queues[self.by_name[name].domain].pop(0)
         self.parent_busy = False
 
-    def result(self, wall: float) -> TraceData:
+    def result(self, last: float, wall: float) -> TraceData:
         plugins = []
         for p in self.plan.plugins:
             t = self.times[p.name]
@@ -844,6 +976,7 @@ class _Simulation:
                     commit_ended=t["commit_ended"],
                     pid=self.pids[p.name],
                     waits=tuple(self.waits[p.name]),
+                    transfers=self.transfers(p.name),
                 )
             )
         return TraceData(
@@ -853,7 +986,31 @@ class _Simulation:
             workers=self.workers,
             start_method="simulated",
             config=self.plan.path,
+            pool_started=self.overheads["start"],
+            pool_stopping=last,
         )
+
+    def transfers(self, name: str) -> tuple[TracedTransfer, ...]:
+        """Its simulated transfer spans: its inputs before its init, its result after it."""
+        t, m, pid = self.times[name], self.moves[name], self.pids[name]
+        if pid == 0:
+            return ()
+        out = []
+        if m.inputs > 0:
+            of = ", ".join(self.by_name[name].requires)
+            out.append(
+                TracedTransfer("transfer", pid, t["started"] - m.inputs, t["started"], of=of)
+            )
+        at = t["ended"]
+        for step, took, where in (
+            ("serialize", m.serialize, pid),
+            ("transfer", m.transfer, 0),
+            ("load", m.load, 0),
+        ):
+            if took > 0:
+                out.append(TracedTransfer(step, where, at, at + took, m.size))
+                at += took
+        return tuple(out)
 
 
 def _moved(wait: TracedWait, started: float, ended: float) -> TracedWait:

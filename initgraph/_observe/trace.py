@@ -15,19 +15,25 @@ holds and what the analysis uses cannot drift apart.
 Events, all in microseconds since the boot started (integers, so that nested spans stay nested
 exactly when a viewer converts them):
 
-- one process track per process: ``initgraph parent`` and ``worker <pid>`` (``ph: "M"``);
-- the parent's ``boot`` span, its ``commit <name>`` and ``shutdown <name>`` spans and the inits
-  of ``where = "main"`` plugins; each init, on the track of the process that ran it
-  (``cat: "init"``), with nested ``running`` and wait spans (``synchronize(<cookie>)``,
-  ``synchronize_full()``, ``after(<cookie>)``);
+- one process track per process: ``initgraph parent`` and ``worker <pid>`` (``ph: "M"``), and
+  in the parent a ``results`` thread (tid 1), where the boot loads what workers send;
+- the parent's ``boot`` span, inside it ``pool start`` (until the worker pool was up) and ``pool
+  stop`` (from the boot's last event until the pool had stopped), with ``cat: "boot"``; its
+  ``commit <name>`` and ``shutdown <name>`` spans and the inits of ``where = "main"`` plugins;
+  each init, on the track of the process that ran it (``cat: "init"``), with nested ``running``
+  and wait spans (``synchronize(<cookie>)``, ``synchronize_full()``, ``after(<cookie>)``);
 - a ``queued`` async span (``ph: "b"``/``"e"``) on the parent from ready to started;
 - a flow arrow (``ph: "s"``/``"f"``) from the end of each requirement's init to its dependent's
   init;
 - an instant event (``ph: "i"``) for each plugin that never ran (skipped or cancelled);
-- optionally, moving a plugin's data between processes: spans with ``cat: "transfer"`` named
-  ``serialize`` (pickling), ``transfer`` (in flight: a pipe, shared memory) or ``load``
-  (unpickling), on the track of the process that did it, with ``args: {"plugin": <name>,
-  "bytes": <size>}``. :func:`to_chrome_trace` writes none yet; readers use those they find.
+- moving results between processes, with ``cat: "transfer"`` and ``args: {"plugin": <name>,
+  "bytes": <size>}``, and ``"of": <producer>`` for a plugin's input: ``serialize`` (pickling a
+  result and writing it to shared memory, on the worker's track, after its init), ``load``
+  (mapping and unpickling it: in the parent's ``results`` thread for a result; inside the init,
+  on the worker's track, for an input its init read) as complete spans (``ph: "X"``), and
+  ``transfer`` (in flight, from the send to the receipt, on the receiving process) as an async
+  span (``ph: "b"``/``"e"``), since several may overlap. Readers take ``"X"`` spans of any of
+  the three names too (:data:`TRANSFER_SPANS`).
 
 The init span's ``args`` carry what the analysis needs besides the spans: cookie, domain,
 requires, where, status and when it was scheduled.
@@ -43,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._boot.debuglog import debug_lines as _debug_lines
-from .._boot.state import Attempt, Wait
+from .._boot.state import Attempt, Transfer, Wait
 from .._errors import ConfigError
 
 if TYPE_CHECKING:
@@ -69,6 +75,7 @@ __all__ = [
 TRACE_FORMAT = 1  # otherData.initgraph_trace: bumped when the events change meaning
 
 _US = 1_000_000
+_RESULTS_TID = 1  # the parent's thread that receives and loads results (the boot's coordinator)
 
 
 class TraceError(ConfigError):
@@ -89,7 +96,7 @@ class TracedTransfer:
     """Moving a plugin's inputs or result between processes: one span, in seconds.
 
     ``name``: one of :data:`TRANSFER_SPANS`; ``pid``: the process that did it; ``size``: the bytes
-    moved, if recorded.
+    moved, if recorded; ``of``: for a plugin's input, whose result it is (None: its own).
     """
 
     name: str
@@ -97,6 +104,7 @@ class TracedTransfer:
     started: float
     ended: float
     size: int | None = None
+    of: str | None = None
 
     @property
     def duration(self) -> float:
@@ -179,6 +187,8 @@ class TraceData:
     workers: int
     start_method: str
     config: str | None = None
+    pool_started: float | None = None  # when the worker pool was up
+    pool_stopping: float | None = None  # when the boot's work was done and the pool began to stop
 
     def __iter__(self) -> Iterator[TracedPlugin]:
         return iter(self.plugins)
@@ -238,11 +248,17 @@ def to_chrome_trace(boot: Boot, *, parent_pid: int | None = None) -> dict[str, A
             _meta(pid, "process_sort_index", {"sort_index": index}),
             _meta(pid, "thread_name", {"name": title}),
         ]
-    events.append(
-        _span(parent, "boot", "boot", 0, _us(boot.wall), {"plugins": len(boot.plan.plugins)})
-    )
+    if any(t.transfers for t in boot.timings.values()):
+        events.append({**_meta(parent, "thread_name", {"name": "results"}), "tid": _RESULTS_TID})
+    wall = _us(boot.wall)
+    events.append(_span(parent, "boot", "boot", 0, wall, {"plugins": len(boot.plan.plugins)}))
+    if boot.pool_started is not None:
+        events.append(_span(parent, "pool start", "boot", 0, _us(boot.pool_started), {}))
+    if boot.pool_stopping is not None:
+        stopping = min(_us(boot.pool_stopping), wall)
+        events.append(_span(parent, "pool stop", "boot", stopping, wall - stopping, {}))
 
-    flow = 0
+    flow = moved = 0
     for p in boot.plan.plugins:
         timing = boot.timings.get(p.name)
         args: dict[str, Any] = {
@@ -271,6 +287,9 @@ def to_chrome_trace(boot: Boot, *, parent_pid: int | None = None) -> dict[str, A
         events.append(_span(pid, p.name, "init", start, end - start, args))
         events += _init_children(pid, start, end, timing.waits)
         events += _attempt_spans(p.name, pid, parent, start, timing.attempts)
+        for t in timing.transfers:
+            moved += 1
+            events += _transfer_events(p.name, t, parent, moved)
         for required in p.requires:
             r = boot.timings.get(required)
             if r is None or r.started is None or r.ended is None or r.pid is None:
@@ -363,6 +382,24 @@ def _attempt_spans(
     return spans
 
 
+def _transfer_events(name: str, t: Transfer, parent: int, n: int) -> list[dict[str, Any]]:
+    """One step of moving ``name``'s result or input: a span, or an async span in flight."""
+    args: dict[str, Any] = {"plugin": name, "bytes": t.size}
+    if t.of is not None:
+        args["of"] = t.of
+    start, end = _us(t.started), _us(t.ended)
+    if t.name == "transfer":
+        common = {"cat": "transfer", "name": "transfer", "id": n, "pid": t.pid, "tid": t.pid}
+        return [
+            {"ph": "b", "ts": start, **common, "args": args},
+            {"ph": "e", "ts": max(start, end), **common},
+        ]
+    span = _span(t.pid, t.name, "transfer", start, max(0, end - start), args)
+    if t.pid == parent:
+        span["tid"] = _RESULTS_TID
+    return [span]
+
+
 _PHASE_ORDER = {"M": 0, "b": 1, "X": 2, "i": 3, "s": 4, "f": 5, "e": 6}
 
 
@@ -435,6 +472,8 @@ def _parse(data: Any) -> TraceData:
     shutdowns: dict[str, tuple[int, int]] = {}
     waits: dict[int, list[dict[str, Any]]] = {}  # pid -> wait spans
     transfers: dict[str, list[TracedTransfer]] = {}  # plugin -> its transfer spans
+    in_flight: dict[Any, dict[str, Any]] = {}  # id -> the "b" of a transfer not yet ended
+    boot_spans: dict[str, tuple[int, int]] = {}
     for event in data["traceEvents"]:
         ph, cat = event["ph"], event.get("cat")
         if (ph, cat) in (("X", "init"), ("i", "not run")):
@@ -448,16 +487,13 @@ def _parse(data: Any) -> TraceData:
         elif ph == "b" and cat == "queued":
             ready[int(event["id"])] = event["ts"]
         elif ph == "X" and cat == "transfer" and event["name"] in TRANSFER_SPANS:
-            args = event["args"]
-            size = args.get("bytes")
-            span = TracedTransfer(
-                str(event["name"]),
-                int(event["pid"]),
-                _s(event["ts"]),
-                _s(event["ts"] + event["dur"]),
-                None if size is None else int(size),
-            )
-            transfers.setdefault(str(args["plugin"]), []).append(span)
+            _add_transfer(transfers, event, event["ts"] + event["dur"])
+        elif ph == "b" and cat == "transfer":
+            in_flight[event["id"]] = event
+        elif ph == "e" and cat == "transfer" and event["id"] in in_flight:
+            _add_transfer(transfers, in_flight.pop(event["id"]), event["ts"])
+        elif ph == "X" and cat == "boot":
+            boot_spans[str(event["name"])] = (event["ts"], event["ts"] + event["dur"])
     plugins = []
     for name, event in inits.items():
         args = event["args"]
@@ -514,7 +550,23 @@ def _parse(data: Any) -> TraceData:
         workers=int(other["workers"]),
         start_method=str(other["start_method"]),
         config=other.get("config"),
+        pool_started=_s(boot_spans["pool start"][1]) if "pool start" in boot_spans else None,
+        pool_stopping=_s(boot_spans["pool stop"][0]) if "pool stop" in boot_spans else None,
     )
+
+
+def _add_transfer(found: dict[str, list[TracedTransfer]], event: Any, end: int) -> None:
+    args = event["args"]
+    size, of = args.get("bytes"), args.get("of")
+    span = TracedTransfer(
+        str(event["name"]),
+        int(event["pid"]),
+        _s(event["ts"]),
+        _s(max(end, event["ts"])),
+        None if size is None else int(size),
+        None if of is None else str(of),
+    )
+    found.setdefault(str(args["plugin"]), []).append(span)
 
 
 def trace_of(boot: Boot) -> TraceData:
