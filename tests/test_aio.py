@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 
 import initgraph
 from initgraph import BootError
+from initgraph._boot import aio as _aio
 from initgraph._boot import run as _boot
 
 Writer = Callable[..., dict[str, Any]]
@@ -177,6 +180,144 @@ def test_aboot_leaves_the_boot_open_until_aclose(app: Writer, tmp_path: Path) ->
 
     asyncio.run(main())
     assert [w for w, _, _, _ in lines(log)] == ["commit", "shutdown"]
+
+
+# -- what the loop is spared ------------------------------------------------------------------
+def test_lifespan_imports_the_boot_machinery_off_the_loop() -> None:
+    """``initgraph.lifespan`` loads no scheduler: the first boot imports it in a thread."""
+    code = (
+        "import sys, initgraph; initgraph.lifespan; initgraph.aboot; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = set(out.stdout.split())
+    assert "initgraph._boot.aio" in loaded
+    assert not loaded & {"initgraph._boot.run", "initgraph._core.scheduler", "multiprocess", "dill"}
+
+
+# Records the GIL switch interval its commit and its shutdown hook run with.
+SWITCH_PLUGIN = """
+import sys
+from initgraph import hookimpl
+
+def log(ctx, what):
+    with open(ctx.config["log"], "a") as f:
+        f.write(f"{what} {ctx.name} {sys.getswitchinterval()!r}\\n")
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    log(ctx, "commit")
+    if ctx.config.get("fail_commit"):
+        raise RuntimeError("broken on purpose")
+
+@hookimpl
+def initgraph_shutdown(ctx, result):
+    log(ctx, "shutdown")
+"""
+
+
+@pytest.fixture
+def switch_interval() -> Iterator[float]:
+    """A switch interval of the test's own, put back afterwards."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)
+    yield sys.getswitchinterval()
+    sys.setswitchinterval(before)
+
+
+def switches(log: Path) -> list[tuple[str, str, float]]:
+    found = []
+    for line in log.read_text().splitlines():
+        what, name, interval = line.split()
+        found.append((what, name, float(interval)))
+    return found
+
+
+def test_the_switch_interval_is_lowered_while_booting_and_shutting_down(
+    app: Writer, tmp_path: Path, switch_interval: float
+) -> None:
+    log = tmp_path / "log"
+    config = app({"a": {"source": SWITCH_PLUGIN, "config": {"log": str(log)}}})
+    inside: list[float] = []
+
+    async def main() -> None:
+        async with initgraph.lifespan(config):
+            inside.append(sys.getswitchinterval())
+
+    asyncio.run(main())
+    lowered = _aio.SWITCH_INTERVAL
+    assert lowered < switch_interval
+    assert switches(log) == [("commit", "a", lowered), ("shutdown", "a", lowered)]
+    assert inside == [switch_interval]  # the application's own code runs with its own
+    assert sys.getswitchinterval() == switch_interval
+
+
+def test_the_switch_interval_comes_back_after_a_failed_boot(
+    app: Writer, tmp_path: Path, switch_interval: float
+) -> None:
+    log = tmp_path / "log"
+    config = app({"b": {"source": SWITCH_PLUGIN, "config": {"log": str(log), "fail_commit": True}}})
+    with pytest.raises(BootError):
+        asyncio.run(initgraph.aboot(config))
+    assert switches(log) == [("commit", "b", _aio.SWITCH_INTERVAL)]
+    assert sys.getswitchinterval() == switch_interval
+
+
+def test_overlapping_boots_put_the_switch_interval_back_once_the_last_is_over(
+    switch_interval: float,
+) -> None:
+    switching = _aio._Switching()
+    with switching.lowered():
+        with switching.lowered():
+            assert sys.getswitchinterval() == _aio.SWITCH_INTERVAL
+        assert sys.getswitchinterval() == _aio.SWITCH_INTERVAL  # the first boot still runs
+    assert sys.getswitchinterval() == switch_interval
+    sys.setswitchinterval(0.0001)  # already below: left as it is
+    below = sys.getswitchinterval()
+    with switching.lowered():
+        assert sys.getswitchinterval() == below
+    assert sys.getswitchinterval() == below
+
+
+def test_cancelled_while_the_coordinator_starts_the_boot_stops(
+    app: Writer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The coordinator is started from a thread; a cancellation then waits the start out.
+
+    The coordinator sees the stop: no plugin commits, no worker is left (the autouse check).
+    """
+    log = tmp_path / "log"
+    config = app(plugins(log, a={}))
+    entered, gate = threading.Event(), threading.Event()
+    real_start = _boot._Run.start
+
+    def held_start(run: _boot._Run) -> None:
+        entered.set()
+        gate.wait()
+        real_start(run)
+
+    monkeypatch.setattr(_boot._Run, "start", held_start)
+    caught: list[BaseException] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(initgraph.aboot(config))
+        await asyncio.to_thread(entered.wait)
+        task.cancel()
+        await asyncio.sleep(0)  # one turn of the loop: the task takes the cancellation
+        gate.set()
+        try:
+            await task
+        except asyncio.CancelledError as exc:
+            caught.append(exc)
+
+    asyncio.run(main())
+    (exc,) = caught
+    stopped = _boot.interruption(exc)
+    assert stopped is not None
+    assert stopped.committed == ()
+    assert lines(log) == []
 
 
 # -- async def initgraph_init ----------------------------------------------------------------

@@ -19,6 +19,7 @@ a private module.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -28,6 +29,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -261,11 +263,49 @@ def test_shown_script_output_is_what_it_prints(shown: Shown, tmp_path: Path) -> 
     assert normalize(proc.stdout) == normalize(shown.output), f"{shown.where}:\n{proc.stdout}"
 
 
+# ASGI apps the docs show (a block that makes ``app = Starlette(lifespan=...)``): each is run as it
+# is, its lifespan entered as a server enters it, and a real request made to it.
+APPS = [
+    Shown(f"{path.relative_to(ROOT)}:{line}", body, "")
+    for path in DOCS
+    for line, lang, body in _blocks(path)
+    if lang == "python" and "= Starlette(lifespan=" in body
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shown", APPS, ids=[s.where for s in APPS])
+def test_shown_starlette_lifespan_boots_and_serves(
+    shown: Shown, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    monkeypatch.chdir(ROOT)  # the snippet boots "init.toml", relative to the clone's root
+    namespace: dict[str, Any] = {"__name__": "shown_app"}
+    exec(compile(shown.command, shown.where, "exec"), namespace)
+    app = namespace["app"]
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            assert app.state.boot.ok
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                found = await client.get("/api/search", params={"q": "embedding lifespan"})
+        assert found.status_code == 200, found.text
+        assert found.json()["hits"][0]["path"] == "embedding.md"
+        boot = app.state.boot  # shut down when the lifespan ended
+        assert all(boot.timings[p].shutdown_ended is not None for p in ("database", "web"))
+        assert boot.shutdown_failures == {}
+
+    asyncio.run(main())
+
+
 def test_the_docs_find_examples() -> None:
     """A guard against a parser that silently finds nothing."""
     commands = {s.command for s in COMMANDS}
     assert {"initgraph run init.toml", "initgraph check init.toml"} <= commands
     assert len(SCRIPTS) >= 3
+    assert [s.where.split(":")[0] for s in APPS] == ["docs/embedding.md"]
 
 
 MISSING = ("PERF-NOTES", "KERNEL-NOTES", "DESIGN.md", "STYLE.md")

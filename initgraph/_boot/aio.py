@@ -8,6 +8,13 @@ the scheduler, the state's decisions and the plugin imports stay off it. A main 
 runs on the loop: unless it is ``async def``, the loop waits while it runs, as for any blocking
 call.
 
+What would stall the loop stays off it: the boot's machinery (``run``, the scheduler,
+``multiprocess``, ``dill``) is imported on first use in a thread, with the config and the
+plugins; the coordinating thread is started from a thread too (starting a thread waits until
+it runs). While the boot runs, and while :func:`lifespan` shuts it down, the interpreter's GIL
+switch interval is lowered to :data:`SWITCH_INTERVAL` (then put back): a thread of the boot
+that holds the GIL gives it up to the loop after that long, not after the default 5 ms.
+
 Cancelling the task that awaits the boot stops it as SIGINT stops ``boot()``: the coordinator
 stops the scheduler's processes at once, what committed is shut down, and ``CancelledError``
 goes on. An ``async def initgraph_init`` with ``where = "main"`` is awaited on the loop too (one in
@@ -19,13 +26,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .._errors import BootError
-from .run import Boot, Job, _Run, call_plan, load
 
-__all__ = ["aboot", "lifespan"]
+if TYPE_CHECKING:
+    from .run import Boot, Job, Prepared, _Run
+
+__all__ = ["SWITCH_INTERVAL", "aboot", "lifespan"]
+
+SWITCH_INTERVAL = 0.0005
+"""The GIL switch interval (seconds) while a boot runs under :func:`aboot`."""
+
+
+class _Switching:
+    """Lowers ``sys.setswitchinterval`` while any boot runs; the last one out puts it back.
+
+    An interval already at or below :data:`SWITCH_INTERVAL` is left alone (setting the value
+    read back can drift it by a microsecond).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.boots = 0
+        self.saved: float | None = None  # the interval to put back, if it was lowered
+
+    @contextlib.contextmanager
+    def lowered(self) -> Iterator[None]:
+        with self.lock:
+            if self.boots == 0:
+                before = sys.getswitchinterval()
+                self.saved = before if before > SWITCH_INTERVAL else None
+                if self.saved is not None:
+                    sys.setswitchinterval(SWITCH_INTERVAL)
+            self.boots += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.boots -= 1
+                if self.boots == 0 and self.saved is not None:
+                    sys.setswitchinterval(self.saved)
+
+
+_switching = _Switching()
 
 
 class _LoopOwner:
@@ -55,6 +102,35 @@ class _LoopOwner:
                 continue  # stopping already: the original error goes on once this is over
 
 
+def _load(
+    config: str | os.PathLike[str] | Mapping[str, Any], overrides: Mapping[str, Any]
+) -> Prepared:
+    """In a thread: the boot's machinery imported on first use, then the config and plugins."""
+    from .run import load
+
+    return load(config, overrides)
+
+
+async def _start(run: _Run) -> None:
+    """``run.start()`` in a thread: starting the coordinator waits until its thread runs.
+
+    Cancelled meanwhile, it waits the start out (the coordinator then sees the stop), and the
+    cancellation goes on.
+    """
+    starting = asyncio.get_running_loop().run_in_executor(None, run.start)
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        while not starting.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(starting)
+        raise
+
+
+def _started(run: _Run) -> bool:
+    return run.coordinator is not None and run.coordinator.ident is not None
+
+
 async def aboot(
     config: str | os.PathLike[str] | Mapping[str, Any], *, check: bool = True, **overrides: Any
 ) -> Boot:
@@ -65,15 +141,27 @@ async def aboot(
     stops the boot, shuts down what committed and raises ``CancelledError``. Close the boot
     with ``await boot.aclose()``, or use :func:`lifespan`.
     """
-    # Reading the config and importing the plugins may take long: off the loop.
-    prepared = await asyncio.to_thread(load, config, overrides)
+    with _switching.lowered():
+        return await _aboot(config, check, overrides)
+
+
+async def _aboot(
+    config: str | os.PathLike[str] | Mapping[str, Any], check: bool, overrides: Mapping[str, Any]
+) -> Boot:
+    # Importing the scheduler, reading the config and importing the plugins take long: off
+    # the loop.
+    prepared = await asyncio.to_thread(_load, config, overrides)
+    from .run import _Run, call_plan
+
     call_plan(prepared)
     owner = _LoopOwner(asyncio.get_running_loop())
     run = _Run(prepared, owner)
-    run.start()
     try:
+        await _start(run)
         await owner.serve()
     except BaseException as exc:  # cancelled, or KeyboardInterrupt on the loop's thread
+        if not _started(run):
+            raise  # the start failed: there is nothing to stop
         run.stop()
         await owner.drain()
         run.ended(exc)  # the coordinator has submitted its last job: it is ending
@@ -108,4 +196,5 @@ async def lifespan(
     try:
         yield boot
     finally:
-        await boot.aclose()
+        with _switching.lowered():
+            await boot.aclose()
