@@ -958,8 +958,15 @@ class _Run:
                 self.sched = sched
                 self.events = cast("queue.SimpleQueue[Any]", sched.listen())
                 for p in self.plan.plugins:
+                    # A worker that ends what a pool init requires is kept for it a moment
+                    # while this thread hands its work over (see Scheduler.reserve).
+                    pooled = p.where != "main" and p.name not in self.no_init
                     reservation = sched.reserve(
-                        domain=p.domain, name=p.name, timeout=p.timeout, owner=f"plugin {p.name!r}"
+                        domain=p.domain,
+                        name=p.name,
+                        timeout=p.timeout,
+                        owner=f"plugin {p.name!r}",
+                        after=[self.by_name[r].cookie for r in p.requires] if pooled else (),
                     )
                     assert reservation.cookie == p.cookie, (reservation, p)
                     self.reservations[p.name] = reservation

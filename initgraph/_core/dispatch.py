@@ -229,13 +229,17 @@ class Dispatcher:
         """Every worker and its state."""
         return dict(self._workers)
 
-    def assign(self) -> list[tuple[int, int]]:
-        """Hand ready initcalls to idle workers: lowest cookie first, lowest worker id first."""
+    def assign(self, keep_idle: int = 0) -> list[tuple[int, int]]:
+        """Hand ready initcalls to idle workers: lowest cookie first, lowest worker id first.
+
+        ``keep_idle``: leave that many idle workers without work (the pool keeps them for held
+        initcalls about to be released).
+        """
         out: list[tuple[int, int]] = []
         if not self._ready:
             return out
         idle = sorted(w for w, s in self._workers.items() if s is WorkerState.IDLE)
-        for worker in idle:
+        for worker in idle[: max(0, len(idle) - keep_idle)]:
             if not self._ready:
                 break
             cookie = heapq.heappop(self._ready)

@@ -363,7 +363,13 @@ class Scheduler:
 
     # -- the seam for work whose payload comes later (the boot) ----------------------------------
     def reserve(
-        self, *, domain: str, name: str, timeout: float | None = None, owner: str | None = None
+        self,
+        *,
+        domain: str,
+        name: str,
+        timeout: float | None = None,
+        owner: str | None = None,
+        after: Iterable[int] = (),
     ) -> Reservation:
         """Issue a cookie now for an initcall whose function and data come later.
 
@@ -372,11 +378,17 @@ class Scheduler:
         :meth:`Reservation.run_here`), or never if :meth:`Reservation.cancel` ends it.
         ``owner`` names its values in errors (default ``"initcall <cookie> '<name>'"``; the
         boot says ``"plugin '<name>'"``, and errors then suggest ``where = "main"``).
+
+        ``after``: cookies whose outcomes its work waits for (the caller provides it once they
+        ended). It does not start before they end, and when the last of them ends in a worker,
+        that worker is kept for it for a moment (``pool.SETTLE``) while the caller provides it,
+        instead of taking other queued work: a dependent follows what it waited for at once.
         """
         self._check_open()
+        after = tuple(after)
         didx = self._shared.domain_index(domain, None)
         cookie, _, _ = self._shared.allocate(didx, PARENT, (), sys.maxsize)
-        self._pool.submit("reserve", cookie, name, domain, timeout)
+        self._pool.submit("reserve", cookie, name, domain, timeout, after)
         return Reservation(self, cookie, name, domain, owner)
 
     def _record_here(self, cookie: int, outcome: Outcome) -> None:
