@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import AppWriter
 
 import initgraph
-from initgraph import ConfigError, HookError, Scheduler
+from initgraph import BootError, ConfigError, HookError, Scheduler
 from initgraph._core import runtime as _runtime
 from initgraph._core.store import Handle, Statistics, TooLargeError, UnpicklableError
 from initgraph._core.worker import THREAD_VARS
@@ -347,3 +348,53 @@ def test_lazy_results_load_a_required_result_when_first_read() -> None:
             assert unread.load_s is None  # never read: never mapped
         assert store.statistics().mapped == 1
         del arr
+
+
+# -- [initgraph] max_result_bytes in a boot ------------------------------------------------------
+RETURNS_BYTES = """
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    return bytes(ctx.config["size"])
+"""
+
+
+def test_a_plugin_over_max_result_bytes_fails_like_any_plugin(app: AppWriter) -> None:
+    config = app(
+        {
+            "big": {"source": RETURNS_BYTES, "config": {"size": 2 * MiB}},
+            "small": {"source": RETURNS_BYTES, "config": {"size": 1000}},
+            "after": {"requires": ["big"]},
+        },
+        max_result_bytes=MiB,
+        on_error="continue",
+    )
+    with pytest.raises(BootError) as info:
+        initgraph.boot(config)
+    boot = info.value.boot
+    failure = boot.failures["big"]
+    err = failure.error
+    assert isinstance(err, HookError)
+    assert (err.name, failure.kind, boot.status("big")) == ("big", "error", "failed")
+    too_large = err.__cause__
+    assert isinstance(too_large, TooLargeError)
+    assert (too_large.limit, too_large.owner) == (MiB, "plugin 'big'")
+    assert too_large.size > 2 * MiB
+    assert failure.message == (
+        f"plugin 'big': the value needs at least {too_large.size:,} bytes (2.0 MiB), over "
+        f"max_result_bytes = 1,048,576 bytes (1.0 MiB); make it smaller or raise max_result_bytes"
+    )
+    assert str(info.value) == (
+        f"boot failed: plugin 'big': {failure.message}; 1 other plugin(s) did not commit"
+    )
+    assert boot.results == {"small": bytes(1000)}
+    assert boot.status("after") == "skipped"
+
+
+def test_max_result_bytes_is_an_override_of_boot(app: AppWriter) -> None:
+    config = app({"big": {"source": RETURNS_BYTES, "config": {"size": 2 * MiB}}})
+    assert initgraph.boot(config).results["big"] == bytes(2 * MiB)  # no bound by default
+    boot = initgraph.boot(config, check=False, max_result_bytes=MiB)
+    assert boot.status("big") == "failed"
+    assert isinstance(boot.failures["big"].error.__cause__, TooLargeError)

@@ -947,6 +947,7 @@ class _Run:
                 self.plan.workers,
                 start_method=self.plan.start_method,
                 max_pending=settings.max_pending,
+                max_result_bytes=settings.max_result_bytes,
             ) as sched:
                 self.sched = sched
                 self.events = cast("queue.SimpleQueue[Any]", sched.listen())
