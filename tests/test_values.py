@@ -398,3 +398,115 @@ def test_max_result_bytes_is_an_override_of_boot(app: AppWriter) -> None:
     boot = initgraph.boot(config, check=False, max_result_bytes=MiB)
     assert boot.status("big") == "failed"
     assert isinstance(boot.failures["big"].error.__cause__, TooLargeError)
+
+
+# -- what the parent loads in a boot -------------------------------------------------------------
+TRACED = """
+import os
+
+from initgraph import hookimpl
+
+
+def _loaded(log):
+    with open(log, "a") as out:
+        out.write(f"{os.getpid()}\\n")
+    return Traced(log)
+
+
+class Traced:
+    \"\"\"A result whose every unpickling writes the pid of the process that unpickled it.\"\"\"
+
+    def __init__(self, log):
+        self.log = log
+
+    def __reduce__(self):
+        return _loaded, (self.log,)
+
+
+@hookimpl
+def initgraph_init(ctx):
+    if "reads" in ctx.config:
+        if ctx.config["reads"]:
+            got = ctx.results[ctx.config["reads"]]
+            assert type(got).__name__ == "Traced", got
+        return os.getpid()
+    return Traced(ctx.config["log"])
+"""
+
+COMMITS = """
+from initgraph import hookimpl
+
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("seen." + ctx.name, type(result).__name__)
+"""
+
+
+def loaded_by(log: Any) -> list[int]:
+    return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+def test_a_result_only_pool_plugins_require_is_never_loaded_in_the_parent(
+    app: AppWriter, tmp_path: Any
+) -> None:
+    log = tmp_path / "loads.txt"
+    config = app(
+        {
+            "made": {"source": TRACED, "config": {"log": str(log)}},
+            "reader": {"source": TRACED, "requires": ["made"], "config": {"reads": "made"}},
+            # a commit hook here that does not read ctx.results["made"]
+            "committer": {
+                "source": TRACED + COMMITS,
+                "requires": ["made"],
+                "config": {"reads": ""},
+            },
+        },
+    )
+    with initgraph.boot(config) as boot:
+        assert boot.ok
+        assert boot.registry["seen.committer"] == "int"
+        reader_pid = boot.timings["reader"].pid
+        assert loaded_by(log) == [reader_pid]  # the reader's worker, not the parent
+        assert type(boot.results["made"]).__name__ == "Traced"  # the parent loads it when asked
+        assert loaded_by(log) == [reader_pid, os.getpid()]
+        boot.results["made"]
+        assert loaded_by(log) == [reader_pid, os.getpid()]  # once
+
+
+def test_a_result_is_loaded_in_the_parent_for_its_commit(app: AppWriter, tmp_path: Any) -> None:
+    log = tmp_path / "loads.txt"
+    config = app({"made": {"source": TRACED + COMMITS, "config": {"log": str(log)}}})
+    with initgraph.boot(config) as boot:
+        assert boot.registry["seen.made"] == "Traced"
+        assert loaded_by(log) == [os.getpid()]
+
+
+REFUSES = """
+from initgraph import hookimpl
+
+
+def _refuse():
+    raise ValueError("not here")
+
+
+class Refuses:
+    def __reduce__(self):
+        return _refuse, ()
+
+
+@hookimpl
+def initgraph_init(ctx):
+    return Refuses()
+"""
+
+
+def test_a_result_nothing_here_needs_may_be_one_the_parent_cannot_load(app: AppWriter) -> None:
+    boot = initgraph.boot(app({"odd": {"source": REFUSES}, "after": {"requires": ["odd"]}}))
+    assert boot.ok
+    assert "odd" in boot.results
+    with pytest.raises(HookError) as info:
+        boot.results["odd"]
+    assert str(info.value) == "the result of plugin 'odd' cannot be loaded here: not here"
+    assert (info.value.name, info.value.cookie) == ("odd", 1)
+    assert type(info.value.__cause__) is ValueError
