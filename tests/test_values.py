@@ -510,3 +510,33 @@ def test_a_result_nothing_here_needs_may_be_one_the_parent_cannot_load(app: AppW
     assert str(info.value) == "the result of plugin 'odd' cannot be loaded here: not here"
     assert (info.value.name, info.value.cookie) == ("odd", 1)
     assert type(info.value.__cause__) is ValueError
+
+
+def test_a_result_apart_round_trips_in_pieces_and_loads_when_read() -> None:
+    from initgraph._boot.plugins import InitResult
+    from initgraph._core.store import Store
+
+    store = Store()
+    table = {i: str(i) for i in range(50_000)}  # a stream of many frames: many pieces
+    pieces, buffers = store.pickle_apart(table, owner="plugin 'x'")
+    assert len(pieces) > 1
+    assert not buffers
+    assert Store.load_apart([memoryview(p) for p in pieces], buffers) == table
+    values = [table, bytes(3 * MiB), np.arange(MiB, dtype=np.float64), {"small": [1, 2]}]
+    a, b = socket.socketpair()
+    with a, b:
+        for value in values:
+            sent = InitResult(value, (("k", 1),), plugin="x", cookie=7)
+            with store.encode(sent, owner="plugin 'x'") as encoded:
+                store.send(a, encoded)
+            with store.receive(b) as handle:
+                got = handle.value()
+                assert (got.publications, got.plugin, got.cookie) == ((("k", 1),), "x", 7)
+                assert not got.loaded
+                if isinstance(value, np.ndarray):
+                    assert np.array_equal(got.value, value)
+                    assert not got.value.flags.writeable  # a view of the segment
+                else:
+                    assert got.value == value
+                assert got.loaded
+                del got
