@@ -17,7 +17,8 @@
 
 Every error carries the data it talks about as attributes, and a lowercase message that names the
 offender and, where there is one, what to do. All of them pickle, so a failure in a worker
-reaches the parent intact.
+reaches the parent intact. What a worker raised travels by pickle alone; an exception that
+cannot (:class:`RemoteError`) is stood in for by one that keeps its type's name and message.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "OrderingError",
     "PluginError",
     "RegistryConflict",
+    "RemoteError",
     "RemoteTraceback",
     "WorkerCrashed",
     "describe_exitcode",
@@ -192,6 +194,45 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.tb}"""'
+
+
+class RemoteError(Exception):
+    """A stand-in for an exception raised in a worker that could not cross to this process.
+
+    Exceptions travel by pickle alone. One that pickle refuses (it holds a lock, a file, a
+    socket), that cannot be rebuilt from its pickle (an ``__init__`` with a required argument
+    of its own), or whose class this process cannot import arrives as a ``RemoteError``: an
+    instance of a subclass made for it, with the original class's ``__name__``,
+    ``__qualname__`` and ``__module__``, so messages read as the original's would
+    (``"NeedsTwo: db: down"``). ``.type_name`` is the original's qualified name, ``str()`` its
+    message, ``.tb`` the traceback as the worker formatted it (also chained as ``__cause__``).
+    """
+
+    __module__ = "initgraph"
+
+    def __init__(self, message: str, *, type_name: str, tb: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.tb = tb
+
+    def __reduce__(self) -> Any:
+        cls = type(self)
+        return (remote_error, (cls.__module__, cls.__qualname__, str(self), self.tb))
+
+
+_STAND_INS: dict[tuple[str, str], type[RemoteError]] = {}
+
+
+def remote_error(module: str, qualname: str, message: str, tb: str = "") -> RemoteError:
+    """The :class:`RemoteError` standing in for an exception of class ``module.qualname``."""
+    key = (module, qualname)
+    cls = _STAND_INS.get(key)
+    if cls is None:
+        name = qualname.rpartition(".")[2] or "RemoteError"
+        attrs = {"__module__": module, "__qualname__": qualname, "__doc__": RemoteError.__doc__}
+        cls = _STAND_INS.setdefault(key, type(name, (RemoteError,), attrs))
+    type_name = qualname if module == "builtins" else f"{module}.{qualname}"
+    return cls(message, type_name=type_name, tb=tb)
 
 
 def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:

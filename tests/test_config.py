@@ -319,6 +319,17 @@ def test_overrides_replace_settings(load: Load) -> None:
     assert config.settings.paths == (str(Path.cwd() / "lib"),)
 
 
+def test_max_result_bytes_is_a_byte_count_with_no_bound_by_default(load: Load) -> None:
+    assert load('[plugins.a]\nmodule = "a"\n').settings.max_result_bytes is None
+    config = load("[initgraph]\nmax_result_bytes = 67_108_864\n")
+    assert config.settings.max_result_bytes == 64 << 20
+    assert load("", max_result_bytes=1).settings.max_result_bytes == 1
+    with raises(
+        "init.toml: initgraph.max_result_bytes: expected a positive integer (bytes), got -1 (int)"
+    ):
+        load("", max_result_bytes=-1)
+
+
 def test_none_override_leaves_the_file_value(load: Load) -> None:
     config = load(
         '[initgraph]\nworkers = 2\nstart_method = "spawn"\n', workers=None, start_method=None
@@ -338,8 +349,8 @@ def test_override_replaces_a_bad_file_value(load: Load) -> None:
         (
             {"zzz": 1},
             "init.toml: initgraph.zzz: unknown override; valid keys: entry_points, max_pending, "
-            "on_error, paths, retries, retry_delay, retry_delay_max, shutdown_timeout, "
-            "start_method, timeout, workers",
+            "max_result_bytes, on_error, paths, retries, retry_delay, retry_delay_max, "
+            "shutdown_timeout, start_method, timeout, workers",
         ),
         (
             {"workers": 0},
@@ -433,6 +444,25 @@ TYPE_AND_VALUE_ERRORS = [
     (
         "[initgraph]\nmax_pending = false",
         "init.toml: initgraph.max_pending: expected a positive integer, got False (bool)",
+    ),
+    (
+        "[initgraph]\nmax_result_bytes = 0",
+        "init.toml: initgraph.max_result_bytes: expected a positive integer (bytes), got 0 (int)",
+    ),
+    (
+        "[initgraph]\nmax_result_bytes = 1.5e6",
+        "init.toml: initgraph.max_result_bytes: expected a positive integer (bytes), "
+        "got 1500000.0 (float)",
+    ),
+    (
+        '[initgraph]\nmax_result_bytes = "64 MiB"',
+        "init.toml: initgraph.max_result_bytes: expected a positive integer (bytes), "
+        "got '64 MiB' (str)",
+    ),
+    (
+        "[initgraph]\nmax_result_bytes = true",
+        "init.toml: initgraph.max_result_bytes: expected a positive integer (bytes), "
+        "got True (bool)",
     ),
     (
         "[initgraph]\ntimeout = 0",

@@ -182,6 +182,7 @@ class Crash:
     kind: str = "error"  # the boot's Failure.kind
     data_row: bool = False
     boot_message: str | None = None  # where a boot words it otherwise (plugin, not initcall)
+    commit: bool = False  # at boot level, the failing plugin has a commit hook taking its result
     # the data cannot be sent: refused in schedule()
 
     def pattern(
@@ -286,6 +287,10 @@ ROWS = [
         r"loaded here$",
         cause=ValueError,
         remote_traceback=False,
+        # a boot loads it only for what needs it here: the plugin's commit hook
+        boot_message=r"^the result of plugin {name} cannot be loaded here: this result cannot "
+        r"be loaded here$",
+        commit=True,
     ),
     Crash(
         "unpicklable-data",
@@ -438,6 +443,12 @@ def initgraph_init(ctx):
     return {func}(None, ctx.cookie)
 """
 
+BAD_COMMIT = """
+@hookimpl
+def initgraph_commit(ctx, result):
+    pass
+"""
+
 MAIN_GENERATOR = """
 from initgraph import hookimpl
 
@@ -462,6 +473,7 @@ def crash_app(app: AppWriter, crash: Crash, method: str, on_error: str) -> dict[
     """Plugins bad (fails as the row says), waiter, dep (requires bad) and ok, on one worker."""
     bad: dict[str, Any] = {
         "source": BAD.format(module=crash.func.__module__, func=crash.func.__name__)
+        + (BAD_COMMIT if crash.commit else "")
     }
     if crash.timeout is not None:
         bad["timeout"] = crash.timeout
@@ -536,13 +548,18 @@ def test_boot(crash: Crash, method: str, on_error: str, app: AppWriter) -> None:
         assert "waiter.released" not in boot.registry
         assert boot.failures["waiter"].message == unfinished
         assert boot.failures["ok"].message == unfinished
+        # a failed commit: what requires it ran already, and is skipped
         assert statuses == {
             "bad": statuses["bad"],
             "waiter": "cancelled",
-            "dep": "cancelled",
+            "dep": "skipped" if crash.commit else "cancelled",
             "ok": "cancelled",
         }
-        assert boot.failures["dep"].message == "cancelled: plugin 'bad' failed"
+        assert boot.failures["dep"].message == (
+            "skipped: it requires 'bad', which did not commit"
+            if crash.commit
+            else "cancelled: plugin 'bad' failed"
+        )
 
 
 # -- faults around the table -----------------------------------------------------------------------

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import AppWriter
 
 import initgraph
-from initgraph import ConfigError, HookError, Scheduler
+from initgraph import BootError, ConfigError, HookError, Scheduler
 from initgraph._core import runtime as _runtime
 from initgraph._core.store import Handle, Statistics, TooLargeError, UnpicklableError
 from initgraph._core.worker import THREAD_VARS
@@ -347,3 +348,195 @@ def test_lazy_results_load_a_required_result_when_first_read() -> None:
             assert unread.load_s is None  # never read: never mapped
         assert store.statistics().mapped == 1
         del arr
+
+
+# -- [initgraph] max_result_bytes in a boot ------------------------------------------------------
+RETURNS_BYTES = """
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    return bytes(ctx.config["size"])
+"""
+
+
+def test_a_plugin_over_max_result_bytes_fails_like_any_plugin(app: AppWriter) -> None:
+    config = app(
+        {
+            "big": {"source": RETURNS_BYTES, "config": {"size": 2 * MiB}},
+            "small": {"source": RETURNS_BYTES, "config": {"size": 1000}},
+            "after": {"requires": ["big"]},
+        },
+        max_result_bytes=MiB,
+        on_error="continue",
+    )
+    with pytest.raises(BootError) as info:
+        initgraph.boot(config)
+    boot = info.value.boot
+    failure = boot.failures["big"]
+    err = failure.error
+    assert isinstance(err, HookError)
+    assert (err.name, failure.kind, boot.status("big")) == ("big", "error", "failed")
+    too_large = err.__cause__
+    assert isinstance(too_large, TooLargeError)
+    assert (too_large.limit, too_large.owner) == (MiB, "plugin 'big'")
+    assert too_large.size > 2 * MiB
+    assert failure.message == (
+        f"plugin 'big': the value needs at least {too_large.size:,} bytes (2.0 MiB), over "
+        f"max_result_bytes = 1,048,576 bytes (1.0 MiB); make it smaller or raise max_result_bytes"
+    )
+    assert str(info.value) == (
+        f"boot failed: plugin 'big': {failure.message}; 1 other plugin(s) did not commit"
+    )
+    assert boot.results == {"small": bytes(1000)}
+    assert boot.status("after") == "skipped"
+
+
+def test_max_result_bytes_is_an_override_of_boot(app: AppWriter) -> None:
+    config = app({"big": {"source": RETURNS_BYTES, "config": {"size": 2 * MiB}}})
+    assert initgraph.boot(config).results["big"] == bytes(2 * MiB)  # no bound by default
+    boot = initgraph.boot(config, check=False, max_result_bytes=MiB)
+    assert boot.status("big") == "failed"
+    assert isinstance(boot.failures["big"].error.__cause__, TooLargeError)
+
+
+# -- what the parent loads in a boot -------------------------------------------------------------
+TRACED = """
+import os
+
+from initgraph import hookimpl
+
+
+def _loaded(log):
+    with open(log, "a") as out:
+        out.write(f"{os.getpid()}\\n")
+    return Traced(log)
+
+
+class Traced:
+    \"\"\"A result whose every unpickling writes the pid of the process that unpickled it.\"\"\"
+
+    def __init__(self, log):
+        self.log = log
+
+    def __reduce__(self):
+        return _loaded, (self.log,)
+
+
+@hookimpl
+def initgraph_init(ctx):
+    if "reads" in ctx.config:
+        if ctx.config["reads"]:
+            got = ctx.results[ctx.config["reads"]]
+            assert type(got).__name__ == "Traced", got
+        return os.getpid()
+    return Traced(ctx.config["log"])
+"""
+
+COMMITS = """
+from initgraph import hookimpl
+
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    ctx.publish("seen." + ctx.name, type(result).__name__)
+"""
+
+
+def loaded_by(log: Any) -> list[int]:
+    return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+def test_a_result_only_pool_plugins_require_is_never_loaded_in_the_parent(
+    app: AppWriter, tmp_path: Any
+) -> None:
+    log = tmp_path / "loads.txt"
+    config = app(
+        {
+            "made": {"source": TRACED, "config": {"log": str(log)}},
+            "reader": {"source": TRACED, "requires": ["made"], "config": {"reads": "made"}},
+            # a commit hook here that does not read ctx.results["made"]
+            "committer": {
+                "source": TRACED + COMMITS,
+                "requires": ["made"],
+                "config": {"reads": ""},
+            },
+        },
+    )
+    with initgraph.boot(config) as boot:
+        assert boot.ok
+        assert boot.registry["seen.committer"] == "int"
+        reader_pid = boot.timings["reader"].pid
+        assert loaded_by(log) == [reader_pid]  # the reader's worker, not the parent
+        assert type(boot.results["made"]).__name__ == "Traced"  # the parent loads it when asked
+        assert loaded_by(log) == [reader_pid, os.getpid()]
+        boot.results["made"]
+        assert loaded_by(log) == [reader_pid, os.getpid()]  # once
+
+
+def test_a_result_is_loaded_in_the_parent_for_its_commit(app: AppWriter, tmp_path: Any) -> None:
+    log = tmp_path / "loads.txt"
+    config = app({"made": {"source": TRACED + COMMITS, "config": {"log": str(log)}}})
+    with initgraph.boot(config) as boot:
+        assert boot.registry["seen.made"] == "Traced"
+        assert loaded_by(log) == [os.getpid()]
+
+
+REFUSES = """
+from initgraph import hookimpl
+
+
+def _refuse():
+    raise ValueError("not here")
+
+
+class Refuses:
+    def __reduce__(self):
+        return _refuse, ()
+
+
+@hookimpl
+def initgraph_init(ctx):
+    return Refuses()
+"""
+
+
+def test_a_result_nothing_here_needs_may_be_one_the_parent_cannot_load(app: AppWriter) -> None:
+    boot = initgraph.boot(app({"odd": {"source": REFUSES}, "after": {"requires": ["odd"]}}))
+    assert boot.ok
+    assert "odd" in boot.results
+    with pytest.raises(HookError) as info:
+        boot.results["odd"]
+    assert str(info.value) == "the result of plugin 'odd' cannot be loaded here: not here"
+    assert (info.value.name, info.value.cookie) == ("odd", 1)
+    assert type(info.value.__cause__) is ValueError
+
+
+def test_a_result_apart_round_trips_in_pieces_and_loads_when_read() -> None:
+    from initgraph._boot.plugins import InitResult
+    from initgraph._core.store import Store
+
+    store = Store()
+    table = {i: str(i) for i in range(50_000)}  # a stream of many frames: many pieces
+    pieces, buffers = store.pickle_apart(table, owner="plugin 'x'")
+    assert len(pieces) > 1
+    assert not buffers
+    assert Store.load_apart([memoryview(p) for p in pieces], buffers) == table
+    values = [table, bytes(3 * MiB), np.arange(MiB, dtype=np.float64), {"small": [1, 2]}]
+    a, b = socket.socketpair()
+    with a, b:
+        for value in values:
+            sent = InitResult(value, (("k", 1),), plugin="x", cookie=7)
+            with store.encode(sent, owner="plugin 'x'") as encoded:
+                store.send(a, encoded)
+            with store.receive(b) as handle:
+                got = handle.value()
+                assert (got.publications, got.plugin, got.cookie) == ((("k", 1),), "x", 7)
+                assert not got.loaded
+                if isinstance(value, np.ndarray):
+                    assert np.array_equal(got.value, value)
+                    assert not got.value.flags.writeable  # a view of the segment
+                else:
+                    assert got.value == value
+                assert got.loaded
+                del got

@@ -58,6 +58,7 @@ _SETTINGS_KEYS = (
     "workers",
     "start_method",
     "max_pending",
+    "max_result_bytes",
     "timeout",
     "on_error",
     "paths",
@@ -156,6 +157,8 @@ class Settings:
     or ``"continue"``; ``paths`` are absolute directories put in front of ``sys.path``.
     ``retries`` and ``retry_delay`` are the plugins' defaults; a retry's delay doubles after each
     attempt up to ``retry_delay_max``. ``shutdown_timeout`` caps the whole shutdown, in seconds.
+    ``max_result_bytes`` bounds each value that crosses between processes (a plugin's result, the
+    results a pool plugin requires); ``None``, no bound but the memory.
     """
 
     workers: int | None = None
@@ -169,6 +172,7 @@ class Settings:
     retry_delay: float = 1.0
     retry_delay_max: float = 60.0
     shutdown_timeout: float = 30.0
+    max_result_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -460,6 +464,7 @@ def _settings(doc: _Document, value: object, overrides: Mapping[str, Any]) -> Se
         retry_delay=_field(doc, merged, key, "retry_delay", _finite_seconds, 1.0),
         retry_delay_max=_field(doc, merged, key, "retry_delay_max", _finite_seconds, 60.0),
         shutdown_timeout=_field(doc, merged, key, "shutdown_timeout", _finite_seconds, 30.0),
+        max_result_bytes=_field(doc, merged, key, "max_result_bytes", _byte_count, None),
     )
 
 
@@ -576,6 +581,13 @@ def _positive_int(doc: _Document, value: object, key: _Key) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return _at_most(doc, value, key)
     raise doc.expected(key, "a positive integer", value)
+
+
+def _byte_count(doc: _Document, value: object, key: _Key) -> int:
+    """A size in bytes: a positive integer, bounded by nothing but the machine's memory."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise doc.expected(key, "a positive integer (bytes)", value)
 
 
 def _retries(doc: _Document, value: object, key: _Key) -> int:

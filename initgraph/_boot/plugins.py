@@ -13,19 +13,36 @@ import difflib
 import importlib
 import inspect
 import logging
+import pickle
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
+from dataclasses import dataclass
 from typing import Any
 
 import pluggy
 
 from .. import hookspecs
 from .._core import runtime as _runtime
-from .._core.store import Handle
+from .._core.store import Handle, Store
 from .._defs import ENTRY_POINT_GROUP
-from .._errors import ConfigError, HookError, NotReady, OrderingError, PluginError
+from .._errors import (
+    ConfigError,
+    HookError,
+    InitgraphError,
+    NotReady,
+    OrderingError,
+    PluginError,
+)
 from .state import Attempt, describe_error
 
 __all__ = [
@@ -37,6 +54,7 @@ __all__ = [
     "Input",
     "LazyResults",
     "PluginSource",
+    "Results",
     "Retry",
     "aretrying",
     "arun_init",
@@ -408,26 +426,118 @@ class Input:
     load_ended: float | None = None
 
 
-@dataclass(frozen=True)
 class InitResult:
     """What a plugin's init produced: its value and what it published, in order.
 
     ``attempts``: each attempt (``time.monotonic()`` readings) when it was retried, else empty.
     ``inputs``: the required results it was handed as store handles (in a worker), for the trace.
+
+    Sent to another process, the value travels apart from the rest (:meth:`Store.pickle_apart
+    <initgraph._core.store.Store.pickle_apart>`) and is loaded there when :attr:`value` is
+    first read: the parent reads ``publications`` and ``attempts`` to commit a plugin, and loads
+    its value only for a commit hook, a main plugin or a caller that asks. A value that cannot
+    be loaded here raises :class:`HookError` naming the plugin, when read.
     """
 
-    value: Any
-    publications: tuple[tuple[str, Any], ...] = field(default=())
-    attempts: tuple[Attempt, ...] = ()
-    inputs: tuple[Input, ...] = ()
+    __slots__ = ("_lock", "_value", "attempts", "cookie", "inputs", "plugin", "publications")
+
+    def __init__(
+        self,
+        value: Any,
+        publications: tuple[tuple[str, Any], ...] = (),
+        attempts: tuple[Attempt, ...] = (),
+        inputs: tuple[Input, ...] = (),
+        *,
+        plugin: str = "",
+        cookie: int = 0,
+    ) -> None:
+        self._value = value
+        self._lock: threading.Lock | None = None  # set while the value is apart, not loaded
+        self.publications = publications
+        self.attempts = attempts
+        self.inputs = inputs
+        self.plugin = plugin
+        self.cookie = cookie
+
+    @property
+    def value(self) -> Any:
+        """The value, loaded on first read when it came from another process."""
+        lock = self._lock
+        if lock is None:
+            return self._value
+        with lock:
+            if self._lock is not None:
+                pieces, buffers = self._value
+                try:
+                    self._value = Store.load_apart(pieces, buffers)
+                except Exception as exc:
+                    msg = f"the result of plugin {self.plugin!r} cannot be loaded here: {exc}"
+                    raise HookError(msg, cookie=self.cookie, name=self.plugin) from exc
+                self._lock = None
+            return self._value
+
+    @property
+    def loaded(self) -> bool:
+        """Whether :attr:`value` is here (False: it came apart and nothing read it yet)."""
+        return self._lock is None
+
+    def __reduce__(self) -> Any:
+        head = (self.publications, self.attempts, self.inputs, self.plugin, self.cookie)
+        lock = self._lock or contextlib.nullcontext()
+        with lock:
+            if self._lock is not None:  # came apart, never read: it goes on as it came
+                pieces, buffers = self._value
+            else:
+                value = self._value
+                if type(value) in _SMALL and (
+                    not isinstance(value, (str, bytes)) or len(value) < 4096
+                ):
+                    return (_whole, (value, *head))  # nothing to save by not loading it
+                store = _active_store()
+                pieces, buffers = store.pickle_apart(value, owner=f"plugin {self.plugin!r}")
+        views = [pickle.PickleBuffer(p) for p in (*pieces, *buffers)]
+        return (_apart, (*head, len(pieces), *views))
+
+    def __repr__(self) -> str:
+        value = repr(self._value) if self._lock is None else "<not loaded>"
+        return f"InitResult({value}, publications={self.publications!r})"
+
+
+def _active_store() -> Store:
+    """The store of this process's runtime (its bound on values), else a default one."""
+    try:
+        return _runtime.active_runtime().store
+    except InitgraphError:
+        return Store()
+
+
+# Types whose value is as cheap to load as to keep apart (when short).
+_SMALL = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def _whole(
+    value: Any, publications: Any, attempts: Any, inputs: Any, plugin: str, cookie: int
+) -> InitResult:
+    return InitResult(value, publications, attempts, inputs, plugin=plugin, cookie=cookie)
+
+
+def _apart(
+    publications: Any, attempts: Any, inputs: Any, plugin: str, cookie: int, n: int, *views: Any
+) -> InitResult:
+    result = InitResult((list(views[:n]), list(views[n:])), publications, attempts, inputs)
+    result.plugin, result.cookie = plugin, cookie
+    result._lock = threading.Lock()
+    return result
 
 
 class LazyResults(Mapping[str, Any]):
-    """``ctx.results`` in a worker: a required plugin's result is loaded when first read.
+    """``ctx.results``: a required plugin's result is loaded when first read.
 
-    The boot puts the store handles of required results into the init's data, forwarded
-    without being loaded in the parent; a plugin that never reads ``ctx.results["x"]`` never
-    maps it. Arrays read here are read-only views of shared memory (``arr.copy()`` to write).
+    In a worker, the boot puts the store handles of required results into the init's data,
+    forwarded without being loaded in the parent; a plugin that never reads ``ctx.results["x"]``
+    never maps it. Arrays read here are read-only views of shared memory (``arr.copy()`` to
+    write). In the parent (a commit, a main init), it holds the :class:`InitResult` of each,
+    whose value is loaded when read.
     """
 
     def __init__(self, given: Mapping[str, Any]) -> None:
@@ -443,8 +553,8 @@ class LazyResults(Mapping[str, Any]):
             began = time.monotonic()
             value = value.value()
             self._load_times[name] = (began, time.monotonic())
-            if isinstance(value, InitResult):  # a plugin's initcall returns its InitResult
-                value = value.value
+        if isinstance(value, InitResult):  # a plugin's initcall returns its InitResult
+            value = value.value
         self._loaded[name] = value
         return value
 
@@ -465,6 +575,44 @@ class LazyResults(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"<results {sorted(self._given)!r}>"
+
+
+class Results(MutableMapping[str, Any]):
+    """``Boot.results``: each committed plugin's result, loaded here when first read.
+
+    A result made in a worker reaches the parent apart from what the plugin published (see
+    :class:`InitResult`): the boot keeps it unloaded, and a key read here loads it (once).
+    Comparisons, ``items()`` and ``repr`` read every key, so they load every result.
+    """
+
+    def __init__(self, results: Mapping[str, Any] | None = None) -> None:
+        self._results: dict[str, Any] = dict(results or {})
+
+    def __getitem__(self, name: str) -> Any:
+        value = self._results[name]
+        return value.value if isinstance(value, InitResult) else value
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._results[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._results[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._results
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+    def lazy(self, names: Sequence[str]) -> LazyResults:
+        """The results of ``names`` (None for one that did not commit), each loaded when read."""
+        return LazyResults({name: self._results.get(name) for name in names})
 
 
 _managers: dict[str, pluggy.PluginManager] = {}
@@ -578,7 +726,8 @@ def _init_result(ctx: InitContext, value: Any, attempts: tuple[Attempt, ...] = (
         value = None
     results = ctx.results
     inputs = results.inputs() if isinstance(results, LazyResults) else ()
-    return InitResult(value, tuple(ctx.publications), attempts, inputs)
+    publications = tuple(ctx.publications)
+    return InitResult(value, publications, attempts, inputs, plugin=ctx.name, cookie=ctx.cookie)
 
 
 def _sync_in_thread(

@@ -60,7 +60,15 @@ from .conditions import skipped_plugins
 from .config import Config, FrozenMapping, PluginConfig, load_config
 from .debuglog import debug_lines
 from .graph import plan_order
-from .plugins import CommitContext, InitResult, InitSpec, PluginSource, Retry
+from .plugins import (
+    CommitContext,
+    InitResult,
+    InitSpec,
+    LazyResults,
+    PluginSource,
+    Results,
+    Retry,
+)
 from .state import Attempt, BootState, Failure, Record, Stage, Transfer, Wait, describe_error
 
 __all__ = [
@@ -348,7 +356,7 @@ class Boot:
 
     plan: Plan
     registry: Registry
-    results: dict[str, Any] = field(default_factory=dict)
+    results: Results = field(default_factory=Results)
     failures: dict[str, Failure] = field(default_factory=dict)
     timings: dict[str, Timing] = field(default_factory=dict)
     wall: float = 0.0
@@ -868,10 +876,16 @@ class _Run:
                     cookie=p.cookie,
                     domain=p.domain,
                     config=self.configs[p.name].config,
-                    results=required,
+                    results=LazyResults(required),
                 )
+                # loaded here only for a hook that takes it (a result from a worker is not)
+                has_hook = _plugins.implements(self.pm, "initgraph_commit", p.name)
                 returned = _plugins.call_one(
-                    self.pm, "initgraph_commit", p.name, ctx=ctx, result=init.value
+                    self.pm,
+                    "initgraph_commit",
+                    p.name,
+                    ctx=ctx,
+                    result=init.value if has_hook else None,
                 )
             except Exception as exc:
                 self.report(_CommitEnded(p.name, started, self.now(), self.commit_error(p, exc)))
@@ -937,7 +951,7 @@ class _Run:
     ) -> None:
         """Publish ``pubs`` and report ``p`` committed; a second call completes the first."""
         self.boot.registry._apply(pubs, mark)
-        self.boot.results[p.name] = init.value
+        self.boot.results[p.name] = init  # its value is loaded when read
         self.report(_CommitEnded(p.name, started, ended, None))
 
     def report(self, what: _CommitEnded) -> None:
@@ -953,6 +967,7 @@ class _Run:
                 self.plan.workers,
                 start_method=self.plan.start_method,
                 max_pending=settings.max_pending,
+                max_result_bytes=settings.max_result_bytes,
             ) as sched:
                 self.boot.pool_started = self.now()
                 self.sched = sched
@@ -1073,13 +1088,17 @@ class _Run:
 
         ``handles``: a result that came from a worker is given as its store handle, forwarded
         to ``p``'s worker without being loaded or pickled again (``ctx.results`` there loads it
-        when it is first read).
+        when it is first read). Else each is its :class:`InitResult`, for a ``ctx.results``
+        here (:class:`LazyResults`) that loads a value when it is read.
         """
         found: dict[str, Any] = {}
         for r in p.requires:
             init = self.state.record(r).result
             assert isinstance(init, InitResult), (r, init)
-            outcome = self.sched.outcome(self.by_name[r].cookie) if handles else None
+            if not handles:
+                found[r] = init
+                continue
+            outcome = self.sched.outcome(self.by_name[r].cookie)
             found[r] = outcome.handle if outcome is not None and outcome.handle else init.value
         return found
 
@@ -1095,7 +1114,7 @@ class _Run:
         loaded = self.now()
         if error is None:
             try:
-                value = outcome.value  # loaded here: the commit needs it and its publications
+                value = outcome.value  # its publications and attempts; the value stays unloaded
             except HookError as exc:  # the result cannot be loaded in the parent
                 error = exc
         ran = bool(outcome.started)
@@ -1300,7 +1319,7 @@ class _Shutdown:
             )
             raise PluginError(msg, plugin=p.name)
 
-        required = {r: run.boot.results.get(r) for r in p.requires}
+        required = run.boot.results.lazy(p.requires)
         return CommitContext(
             registry=run.boot.registry,
             publish=publish,

@@ -1,10 +1,13 @@
 """The messages between the parent and its workers: a small closed set of frozen dataclasses.
 
-Envelopes travel with the C pickler (fast). Functions and exceptions travel inside as bytes made
-by :func:`dumps`, which falls back to dill for what the C pickler refuses (lambdas, closures,
-functions of ``__main__`` under spawn). Values (``data``, results) never do: they follow their
-message on the same socket as store frames (``store.py``), pickled by pickle alone, so that a
-file, socket or lock is refused instead of re-opened on the other side. On a worker's socket::
+Envelopes travel with the C pickler (fast). Functions travel inside as bytes made by
+:func:`dumps`, which falls back to dill for what the C pickler refuses (lambdas, closures,
+functions of ``__main__`` under spawn). Nothing else does: values (``data``, results) follow their
+message on the same socket as store frames (``store.py``), and a worker's exception rides in its
+:class:`Done` (:func:`dump_error`), both pickled by pickle alone, so that a file, socket or lock is
+refused instead of re-opened on the other side (dill re-opens a file by name, in its mode: ``"w"``
+truncated it). An exception that cannot cross arrives as a :class:`~initgraph._errors.RemoteError`
+with its type's name, its message and its traceback (:func:`load_error`). On a worker's socket::
 
     parent -> worker   Run        then `handles` forwarded frames, then the data's frame
     worker -> parent   Done       then, when ok, the result's frame
@@ -16,9 +19,12 @@ A message and its frames are sent under one lock (a worker's log thread must not
 
 from __future__ import annotations
 
+import io
 import pickle
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .._errors import RemoteTraceback, remote_error
 
 if TYPE_CHECKING:
     from .store import Ref
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Blocked",
     "Done",
+    "ErrorInfo",
     "Log",
     "Message",
     "Run",
@@ -34,7 +41,9 @@ __all__ = [
     "Stop",
     "Unblocked",
     "WaitRecord",
+    "dump_error",
     "dumps",
+    "load_error",
     "loads",
 ]
 
@@ -43,7 +52,10 @@ _DILL = b"D"
 
 
 def dumps(obj: Any) -> bytes:
-    """Serialize ``obj`` for another process: the C pickler if it can, else dill."""
+    """Serialize a function for another process: the C pickler if it can, else dill.
+
+    For functions alone (a lambda, a closure): never for a value or an exception.
+    """
     try:
         return _PICKLE + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
@@ -59,6 +71,69 @@ def loads(data: bytes) -> Any:
     import dill
 
     return dill.loads(data[1:])
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What the parent shows of a worker's exception when the exception itself cannot cross."""
+
+    module: str  # of its class
+    qualname: str  # of its class
+    text: str  # str() of it
+
+
+class _ErrorPickler(pickle.Pickler):
+    """The C pickler, refusing what pickles into nonsense, as the store does (``Connection``)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj).__module__ in ("multiprocessing.connection", "multiprocess.connection"):
+            msg = f"a {type(obj).__name__}'s file descriptor means nothing in another process"
+            raise TypeError(msg)
+        return NotImplemented
+
+
+def dump_error(exc: BaseException) -> tuple[bytes | None, ErrorInfo]:
+    """``exc`` pickled for the parent (None when it would not come back), and what it says.
+
+    Pickle alone, never dill. The pickle is loaded once here: an exception whose ``__init__``
+    takes an argument of its own cannot be rebuilt from its ``args``, and is better found here
+    than in the parent. One whose ``str()`` raises is not sent either: the parent's messages
+    would fail on it. Its ``__cause__``, ``__context__`` and traceback do not travel (pickle
+    leaves them out): the traceback text (``Done.tb``) shows the whole chain.
+    """
+    cls = type(exc)
+    try:
+        text = str(exc)
+    except Exception:  # the parent's messages would fail on it: the stand-in says so instead
+        return None, ErrorInfo(cls.__module__, cls.__qualname__, "<exception str() failed>")
+    info = ErrorInfo(cls.__module__, cls.__qualname__, text)
+    stream = io.BytesIO()
+    try:
+        _ErrorPickler(stream, protocol=pickle.HIGHEST_PROTOCOL).dump(exc)
+        data = stream.getvalue()
+        pickle.loads(data)
+    except Exception:
+        return None, info
+    return data, info
+
+
+def load_error(data: bytes | None, info: ErrorInfo | None, tb: str | None) -> BaseException:
+    """The exception :func:`dump_error` sent, else a :class:`RemoteError` standing in for it.
+
+    Also the stand-in when this process cannot load it (its class is in a module only the
+    worker could import). ``tb``: the traceback text, kept on the stand-in.
+    """
+    if data is not None:
+        try:
+            exc = pickle.loads(data)
+        except Exception:
+            pass
+        else:
+            if isinstance(exc, BaseException):
+                return exc
+    if info is None:
+        return RemoteTraceback(tb or "")
+    return remote_error(info.module, info.qualname, info.text, tb or "")
 
 
 @dataclass(frozen=True)
@@ -96,7 +171,8 @@ class Done:
     """Worker to parent: an initcall ended (it is already out of its domain's in-progress set).
 
     ``ok``: it returned, and its result's store frame follows. Else ``error`` (the pickled
-    exception, or None when it would not pickle) and ``tb`` (its traceback text); ``unsent``: the
+    exception, or None when it would not pickle), ``error_info`` (its type and message, for a
+    stand-in when it cannot be loaded) and ``tb`` (its traceback text); ``unsent``: the
     error is the store's refusal of the result (unpicklable, too large, no room), not what the
     initcall raised. ``started``/``ended`` are ``time.monotonic()`` readings, comparable across
     processes on one machine; ``serialize_s``: seconds spent encoding the result.
@@ -114,6 +190,7 @@ class Done:
     serialize_s: float = 0.0
     unsent: bool = False
     inline: Ref | None = None  # a small result, here instead of in a frame of its own
+    error_info: ErrorInfo | None = None
 
 
 @dataclass(frozen=True)

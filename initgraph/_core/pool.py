@@ -64,7 +64,7 @@ from .._errors import (
 )
 from .deadlines import Deadlines
 from .dispatch import GROW_AFTER, Dispatcher
-from .messages import Blocked, Done, Log, Run, Scheduled, Started, Unblocked, WaitRecord, loads
+from .messages import Blocked, Done, Log, Run, Scheduled, Started, Unblocked, WaitRecord, load_error
 from .mirror import Mirror
 from .shared import SharedState
 from .store import Encoded, Handle, Ref, Store
@@ -878,11 +878,7 @@ def _outcome_of(done: Done, handle: Handle | None) -> Outcome:
             handle=handle,
             serialize_s=done.serialize_s,
         )
-    error: BaseException
-    try:
-        error = loads(done.error) if done.error is not None else RemoteTraceback("")
-    except Exception:
-        error = RemoteTraceback("")
+    error = load_error(done.error, done.error_info, done.tb)
     if done.tb:
         error.__cause__ = RemoteTraceback(done.tb)
     if done.unsent:  # the store refused the result: the initcall fails with its error

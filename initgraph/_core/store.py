@@ -56,6 +56,8 @@ The interface, small enough for another engine's object store to back the same c
     handle.forward(sock) -> None                     # the same segment, not loaded here
     handle.close(), encoded.close()                  # or let them be collected
     store.statistics() -> Statistics                 # counts of writes, sends, maps
+    store.pickle_apart(value, *, owner) -> (pieces, buffers)   # a part loaded only when asked
+    Store.load_apart(pieces, buffers) -> Any
 """
 
 from __future__ import annotations
@@ -300,6 +302,34 @@ class Store:
             raise ValueError(msg)
         self._count(received=1)
         return Handle(ref, None, 0.0, self, tuple(refs))
+
+    def pickle_apart(self, value: Any, *, owner: str) -> tuple[list[Any], list[memoryview]]:
+        """``value`` pickled as :meth:`encode` would (same errors and bound), kept in memory.
+
+        Its stream in pieces, in order, and its out-of-band buffers, none copied: for a part of
+        a larger value that the receiver loads only if asked (the value of a plugin's result,
+        which the parent need not load to commit it). Wrapped in :class:`pickle.PickleBuffer`
+        and given to the enclosing value's reducer, they travel out of band inside it, written
+        once like any buffer; :meth:`load_apart` loads them from what arrives.
+        """
+        writer = _Writer(owner, sys.maxsize, self.max_result_bytes)  # never spills: in memory
+        pickler = _Pickler(writer, owner, value)
+        try:
+            pickler.dump(value)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise _unpicklable(owner, pickler.last, str(exc)) from exc
+        finally:
+            pickler.last = None
+        return writer.chunks, writer.buffers
+
+    @staticmethod
+    def load_apart(pieces: Sequence[Any], buffers: Sequence[Any]) -> Any:
+        """The value :meth:`pickle_apart` gave the ``pieces`` (of its stream) and ``buffers`` of."""
+        if len(pieces) == 1:
+            return pickle.loads(pieces[0], buffers=buffers)
+        return pickle.Unpickler(io.BufferedReader(_Pieces(pieces)), buffers=buffers).load()
 
     def statistics(self) -> Statistics:
         """Counts of what this store did so far in this process."""
@@ -662,6 +692,32 @@ def _loads(ref: Ref, blob: memoryview, refs: tuple[Handle, ...] = ()) -> Any:
         return unpickler.load()
     finally:
         stream.release()
+
+
+class _Pieces(io.RawIOBase):
+    """The pieces of a pickle stream read as one file, each copied once, into the reader."""
+
+    def __init__(self, pieces: Sequence[Any]) -> None:
+        super().__init__()
+        self._pieces = [memoryview(p).cast("B") for p in pieces]
+        self._index = 0
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        out = memoryview(buffer).cast("B")
+        done = 0
+        while done < out.nbytes and self._index < len(self._pieces):
+            piece = self._pieces[self._index]
+            n = min(out.nbytes - done, piece.nbytes - self._at)
+            out[done : done + n] = piece[self._at : self._at + n]
+            done += n
+            self._at += n
+            if self._at == piece.nbytes:
+                self._index, self._at = self._index + 1, 0
+        return done
 
 
 # -- errors --------------------------------------------------------------------------------------

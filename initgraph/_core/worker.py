@@ -31,7 +31,7 @@ from .messages import (
     Stop,
     Unblocked,
     WaitRecord,
-    dumps,
+    dump_error,
     loads,
 )
 from .shared import SharedState
@@ -163,13 +163,11 @@ def _done(
             return done, encoded
     assert exc is not None
     tb = format_remote(exc)
-    error: bytes | None
-    try:
-        error = dumps(exc)
-        loads(error)
-    except Exception:
-        error = None
-    return Done(cookie, name, False, error, tb, started, ended, pid, waits, 0.0, unsent), None
+    error, info = dump_error(exc)  # pickle alone: a file or a lock in it is not re-opened here
+    done = Done(
+        cookie, name, False, error, tb, started, ended, pid, waits, 0.0, unsent, error_info=info
+    )
+    return done, None
 
 
 def limit_threads(threads: int) -> None:
