@@ -330,6 +330,14 @@ def test_max_result_bytes_is_a_byte_count_with_no_bound_by_default(load: Load) -
         load("", max_result_bytes=-1)
 
 
+def test_worker_threads_is_a_positive_count_and_unset_by_default(load: Load) -> None:
+    assert load("").settings.worker_threads is None  # the scheduler's share of the cores
+    assert load("[initgraph]\nworker_threads = 3\n").settings.worker_threads == 3
+    assert load("", worker_threads=2).settings.worker_threads == 2
+    with raises("init.toml: initgraph.worker_threads: expected a positive integer, got 0 (int)"):
+        load("[initgraph]\nworker_threads = 0\n")
+
+
 def test_none_override_leaves_the_file_value(load: Load) -> None:
     config = load(
         '[initgraph]\nworkers = 2\nstart_method = "spawn"\n', workers=None, start_method=None

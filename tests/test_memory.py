@@ -1,4 +1,4 @@
-"""Memory across the process tree: a large result costs about its size once, however many read it.
+"""What a boot takes of the machine: memory across the process tree, native threads per worker.
 
 The issue's budget: a 200 MiB result held by the parent and three dependents costs about 200 MiB
 of the tree's PSS (proportional set size: a shared page counts once, split between the processes
@@ -9,6 +9,7 @@ one, so the interpreters' own memory (split between forked processes) cancels ou
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -84,3 +85,26 @@ def test_a_result_read_by_the_parent_and_three_workers_costs_its_size_once(
     # 1.0 when the segment is mapped by all and the producer freed its own copy; a copy per
     # reader would be 4 to 5, the producer keeping its array 2.
     assert 0.8 < cost < 1.5, f"the tree holds {cost:.2f} times the result"
+
+
+THREADS = """
+import os
+from initgraph import hookimpl
+
+
+@hookimpl
+def initgraph_init(ctx):
+    return os.environ.get("OPENBLAS_NUM_THREADS"), os.environ.get("OMP_NUM_THREADS")
+"""
+
+
+def test_worker_threads_in_the_config_reaches_the_workers(
+    app: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    with initgraph.boot(app({"probe": {"source": THREADS}}, worker_threads=3)) as boot:
+        assert boot.results["probe"] == ("3", "3")
+    with initgraph.boot(app({"probe": {"source": THREADS}}, workers=2)) as boot:
+        share = str(max(1, (os.cpu_count() or 1) // 2))
+        assert boot.results["probe"] == (share, share)  # not set: its share of the cores

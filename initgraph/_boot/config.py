@@ -59,6 +59,7 @@ _SETTINGS_KEYS = (
     "start_method",
     "max_pending",
     "max_result_bytes",
+    "worker_threads",
     "timeout",
     "on_error",
     "paths",
@@ -158,7 +159,8 @@ class Settings:
     ``retries`` and ``retry_delay`` are the plugins' defaults; a retry's delay doubles after each
     attempt up to ``retry_delay_max``. ``shutdown_timeout`` caps the whole shutdown, in seconds.
     ``max_result_bytes`` bounds each value that crosses between processes (a plugin's result, the
-    results a pool plugin requires); ``None``, no bound but the memory.
+    results a pool plugin requires); ``None``, no bound but the memory. ``worker_threads``: the
+    threads each worker's native pools (BLAS, OpenMP) may use; ``None``, its share of the cores.
     """
 
     workers: int | None = None
@@ -173,6 +175,7 @@ class Settings:
     retry_delay_max: float = 60.0
     shutdown_timeout: float = 30.0
     max_result_bytes: int | None = None
+    worker_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -465,6 +468,7 @@ def _settings(doc: _Document, value: object, overrides: Mapping[str, Any]) -> Se
         retry_delay_max=_field(doc, merged, key, "retry_delay_max", _finite_seconds, 60.0),
         shutdown_timeout=_field(doc, merged, key, "shutdown_timeout", _finite_seconds, 30.0),
         max_result_bytes=_field(doc, merged, key, "max_result_bytes", _byte_count, None),
+        worker_threads=_field(doc, merged, key, "worker_threads", _positive_int, None),
     )
 
 

@@ -968,6 +968,7 @@ class _Run:
                 start_method=self.plan.start_method,
                 max_pending=settings.max_pending,
                 max_result_bytes=settings.max_result_bytes,
+                worker_threads=settings.worker_threads,
             ) as sched:
                 self.boot.pool_started = self.now()
                 self.sched = sched
