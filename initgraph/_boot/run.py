@@ -674,11 +674,11 @@ class _Run:
         ◄──────────────────── submit(None) ──────────────────   scheduler closed: done
         finished(): initgraph_boot_finished; close(): initgraph_shutdown, reverse commit order
 
-    The coordinator alone writes the state while it runs (the owner reports through the
-    scheduler's listener queue, so the coordinator waits on one queue); once it has ended, the
-    owner takes over the state for interrupts and shutdown. An interrupt or cancellation on the
-    owner's thread asks the coordinator to stop, drops the jobs still queued and waits for it:
-    the scheduler then stops its processes at once.
+    The coordinator (:class:`_Coordinator`) alone writes the state while it runs (the owner
+    reports through the scheduler's listener queue, so the coordinator waits on one queue); once
+    it has ended, the owner takes over the state for interrupts and shutdown. An interrupt or
+    cancellation on the owner's thread asks the coordinator to stop, drops the jobs still queued
+    and waits for it: the scheduler then stops its processes at once.
     """
 
     def __init__(self, prepared: Prepared, owner: Owner, watch: Watcher | None = None) -> None:
@@ -708,7 +708,6 @@ class _Run:
         self.stop_requested = threading.Event()
         self.events: queue.SimpleQueue[Any] | None = None  # the scheduler's listener queue
         self.error: BaseException | None = None  # what ended the coordinator, if not done
-        self.main_inits: list[Job] = []  # launched, to submit once the due commits are
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -719,7 +718,7 @@ class _Run:
         _plugins.remember(self.boot_id, self.pm)
         self.boot._shutdown = _Shutdown(self)
         self.coordinator = threading.Thread(
-            target=self.coordinate, name="initgraph-boot", daemon=True
+            target=_Coordinator(self).coordinate, name="initgraph-boot", daemon=True
         )
         self.coordinator.start()
 
@@ -755,9 +754,8 @@ class _Run:
         assert self.coordinator is not None
         self.coordinator.join()
         _plugins.forget(self.boot_id)
-        # The Boot keeps this run for its shutdown: it must not keep the closed scheduler (its
-        # shared memory stays mapped while anything refers to it) or its reservations.
-        self.__dict__.pop("sched", None)
+        # The Boot keeps this run for its shutdown: it must not keep the reservations (the
+        # closed scheduler's, whose shared memory stays mapped while anything refers to it).
         self.reservations.clear()
         self.events = None
         self.boot.wall = time.monotonic() - self.t0
@@ -958,54 +956,68 @@ class _Run:
         assert self.events is not None
         self.events.put(what)
 
-    # -- the coordinator's side ------------------------------------------------------------------
+
+class _Coordinator:
+    """The coordinator thread's side of a :class:`_Run`: the scheduler and the state's decisions.
+
+    It alone writes the run's state while it runs: reserves every cookie, takes the outcomes
+    and the owner's commit reports from one queue, asks the state what may start, commit, be
+    skipped or cancelled, and carries that out (``provide``, ``cancel``, jobs for the owner).
+    It holds the scheduler; once its thread ends, nothing refers to it.
+    """
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.sched: Scheduler
+        self.main_inits: list[Job] = []  # launched, to submit once the due commits are
+
     def coordinate(self) -> None:
         """The coordinating thread: the scheduler, the state's decisions, then ``submit(None)``."""
         try:
-            settings = self.config.settings
+            settings = self.run.config.settings
             with Scheduler(
-                self.plan.workers,
-                start_method=self.plan.start_method,
+                self.run.plan.workers,
+                start_method=self.run.plan.start_method,
                 max_pending=settings.max_pending,
                 max_result_bytes=settings.max_result_bytes,
                 worker_threads=settings.worker_threads,
             ) as sched:
-                self.boot.pool_started = self.now()
+                self.run.boot.pool_started = self.run.now()
                 self.sched = sched
-                self.events = cast("queue.SimpleQueue[Any]", sched.listen())
-                for p in self.plan.plugins:
+                self.run.events = cast("queue.SimpleQueue[Any]", sched.listen())
+                for p in self.run.plan.plugins:
                     # A worker that ends what a pool init requires is kept for it a moment
                     # while this thread hands its work over (see Scheduler.reserve).
-                    pooled = p.where != "main" and p.name not in self.no_init
+                    pooled = p.where != "main" and p.name not in self.run.no_init
                     reservation = sched.reserve(
                         domain=p.domain,
                         name=p.name,
                         timeout=p.timeout,
                         owner=f"plugin {p.name!r}",
-                        after=[self.by_name[r].cookie for r in p.requires] if pooled else (),
+                        after=[self.run.by_name[r].cookie for r in p.requires] if pooled else (),
                     )
                     assert reservation.cookie == p.cookie, (reservation, p)
-                    self.reservations[p.name] = reservation
-                    self.state.scheduled(p.name, self.now())
+                    self.run.reservations[p.name] = reservation
+                    self.run.state.scheduled(p.name, self.run.now())
                 # Asked to stop before the queue existed; later, a _Stop comes through it, after
                 # every report the owner made before stopping.
-                if self.stop_requested.is_set():
+                if self.run.stop_requested.is_set():
                     raise _Stopped
-                self.loop(self.events)
-                self.boot.pool_stopping = self.now()
+                self.loop(self.run.events)
+                self.run.boot.pool_stopping = self.run.now()
         except _Stopped:
             pass
         except BaseException as exc:
-            self.error = exc
+            self.run.error = exc
         finally:
-            self.owner.submit(None)
+            self.run.owner.submit(None)
 
     def loop(self, events: queue.SimpleQueue[Any]) -> None:
         self.launch_ready()
         self.submit_main_inits()
-        while not self.state.done:
+        while not self.run.state.done:
             got: object
-            if self.watch is None:
+            if self.run.watch is None:
                 got = events.get()
             else:
                 self.report_progress()
@@ -1019,43 +1031,43 @@ class _Run:
                 self.on_commit_ended(got)
             elif got == 0:  # the scheduler cannot go on (say, its manager was killed)
                 self.sched.raise_if_failed()
-            elif isinstance(got, int) and (planned := self.by_cookie.get(got)) is not None:
+            elif isinstance(got, int) and (planned := self.run.by_cookie.get(got)) is not None:
                 self.on_outcome(planned)
-            self.cancel(self.state.skip_stuck())
+            self.cancel(self.run.state.skip_stuck())
 
     def report_progress(self) -> None:
         """Tell the watcher what runs and what waits on what."""
-        assert self.watch is not None
-        running = {name: self.t0 + ready for name, ready in self.state.running().items()}
-        self.watch(running, self.state.waiting())
+        assert self.run.watch is not None
+        running = {name: self.run.t0 + ready for name, ready in self.run.state.running().items()}
+        self.run.watch(running, self.run.state.waiting())
 
     def launch_ready(self) -> None:
-        for name in self.state.ready():
-            self.launch(self.by_name[name])
+        for name in self.run.state.ready():
+            self.launch(self.run.by_name[name])
 
     def submit_main_inits(self) -> None:
         for job in self.main_inits:
-            self.owner.submit(job)
+            self.run.owner.submit(job)
         self.main_inits.clear()
 
     def launch(self, p: PlannedPlugin) -> None:
         # Before the handover, not after: a worker may start it before provide() returns, and an
         # interrupt then must not report as never started a plugin that ran.
-        self.state.launched(p.name, self.now())
-        if p.name in self.no_init:
+        self.run.state.launched(p.name, self.run.now())
+        if p.name in self.run.no_init:
             # Its init would return None and publish nothing, so no worker round trip (nor
             # its required results pickled there and back). Ended in this thread, it stays in
             # progress for whoever synchronizes until now, like any initcall.
-            self.reservations[p.name].run_here(_no_init, None)
+            self.run.reservations[p.name].run_here(_no_init, None)
             return
         spec = InitSpec(
-            boot_id=self.boot_id,
+            boot_id=self.run.boot_id,
             plugin=p.name,
             domain=p.domain,
-            config=self.configs[p.name].config,
+            config=self.run.configs[p.name].config,
             results=self.required_results(p, handles=p.where != "main"),
-            sources=self.sources,
-            paths=self.config.settings.paths,
+            sources=self.run.sources,
+            paths=self.run.config.settings.paths,
             retry=Retry(p.retries, p.retry_delay, p.retry_delay_max, p.retry_on),
         )
         if p.where == "main":
@@ -1063,26 +1075,26 @@ class _Run:
             # thread goes on launching and deciding meanwhile, so lower cookies it synchronizes
             # with can finish: an init never waits for a commit. Submitted after the commits
             # that are due now (see submit_main_inits): a commit does not wait behind an init.
-            self.main_inits.append(functools.partial(self.run_main_init, p, spec))
+            self.main_inits.append(functools.partial(self.run.run_main_init, p, spec))
             return
         try:
             # A crash or a timeout ends the run: the pool runs the same cookie again on a
             # fresh worker, with retries of its own, apart from the retries of exceptions.
             delays = spec.retry.delays() if p.retry_crashes else ()
-            self.reservations[p.name].provide(_plugins.run_init, spec, retry_delays=delays)
+            self.run.reservations[p.name].provide(_plugins.run_init, spec, retry_delays=delays)
         except InitgraphError as exc:
             err = HookError(str(exc), cookie=p.cookie, name=p.name)
             err.__cause__ = exc
-            self.state.refused(p.name)
-            self.reservations[p.name].cancel(err)
+            self.run.state.refused(p.name)
+            self.run.reservations[p.name].cancel(err)
 
     def cancel(self, names: tuple[str, ...]) -> None:
         """Cancel the reservations of plugins the state ended without running them."""
         for name in names:
-            failure = self.state.record(name).failure
+            failure = self.run.state.record(name).failure
             assert failure is not None
-            err = HookError(failure.message, cookie=self.by_name[name].cookie, name=name)
-            self.reservations[name].cancel(err)
+            err = HookError(failure.message, cookie=self.run.by_name[name].cookie, name=name)
+            self.run.reservations[name].cancel(err)
 
     def required_results(self, p: PlannedPlugin, *, handles: bool = False) -> dict[str, Any]:
         """The init results of the plugins ``p`` requires: every one finished its init.
@@ -1094,12 +1106,12 @@ class _Run:
         """
         found: dict[str, Any] = {}
         for r in p.requires:
-            init = self.state.record(r).result
+            init = self.run.state.record(r).result
             assert isinstance(init, InitResult), (r, init)
             if not handles:
                 found[r] = init
                 continue
-            outcome = self.sched.outcome(self.by_name[r].cookie)
+            outcome = self.sched.outcome(self.run.by_name[r].cookie)
             found[r] = outcome.handle if outcome is not None and outcome.handle else init.value
         return found
 
@@ -1112,7 +1124,7 @@ class _Run:
             raise _Stopped  # Ctrl-C in a main init: the owner stops the boot (run_main_init)
         error = None if outcome.ok else as_hook_error(p.cookie, outcome)
         value = None
-        loaded = self.now()
+        loaded = self.run.now()
         if error is None:
             try:
                 value = outcome.value  # its publications and attempts; the value stays unloaded
@@ -1120,16 +1132,16 @@ class _Run:
                 error = exc
         ran = bool(outcome.started)
         # A plugin with no init shows an init of length zero, at the moment it was ended.
-        ended_at = outcome.started if p.name in self.no_init else outcome.ended
-        ended = self.state.outcome(
+        ended_at = outcome.started if p.name in self.run.no_init else outcome.ended
+        ended = self.run.state.outcome(
             p.name,
             value=value,
             error=error,
-            started=outcome.started - self.t0 if ran else None,
-            ended=ended_at - self.t0 if ran else None,
+            started=outcome.started - self.run.t0 if ran else None,
+            ended=ended_at - self.run.t0 if ran else None,
             pid=outcome.pid or None,
             waits=tuple(
-                Wait(w.what, w.domain, w.cookie, w.started - self.t0, w.ended - self.t0)
+                Wait(w.what, w.domain, w.cookie, w.started - self.run.t0, w.ended - self.run.t0)
                 for w in outcome.waits
             ),
             attempts=self.attempts(outcome, error),
@@ -1153,7 +1165,7 @@ class _Run:
             return ()
         moved = []
         size = handle.nbytes
-        started, ended = outcome.started - self.t0, outcome.ended - self.t0
+        started, ended = outcome.started - self.run.t0, outcome.ended - self.run.t0
         sent = ended + outcome.serialize_s
         moved.append(Transfer("serialize", pid, ended, sent, size))
         moved.append(Transfer("transfer", parent, sent, max(sent, sent + handle.transfer_s), size))
@@ -1164,7 +1176,7 @@ class _Run:
             moved.append(Transfer("transfer", pid, started - i.transfer_s, started, i.size, i.of))
             if i.loaded is not None and i.load_ended is not None:
                 load = Transfer(
-                    "load", pid, i.loaded - self.t0, i.load_ended - self.t0, i.size, i.of
+                    "load", pid, i.loaded - self.run.t0, i.load_ended - self.run.t0, i.size, i.of
                 )
                 moved.append(load)
         return tuple(moved)
@@ -1188,27 +1200,29 @@ class _Run:
             last = (Attempt(1, outcome.started, outcome.ended, reason),)
         found = [Attempt(0, r.started, r.ended, r.error, r.delay) for r in outcome.retried]
         found.extend(last)
-        return tuple(replace(a.shifted(self.t0), number=n) for n, a in enumerate(found, start=1))
+        return tuple(
+            replace(a.shifted(self.run.t0), number=n) for n, a in enumerate(found, start=1)
+        )
 
     def on_commit_ended(self, report: _CommitEnded) -> None:
-        if self.state.record(report.name).stage is Stage.COMMITTED:
+        if self.run.state.record(report.name).stage is Stage.COMMITTED:
             return  # a report repeated by an interrupted settle()
-        self.state.commit_began(report.name, report.started)
+        self.run.state.commit_began(report.name, report.started)
         if report.error is None:
-            self.state.committed(report.name, report.ended)
+            self.run.state.committed(report.name, report.ended)
         else:
-            self.cancel(self.state.commit_failed(report.name, report.error, report.ended))
+            self.cancel(self.run.state.commit_failed(report.name, report.error, report.ended))
         self.launch_ready()
         self.commit_ready()
         self.submit_main_inits()
 
     def commit_ready(self) -> None:
-        while (name := self.state.next_commit()) is not None:
-            p = self.by_name[name]
-            init = self.state.record(name).result
+        while (name := self.run.state.next_commit()) is not None:
+            p = self.run.by_name[name]
+            init = self.run.state.record(name).result
             assert isinstance(init, InitResult), init
-            self.state.commit_started(name, self.now())
-            self.owner.submit(self.commit(p, init, self.required_results(p)))
+            self.run.state.commit_started(name, self.run.now())
+            self.run.owner.submit(self.run.commit(p, init, self.required_results(p)))
 
 
 # -- shutdown --------------------------------------------------------------------------------------
