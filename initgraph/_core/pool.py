@@ -294,6 +294,7 @@ class Pool:
         self._asleep: set[int] = set()  # slots blocked in a synchronize for GROW_AFTER
         self._stalled: int | None = None  # the cookie failed when the stall grace ends
         self._busy_at = 0.0  # when the loop last had something to do
+        self._woken = False  # the last wait ended with something to do (not on a deadline)
         self._pushed_at = -MIRROR_EVERY  # when the mirror was last pushed
         self._stop: bool | None = None  # set by the stop command: stop the workers now?
         self._handlers: dict[type, Callable[[Worker, Any], None]] = {
@@ -384,6 +385,7 @@ class Pool:
             while self._stop is None:
                 watch.update(self.workers.by_slot)
                 events = watch.selector.select(self.deadlines.timeout())
+                self._woken = bool(events)
                 lost: list[Worker] = []
                 for key, _ in events:
                     if key.data is None:
@@ -677,8 +679,14 @@ class Pool:
 
     def _expired_mirror(self, _: object) -> None:
         now = self.deadlines.clock()
-        if now - self._busy_at < MIRROR_IDLE:  # not idle yet: the manager can wait
-            self.deadlines.add(("mirror", None), self._busy_at + MIRROR_IDLE)
+        # Idle: the wait ran out with nothing to do, MIRROR_IDLE after the last work. A loop
+        # that waited for the GIL or a CPU (a caller scheduling, a loaded machine) is not idle:
+        # taking that for idleness pushed thousands of in-progress entries through dill's
+        # Python pickler once or twice per 2,000 no-op initcalls, 10-80 ms of the loop each.
+        if self._woken or now - self._busy_at < MIRROR_IDLE:  # the manager can wait
+            self.deadlines.add(
+                ("mirror", None), (now if self._woken else self._busy_at) + MIRROR_IDLE
+            )
             return
         self._start_mirror()
         self.mirror.flush()
