@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .store import Ref
+    from .store import PackedRef
 
 __all__ = [
     "Blocked",
@@ -83,7 +83,7 @@ class Run:
     handles: int = 0  # store frames of handles its data holds, before the data's frame
     timed: bool = False  # it has a timeout: say Started when it starts (the clock starts then)
     owner: str | None = None  # whose result it is, in errors (default: "initcall <cookie> <name>")
-    inline: Ref | None = None  # a small data value, here instead of in a frame of its own
+    inline: PackedRef | None = None  # a small data value (its Ref), not a frame of its own
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Done:
     waits: tuple[WaitRecord, ...] = ()
     serialize_s: float = 0.0
     unsent: bool = False
-    inline: Ref | None = None  # a small result, here instead of in a frame of its own
+    inline: PackedRef | None = None  # a small result (its Ref), not a frame of its own
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class Scheduled:
     timeout: float | None
     func: bytes
     handles: int = 0  # store frames of handles its data holds, before the data's frame
-    inline: Ref | None = None  # a small data value, here instead of in a frame of its own
+    inline: PackedRef | None = None  # a small data value (its Ref), not a frame of its own
 
 
 @dataclass(frozen=True)

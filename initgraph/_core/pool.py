@@ -49,6 +49,7 @@ import queue
 import selectors
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -67,7 +68,7 @@ from .dispatch import GROW_AFTER, Dispatcher
 from .messages import Blocked, Done, Log, Run, Scheduled, Started, Unblocked, WaitRecord, loads
 from .mirror import Mirror
 from .shared import SharedState
-from .store import Encoded, Handle, Ref, Store
+from .store import Encoded, Handle, PackedRef, Ref, Store
 from .workers import PARENT_SLOTS, Worker, Workers
 
 __all__ = ["Outcome", "Pool", "Retried", "Work"]
@@ -89,21 +90,25 @@ class Outcome:
 
     ``started``/``ended`` are ``time.monotonic()`` readings (0.0 when it never ran).
 
-    A result from a worker stays in its store frame (``handle``) until :attr:`value` is first
-    read, which loads it (once, whichever thread asks first; the parent imports the modules of
-    its classes only then) or raises a :class:`HookError` naming the initcall when it cannot
-    be loaded. ``handle`` can be put into the ``data`` of other initcalls: it is forwarded to
-    them, not loaded here. ``nbytes``, ``serialize_s``, ``transfer_s`` and ``load_s`` (None
-    until loaded) time its way here; all zero for a value made in the parent.
+    A result from a worker stays as it came until :attr:`value` is first read, which loads it
+    (once, whichever thread asks first; the parent imports the modules of its classes only
+    then) or raises a :class:`HookError` naming the initcall when it cannot be loaded: a small
+    result as the bytes that came inside its ``Done``, a larger one in its store frame.
+    :attr:`handle` can be put into the ``data`` of other initcalls: it is forwarded to them,
+    not loaded here. ``nbytes``, ``serialize_s``, ``transfer_s`` and ``load_s`` (None until
+    loaded) time its way here; all zero for a value made in the parent.
     """
 
     __slots__ = (
+        "_handle",
+        "_inline",
+        "_load_s",
         "_lock",
+        "_store",
         "_value",
         "cookie",
         "ended",
         "error",
-        "handle",
         "name",
         "ok",
         "pid",
@@ -126,9 +131,14 @@ class Outcome:
         *,
         cookie: int = 0,
         handle: Handle | None = None,
+        inline: Ref | None = None,
+        store: Store | None = None,
         serialize_s: float = 0.0,
         retried: tuple[Retried, ...] = (),
     ) -> None:
+        """``handle``: a result in its store frame; ``inline``: a small one that came inside
+        its message, and ``store`` the store to make its :attr:`handle` with if one is asked
+        for."""
         self.name = name
         self.ok = ok
         self.error = error
@@ -137,11 +147,16 @@ class Outcome:
         self.pid = pid
         self.waits = waits
         self.cookie = cookie
-        self.handle = handle
         self.serialize_s = serialize_s
         self.retried = retried  # its earlier runs, lost to a crash or a timeout
         self._value = value
-        self._lock = threading.Lock() if handle is not None else None
+        self._handle = handle
+        self._inline = inline
+        self._store = store
+        self._load_s: float | None = None
+        # No Handle for a small result (one less object per initcall); a lock until loaded.
+        loaded = handle is None and inline is None
+        self._lock = None if loaded else threading.Lock()
 
     @property
     def value(self) -> Any:
@@ -156,27 +171,53 @@ class Outcome:
             return self._value
 
     def _load(self) -> Any:
-        assert self.handle is not None
+        inline, handle = self._inline, self._handle
         try:
-            return self.handle.value()
+            if inline is not None:
+                began = time.perf_counter()
+                value = inline.load()
+                self._load_s = time.perf_counter() - began
+                return value
+            assert handle is not None
+            return handle.value()
         except Exception as exc:
-            text = "the scheduler was closed before it was read" if self.handle.closed else exc
+            closed = inline is None and handle is not None and handle.closed
+            text = "the scheduler was closed before it was read" if closed else exc
             msg = f"the result of initcall {self.cookie} {self.name!r} cannot be loaded: {text}"
             err = HookError(msg, cookie=self.cookie, name=self.name)
             raise err from exc
 
     @property
+    def handle(self) -> Handle | None:
+        """The result as a store handle, to forward to other initcalls (None: no result)."""
+        if self._handle is None and self._inline is not None:
+            assert self._store is not None
+            self._handle = self._store.inline_handle(self._inline)
+        return self._handle
+
+    def close(self) -> None:
+        """Let go of the result's store frame: a result not read yet can no longer be (a small
+        one, which holds no descriptor, still can)."""
+        if self._handle is not None:
+            self._handle.close()
+
+    @property
     def nbytes(self) -> int:
         """Bytes of its result on the way here (0: made in the parent, or failed)."""
-        return 0 if self.handle is None else self.handle.nbytes
+        if self._inline is not None:
+            return self._inline.size
+        return 0 if self._handle is None else self._handle.nbytes
 
     @property
     def transfer_s(self) -> float:
-        return 0.0 if self.handle is None else self.handle.transfer_s
+        """Seconds its store frame took to come (0.0: none; a small result came in its Done)."""
+        return 0.0 if self._inline is not None or self._handle is None else self._handle.transfer_s
 
     @property
     def load_s(self) -> float | None:
-        return None if self.handle is None else self.handle.load_s
+        if self._inline is not None:
+            return self._load_s
+        return None if self._handle is None else self._handle.load_s
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else f"failed: {self.error!r}"
@@ -197,9 +238,9 @@ class Retried:
     delay: float
 
 
-def inline_of(data: Encoded | Handle) -> Ref | None:
+def inline_of(data: Encoded | Handle) -> PackedRef | None:
     """What a message carries of a small value instead of a frame of its own (None: a frame)."""
-    return data.ref if data.inline else None
+    return data.ref.packed() if data.inline else None
 
 
 @dataclass(eq=False)
@@ -373,9 +414,8 @@ class Pool:
                 for arg in command:
                     if isinstance(arg, Work):
                         arg.close()
-            outcome = call.outcome
-            if outcome is not None and outcome.handle is not None:
-                outcome.handle.close()
+            if call.outcome is not None:
+                call.outcome.close()
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -516,14 +556,12 @@ class Pool:
 
     def worker_done(self, worker: Worker, done: Done) -> None:
         handle = None
-        if done.ok and done.inline is not None:  # a small result, inside the message
-            handle = self.store.inline_handle(done.inline)
-        elif done.ok:  # its result's frame follows, sent under the same lock
+        if done.ok and done.inline is None:  # its result's frame follows, under the same lock
             try:
                 handle = self.store.receive(worker.conn)
             except (EOFError, OSError):
                 return  # killed between the two: its sentinel reports the crash
-        self._record(done.cookie, _outcome_of(done, handle))
+        self._record(done.cookie, _outcome_of(done, handle, self.store))
 
     def worker_scheduled(self, worker: Worker, message: Scheduled) -> None:
         refs: list[Handle] = []
@@ -531,7 +569,7 @@ class Pool:
             for _ in range(message.handles):
                 refs.append(self.store.receive(worker.conn))
             if message.inline is not None:  # small: inside the message
-                data = self.store.inline_handle(message.inline)
+                data = self.store.inline_handle(Ref(*message.inline))
             else:
                 data = self.store.receive(worker.conn)
         except (EOFError, OSError):
@@ -751,19 +789,19 @@ class Pool:
         if call is None:
             call = self.calls[cookie] = _Call(cookie, outcome.name, None)
         if call.outcome is not None:
-            if outcome.handle is not None:
-                outcome.handle.close()
+            outcome.close()
             return
-        self.deadlines.remove(("timeout", cookie))
+        if call.timeout is not None:
+            self.deadlines.remove(("timeout", cookie))
         if call.domain is not None:
             self.mirror.remove(call.domain, cookie)
         for held in (call.work, call.sent):
             if held is not None:
                 held.close()
         call.work = call.sent = None
-        self.deadlines.remove(("retry", cookie))
         self.dispatcher.complete(cookie)
-        if call.retried:
+        if call.retried:  # it has run before, and may wait for its next run
+            self.deadlines.remove(("retry", cookie))
             outcome.retried = tuple(call.retried)
         with self.changed:
             call.outcome = outcome
@@ -824,10 +862,9 @@ def _lost_error(worker: Worker, cookie: int, name: str, exitcode: int | None) ->
     return WorkerCrashed(msg, cookie=cookie, name=name, exitcode=exitcode)
 
 
-def _outcome_of(done: Done, handle: Handle | None) -> Outcome:
+def _outcome_of(done: Done, handle: Handle | None, store: Store) -> Outcome:
     times = (done.started, done.ended, done.pid, done.waits)
     if done.ok:
-        assert handle is not None
         return Outcome(
             done.name,
             True,
@@ -836,6 +873,8 @@ def _outcome_of(done: Done, handle: Handle | None) -> Outcome:
             *times,
             cookie=done.cookie,
             handle=handle,
+            inline=None if done.inline is None else Ref(*done.inline),
+            store=store,
             serialize_s=done.serialize_s,
         )
     error: BaseException

@@ -35,7 +35,7 @@ from .messages import (
     loads,
 )
 from .shared import SharedState
-from .store import Encoded, Handle, Store, StoreError
+from .store import Encoded, Handle, Ref, Store, StoreError
 
 __all__ = ["THREAD_VARS", "main"]
 
@@ -66,8 +66,6 @@ class WorkerRuntime(_runtime.Runtime):
         self, message: object, value: Encoded | None = None, refs: Sequence[Handle] = ()
     ) -> None:
         """Send ``message``, then the frames of ``refs`` and ``value``, none in between."""
-        if value is not None and value.inline:  # small: it went inside the message
-            value = None
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._send_lock:
             self.conn.send_bytes(data)
@@ -88,9 +86,9 @@ class WorkerRuntime(_runtime.Runtime):
         refs: tuple[Handle, ...],
     ) -> None:
         with data:
-            inline = data.ref if data.inline else None  # small: inside the message
+            inline = data.ref.packed() if data.inline else None  # small: inside the message
             message = Scheduled(cookie, domain, name, after, timeout, func, len(refs), inline)
-            self.send(message, data, refs)
+            self.send(message, None if inline else data, refs)
 
     def _record_inline(
         self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
@@ -133,7 +131,8 @@ def _done(
     ended: float,
     waits: tuple[WaitRecord, ...] = (),
 ) -> tuple[Done, Encoded | None]:
-    """The Done of an initcall, and its result encoded for the store frame that follows it.
+    """The Done of an initcall, and its result encoded for the store frame that follows it
+    (None: a small result, inside the Done).
 
     A result the store refuses (pickle cannot send it, over ``max_result_bytes``, no room in
     shared memory) fails the initcall with the store's error, which names it.
@@ -146,7 +145,7 @@ def _done(
         except StoreError as err:
             exc, unsent = err, True
         else:
-            inline = encoded.ref if encoded.inline else None  # small: inside the Done
+            small = encoded.inline  # inside the Done: no frame follows, nothing to close
             done = Done(
                 cookie,
                 name,
@@ -158,9 +157,9 @@ def _done(
                 pid,
                 waits,
                 encoded.serialize_s,
-                inline=inline,
+                inline=encoded.ref.packed() if small else None,
             )
-            return done, encoded
+            return done, None if small else encoded
     assert exc is not None
     tb = format_remote(exc)
     error: bytes | None
@@ -260,11 +259,10 @@ def main(
             return
         assert isinstance(message, Run), message
         try:
-            received = [store.receive(conn) for _ in range(message.handles)]
-            if message.inline is not None:  # small: it came inside the Run
-                received.append(store.inline_handle(message.inline, refs=received))
-            else:
-                received.append(store.receive(conn, refs=received))
+            refs = [store.receive(conn) for _ in range(message.handles)] if message.handles else []
+            # small data came inside the Run: no frame, and no handle (it is loaded at once)
+            inline = message.inline
+            source = Ref(*inline) if inline is not None else store.receive(conn, refs=refs)
         except (EOFError, OSError):
             return
         started = time.monotonic()
@@ -276,7 +274,7 @@ def main(
                 if len(funcs) > 256:
                     funcs.clear()
                 funcs[message.func] = func
-            data = received[-1].value()
+            data = source.value() if isinstance(source, Handle) else source.load(refs)
             if message.timed:  # its timeout counts from here, not from our start or its import
                 runtime.send(Started(message.cookie))
             running.append((message.cookie, message.domain))
@@ -304,9 +302,11 @@ def main(
         # Its data and the results it was handed go now: what it kept of them (views of their
         # segments) stays valid, the descriptors do not linger until the next initcall.
         exc = value = data = None
-        for handle in received:
+        for handle in refs:
             handle.close()
-        received = []
+        if isinstance(source, Handle):
+            source.close()
+        refs = []
         try:
             runtime.send_done(done, encoded)
         except (EOFError, OSError):
