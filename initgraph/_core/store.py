@@ -256,11 +256,11 @@ class Store:
             # None, a number, a short string (no handle inside): the C pickler alone, inline
             # (most initcalls)
             stream = pickle.dumps(value, protocol=5)
-            limit = self.max_result_bytes
-            if len(stream) < self.threshold and (limit is None or len(stream) <= limit):
-                self._count("encoded")
-                ref = Ref(len(stream), len(stream), (), stream)
-                return Encoded(ref, None, time.perf_counter() - began)
+            n, limit = len(stream), self.max_result_bytes
+            if n < self.threshold and (limit is None or n <= limit):
+                with self._lock:
+                    self._counts["encoded"] += 1
+                return Encoded(Ref(n, n, (), stream), None, time.perf_counter() - began)
         writer = _Writer(owner, self.threshold, self.max_result_bytes)
         pickler = (
             _Pickler(writer, owner, value)

@@ -145,7 +145,7 @@ def _done(
         except StoreError as err:
             exc, unsent = err, True
         else:
-            small = encoded.inline  # inside the Done: no frame follows, nothing to close
+            small = encoded.fd is None  # inside the Done: no frame follows, nothing to close
             done = Done(
                 cookie,
                 name,
