@@ -335,7 +335,8 @@ class Pool:
         self._asleep: set[int] = set()  # slots blocked in a synchronize for GROW_AFTER
         self._stalled: int | None = None  # the cookie failed when the stall grace ends
         self._busy_at = 0.0  # when the loop last had something to do
-        self._woken = False  # the last wait ended with something to do (not on a deadline)
+        self._busy = False  # this round of the loop has messages or commands to handle
+        self._waiting = False  # the loop waits, or is about to: submit() must wake it
         self._pushed_at = -MIRROR_EVERY  # when the mirror was last pushed
         self._stop: bool | None = None  # set by the stop command: stop the workers now?
         self._handlers: dict[type, Callable[[Worker, Any], None]] = {
@@ -349,10 +350,14 @@ class Pool:
 
     # -- what other threads call -----------------------------------------------------------------
     def submit(self, *command: Any) -> None:
-        """Hand the loop a command (``command_<name>``) and wake it."""
+        """Hand the loop a command (``command_<name>``), and wake it if it waits."""
         self._commands.put(command)
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        # A byte per wait, not per command: a loop on its way round finds the command (run()
+        # says it waits before it looks at the queue, we look after the put), and a caller
+        # scheduling a burst does not wake the loop, and hand it the GIL, at every schedule.
+        if self._waiting:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
 
     def snapshot(self, alive: Callable[[], bool]) -> dict[str, list[tuple[int, str]]]:
         """The manager's lists, after the loop started the manager and pushed every change."""
@@ -424,8 +429,10 @@ class Pool:
         try:
             while self._stop is None:
                 watch.update(self.workers.by_slot)
-                events = watch.selector.select(self.deadlines.timeout())
-                self._woken = bool(events)
+                self._waiting = True
+                timeout = 0.0 if not self._commands.empty() else self.deadlines.timeout()
+                events = watch.selector.select(timeout)
+                self._waiting = False
                 lost: list[Worker] = []
                 for key, _ in events:
                     if key.data is None:
@@ -441,12 +448,12 @@ class Pool:
                             self._receive(worker)
                         else:
                             lost.append(worker)
-                self._run_commands()
+                self._busy = self._run_commands() or bool(events)
                 for worker in lost:
                     self._lost(worker)
                 self._expire()
                 self._pump()
-                if events:
+                if self._busy:
                     self._busy_at = self.deadlines.clock()
                 self._arm_mirror()
         except BaseException as exc:  # the pool cannot go on: fail every waiter loudly
@@ -478,13 +485,15 @@ class Pool:
                 command[1].put(InitgraphError(f"the scheduler's pool failed: {exc}"))
 
     # -- 2. commands from other threads ----------------------------------------------------------
-    def _run_commands(self) -> None:
-        while True:
-            try:
-                name, *args = self._commands.get_nowait()
-            except queue.Empty:
-                return
+    def _run_commands(self) -> bool:
+        """Run the commands handed over so far; whether there were any."""
+        commands = self._commands
+        if commands.empty():
+            return False
+        while not commands.empty():  # the loop is the only one to take from it
+            name, *args = commands.get_nowait()
             getattr(self, f"command_{name}")(*args)
+        return True
 
     def command_add(self, work: Work, after: tuple[int, ...], timeout: float | None) -> None:
         """An initcall scheduled in the parent (or, via worker_scheduled, in a worker)."""
@@ -717,13 +726,13 @@ class Pool:
 
     def _expired_mirror(self, _: object) -> None:
         now = self.deadlines.clock()
-        # Idle: the wait ran out with nothing to do, MIRROR_IDLE after the last work. A loop
-        # that waited for the GIL or a CPU (a caller scheduling, a loaded machine) is not idle:
+        # Idle: a round with nothing to do, MIRROR_IDLE after the last work. A loop that
+        # waited for the GIL or a CPU (a caller scheduling, a loaded machine) is not idle:
         # taking that for idleness pushed thousands of in-progress entries through dill's
         # Python pickler once or twice per 2,000 no-op initcalls, 10-80 ms of the loop each.
-        if self._woken or now - self._busy_at < MIRROR_IDLE:  # the manager can wait
+        if self._busy or now - self._busy_at < MIRROR_IDLE:  # the manager can wait
             self.deadlines.add(
-                ("mirror", None), (now if self._woken else self._busy_at) + MIRROR_IDLE
+                ("mirror", None), (now if self._busy else self._busy_at) + MIRROR_IDLE
             )
             return
         self._start_mirror()
