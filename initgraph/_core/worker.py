@@ -59,6 +59,7 @@ class WorkerRuntime(_runtime.Runtime):
         super().__init__(shared, max_pending, owner=slot, store=store)
         self.slot = slot
         self.conn = conn
+        self.pid = os.getpid()  # for each Done: getpid() is a system call
         self._send_lock = threading.Lock()
         self._wait_lock = threading.Lock()
 
@@ -94,7 +95,7 @@ class WorkerRuntime(_runtime.Runtime):
         self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
     ) -> None:
         now = time.monotonic()
-        done, encoded = _done(self.store, cookie, name, None, ok, value, exc, now, now)
+        done, encoded = _done(self, cookie, name, None, ok, value, exc, now, now)
         self.send_done(done, encoded)
 
     def send_done(self, done: Done, encoded: Encoded | None) -> None:
@@ -120,7 +121,7 @@ class WorkerRuntime(_runtime.Runtime):
 
 
 def _done(
-    store: Store,
+    runtime: WorkerRuntime,
     cookie: int,
     name: str,
     owner: str | None,
@@ -137,11 +138,11 @@ def _done(
     A result the store refuses (pickle cannot send it, over ``max_result_bytes``, no room in
     shared memory) fails the initcall with the store's error, which names it.
     """
-    pid = os.getpid()
+    pid = runtime.pid
     unsent = False
     if ok:
         try:
-            encoded = store.encode(value, owner=owner or f"initcall {cookie} {name!r}")
+            encoded = runtime.store.encode(value, owner=owner or f"initcall {cookie} {name!r}")
         except StoreError as err:
             exc, unsent = err, True
         else:
@@ -288,7 +289,7 @@ def main(
         shared.finish([message.cookie])  # first: waiters need not wait for the result's pickling
         waits = runtime.take_waits()
         done, encoded = _done(
-            store,
+            runtime,
             message.cookie,
             message.name,
             message.owner,
