@@ -23,12 +23,13 @@
 
     manager process (in-progress lists with names) ◄── Mirror pushes, when the loop is idle
 
-Values do not ride inside the messages: each follows its message on the worker's socket as a
-store frame (``store.py``: inline below a threshold, else a sealed shared-memory segment whose
-descriptor is passed). The loop receives a result's frame right after its ``Done`` and keeps
-the :class:`~initgraph._core.store.Handle` unloaded in the :class:`Outcome`; loading is left
-to whoever reads ``Outcome.value``. A handle in ``data`` is forwarded (the same segment, its
-descriptor passed again), never loaded and pickled again.
+Values go through the store (``store.py``). A small one (below the threshold) rides inside
+its message as its ``Ref``, a plain tuple; a larger one follows its message on the worker's
+socket as a frame whose sealed shared-memory segment's descriptor is passed. The loop keeps a
+result unloaded in its :class:`Outcome` (the ``Ref``, or the frame's
+:class:`~initgraph._core.store.Handle`); loading is left to whoever reads ``Outcome.value``. A
+handle in ``data`` is forwarded (the same segment, its descriptor passed again), never loaded
+and pickled again.
 
 Everything the loop decides from (the dispatcher, one :class:`_Call` record per cookie, the
 deadline heap, the workers) is written by the loop alone, so none of it needs a lock; other
