@@ -2,13 +2,16 @@
 
 Envelopes travel with the C pickler (fast). Functions and exceptions travel inside as bytes made
 by :func:`dumps`, which falls back to dill for what the C pickler refuses (lambdas, closures,
-functions of ``__main__`` under spawn). Values (``data``, results) never do: they follow their
-message on the same socket as store frames (``store.py``), pickled by pickle alone, so that a
-file, socket or lock is refused instead of re-opened on the other side. On a worker's socket::
+functions of ``__main__`` under spawn). Values (``data``, results) go through the store
+(``store.py``), pickled by pickle alone, so that a file, socket or lock is refused instead of
+re-opened on the other side: a small one inside its message (``inline``: its ``Ref`` as a
+plain tuple), a larger one as a store frame that follows its message. On a worker's socket::
 
-    parent -> worker   Run        then `handles` forwarded frames, then the data's frame
-    worker -> parent   Done       then, when ok, the result's frame
-                       Scheduled  then `handles` forwarded frames, then the data's frame
+    parent -> worker   Run        then `handles` forwarded frames, then the data's frame unless
+                                  the data is inline
+    worker -> parent   Done       then, when ok and not inline, the result's frame
+                       Scheduled  then `handles` forwarded frames, then the data's frame unless
+                                  the data is inline
                        Started, Blocked, Unblocked, Log: no frame
 
 A message and its frames are sent under one lock (a worker's log thread must not come between).
