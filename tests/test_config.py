@@ -358,7 +358,7 @@ def test_override_replaces_a_bad_file_value(load: Load) -> None:
             {"zzz": 1},
             "init.toml: initgraph.zzz: unknown override; valid keys: entry_points, max_pending, "
             "max_result_bytes, on_error, paths, retries, retry_delay, retry_delay_max, "
-            "shutdown_timeout, start_method, timeout, workers",
+            "shutdown_timeout, start_method, timeout, worker_threads, workers",
         ),
         (
             {"workers": 0},

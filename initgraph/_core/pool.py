@@ -23,12 +23,13 @@
 
     manager process (in-progress lists with names) ◄── Mirror pushes, when the loop is idle
 
-Values do not ride inside the messages: each follows its message on the worker's socket as a
-store frame (``store.py``: inline below a threshold, else a sealed shared-memory segment whose
-descriptor is passed). The loop receives a result's frame right after its ``Done`` and keeps
-the :class:`~initgraph._core.store.Handle` unloaded in the :class:`Outcome`; loading is left
-to whoever reads ``Outcome.value``. A handle in ``data`` is forwarded (the same segment, its
-descriptor passed again), never loaded and pickled again.
+Values go through the store (``store.py``). A small one (below the threshold) rides inside
+its message as its ``Ref``, a plain tuple; a larger one follows its message on the worker's
+socket as a frame whose sealed shared-memory segment's descriptor is passed. The loop keeps a
+result unloaded in its :class:`Outcome` (the ``Ref``, or the frame's
+:class:`~initgraph._core.store.Handle`); loading is left to whoever reads ``Outcome.value``. A
+handle in ``data`` is forwarded (the same segment, its descriptor passed again), never loaded
+and pickled again.
 
 Everything the loop decides from (the dispatcher, one :class:`_Call` record per cookie, the
 deadline heap, the workers) is written by the loop alone, so none of it needs a lock; other
@@ -49,6 +50,7 @@ import queue
 import selectors
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -67,7 +69,7 @@ from .dispatch import GROW_AFTER, Dispatcher
 from .messages import Blocked, Done, Log, Run, Scheduled, Started, Unblocked, WaitRecord, load_error
 from .mirror import Mirror
 from .shared import SharedState
-from .store import Encoded, Handle, Ref, Store
+from .store import Encoded, Handle, PackedRef, Ref, Store
 from .workers import PARENT_SLOTS, Worker, Workers
 
 __all__ = ["Outcome", "Pool", "Retried", "Work"]
@@ -96,21 +98,25 @@ class Outcome:
 
     ``started``/``ended`` are ``time.monotonic()`` readings (0.0 when it never ran).
 
-    A result from a worker stays in its store frame (``handle``) until :attr:`value` is first
-    read, which loads it (once, whichever thread asks first; the parent imports the modules of
-    its classes only then) or raises a :class:`HookError` naming the initcall when it cannot
-    be loaded. ``handle`` can be put into the ``data`` of other initcalls: it is forwarded to
-    them, not loaded here. ``nbytes``, ``serialize_s``, ``transfer_s`` and ``load_s`` (None
-    until loaded) time its way here; all zero for a value made in the parent.
+    A result from a worker stays as it came until :attr:`value` is first read, which loads it
+    (once, whichever thread asks first; the parent imports the modules of its classes only
+    then) or raises a :class:`HookError` naming the initcall when it cannot be loaded: a small
+    result as the bytes that came inside its ``Done``, a larger one in its store frame.
+    :attr:`handle` can be put into the ``data`` of other initcalls: it is forwarded to them,
+    not loaded here. ``nbytes``, ``serialize_s``, ``transfer_s`` and ``load_s`` (None until
+    loaded) time its way here; all zero for a value made in the parent.
     """
 
     __slots__ = (
+        "_handle",
+        "_inline",
+        "_load_s",
         "_lock",
+        "_store",
         "_value",
         "cookie",
         "ended",
         "error",
-        "handle",
         "name",
         "ok",
         "pid",
@@ -133,9 +139,14 @@ class Outcome:
         *,
         cookie: int = 0,
         handle: Handle | None = None,
+        inline: Ref | None = None,
+        store: Store | None = None,
         serialize_s: float = 0.0,
         retried: tuple[Retried, ...] = (),
     ) -> None:
+        """``handle``: a result in its store frame; ``inline``: a small one that came inside
+        its message, and ``store`` the store to make its :attr:`handle` with if one is asked
+        for."""
         self.name = name
         self.ok = ok
         self.error = error
@@ -144,11 +155,16 @@ class Outcome:
         self.pid = pid
         self.waits = waits
         self.cookie = cookie
-        self.handle = handle
         self.serialize_s = serialize_s
         self.retried = retried  # its earlier runs, lost to a crash or a timeout
         self._value = value
-        self._lock = threading.Lock() if handle is not None else None
+        self._handle = handle
+        self._inline = inline
+        self._store = store
+        self._load_s: float | None = None
+        # No Handle for a small result (one less object per initcall); a lock until loaded.
+        loaded = handle is None and inline is None
+        self._lock = None if loaded else threading.Lock()
 
     @property
     def value(self) -> Any:
@@ -163,27 +179,53 @@ class Outcome:
             return self._value
 
     def _load(self) -> Any:
-        assert self.handle is not None
+        inline, handle = self._inline, self._handle
         try:
-            return self.handle.value()
+            if inline is not None:
+                began = time.perf_counter()
+                value = inline.load()
+                self._load_s = time.perf_counter() - began
+                return value
+            assert handle is not None
+            return handle.value()
         except Exception as exc:
-            text = "the scheduler was closed before it was read" if self.handle.closed else exc
+            closed = inline is None and handle is not None and handle.closed
+            text = "the scheduler was closed before it was read" if closed else exc
             msg = f"the result of initcall {self.cookie} {self.name!r} cannot be loaded: {text}"
             err = HookError(msg, cookie=self.cookie, name=self.name)
             raise err from exc
 
     @property
+    def handle(self) -> Handle | None:
+        """The result as a store handle, to forward to other initcalls (None: no result)."""
+        if self._handle is None and self._inline is not None:
+            assert self._store is not None
+            self._handle = self._store.inline_handle(self._inline)
+        return self._handle
+
+    def close(self) -> None:
+        """Let go of the result's store frame: a result not read yet can no longer be (a small
+        one, which holds no descriptor, still can)."""
+        if self._handle is not None:
+            self._handle.close()
+
+    @property
     def nbytes(self) -> int:
         """Bytes of its result on the way here (0: made in the parent, or failed)."""
-        return 0 if self.handle is None else self.handle.nbytes
+        if self._inline is not None:
+            return self._inline.size
+        return 0 if self._handle is None else self._handle.nbytes
 
     @property
     def transfer_s(self) -> float:
-        return 0.0 if self.handle is None else self.handle.transfer_s
+        """Seconds its store frame took to come (0.0: none; a small result came in its Done)."""
+        return 0.0 if self._inline is not None or self._handle is None else self._handle.transfer_s
 
     @property
     def load_s(self) -> float | None:
-        return None if self.handle is None else self.handle.load_s
+        if self._inline is not None:
+            return self._load_s
+        return None if self._handle is None else self._handle.load_s
 
     def __repr__(self) -> str:
         state = "ok" if self.ok else f"failed: {self.error!r}"
@@ -204,9 +246,9 @@ class Retried:
     delay: float
 
 
-def inline_of(data: Encoded | Handle) -> Ref | None:
+def inline_of(data: Encoded | Handle) -> PackedRef | None:
     """What a message carries of a small value instead of a frame of its own (None: a frame)."""
-    return data.ref if data.inline else None
+    return data.ref.packed() if data.inline else None
 
 
 @dataclass(eq=False)
@@ -302,6 +344,8 @@ class Pool:
         self._asleep: set[int] = set()  # slots blocked in a synchronize for GROW_AFTER
         self._stalled: int | None = None  # the cookie failed when the stall grace ends
         self._busy_at = 0.0  # when the loop last had something to do
+        self._busy = False  # this round of the loop has messages or commands to handle
+        self._waiting = False  # the loop waits, or is about to: submit() must wake it
         self._pushed_at = -MIRROR_EVERY  # when the mirror was last pushed
         self._stop: bool | None = None  # set by the stop command: stop the workers now?
         self._awaited: dict[int, list[int]] = {}  # cookie -> reservations reserved after it
@@ -317,10 +361,14 @@ class Pool:
 
     # -- what other threads call -----------------------------------------------------------------
     def submit(self, *command: Any) -> None:
-        """Hand the loop a command (``command_<name>``) and wake it."""
+        """Hand the loop a command (``command_<name>``), and wake it if it waits."""
         self._commands.put(command)
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        # A byte per wait, not per command: a loop on its way round finds the command (run()
+        # says it waits before it looks at the queue, we look after the put), and a caller
+        # scheduling a burst does not wake the loop, and hand it the GIL, at every schedule.
+        if self._waiting:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
 
     def snapshot(self, alive: Callable[[], bool]) -> dict[str, list[tuple[int, str]]]:
         """The manager's lists, after the loop started the manager and pushed every change."""
@@ -382,9 +430,8 @@ class Pool:
                 for arg in command:
                     if isinstance(arg, Work):
                         arg.close()
-            outcome = call.outcome
-            if outcome is not None and outcome.handle is not None:
-                outcome.handle.close()
+            if call.outcome is not None:
+                call.outcome.close()
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -393,7 +440,10 @@ class Pool:
         try:
             while self._stop is None:
                 watch.update(self.workers.by_slot)
-                events = watch.selector.select(self.deadlines.timeout())
+                self._waiting = True
+                timeout = 0.0 if not self._commands.empty() else self.deadlines.timeout()
+                events = watch.selector.select(timeout)
+                self._waiting = False
                 lost: list[Worker] = []
                 for key, _ in events:
                     if key.data is None:
@@ -409,12 +459,12 @@ class Pool:
                             self._receive(worker)
                         else:
                             lost.append(worker)
-                self._run_commands()
+                self._busy = self._run_commands() or bool(events)
                 for worker in lost:
                     self._lost(worker)
                 self._expire()
                 self._pump()
-                if events:
+                if self._busy:
                     self._busy_at = self.deadlines.clock()
                 self._arm_mirror()
         except BaseException as exc:  # the pool cannot go on: fail every waiter loudly
@@ -446,13 +496,15 @@ class Pool:
                 command[1].put(InitgraphError(f"the scheduler's pool failed: {exc}"))
 
     # -- 2. commands from other threads ----------------------------------------------------------
-    def _run_commands(self) -> None:
-        while True:
-            try:
-                name, *args = self._commands.get_nowait()
-            except queue.Empty:
-                return
+    def _run_commands(self) -> bool:
+        """Run the commands handed over so far; whether there were any."""
+        commands = self._commands
+        if commands.empty():
+            return False
+        while not commands.empty():  # the loop is the only one to take from it
+            name, *args = commands.get_nowait()
             getattr(self, f"command_{name}")(*args)
+        return True
 
     def command_add(self, work: Work, after: tuple[int, ...], timeout: float | None) -> None:
         """An initcall scheduled in the parent (or, via worker_scheduled, in a worker)."""
@@ -536,14 +588,12 @@ class Pool:
 
     def worker_done(self, worker: Worker, done: Done) -> None:
         handle = None
-        if done.ok and done.inline is not None:  # a small result, inside the message
-            handle = self.store.inline_handle(done.inline)
-        elif done.ok:  # its result's frame follows, sent under the same lock
+        if done.ok and done.inline is None:  # its result's frame follows, under the same lock
             try:
                 handle = self.store.receive(worker.conn)
             except (EOFError, OSError):
                 return  # killed between the two: its sentinel reports the crash
-        self._record(done.cookie, _outcome_of(done, handle))
+        self._record(done.cookie, _outcome_of(done, handle, self.store))
 
     def worker_scheduled(self, worker: Worker, message: Scheduled) -> None:
         refs: list[Handle] = []
@@ -551,7 +601,7 @@ class Pool:
             for _ in range(message.handles):
                 refs.append(self.store.receive(worker.conn))
             if message.inline is not None:  # small: inside the message
-                data = self.store.inline_handle(message.inline)
+                data = self.store.inline_handle(Ref(*message.inline))
             else:
                 data = self.store.receive(worker.conn)
         except (EOFError, OSError):
@@ -702,8 +752,14 @@ class Pool:
 
     def _expired_mirror(self, _: object) -> None:
         now = self.deadlines.clock()
-        if now - self._busy_at < MIRROR_IDLE:  # not idle yet: the manager can wait
-            self.deadlines.add(("mirror", None), self._busy_at + MIRROR_IDLE)
+        # Idle: a round with nothing to do, MIRROR_IDLE after the last work. A loop that
+        # waited for the GIL or a CPU (a caller scheduling, a loaded machine) is not idle:
+        # taking that for idleness pushed thousands of in-progress entries through dill's
+        # Python pickler once or twice per 2,000 no-op initcalls, 10-80 ms of the loop each.
+        if self._busy or now - self._busy_at < MIRROR_IDLE:  # the manager can wait
+            self.deadlines.add(
+                ("mirror", None), (now if self._busy else self._busy_at) + MIRROR_IDLE
+            )
             return
         self._start_mirror()
         self.mirror.flush()
@@ -768,21 +824,21 @@ class Pool:
         if call is None:
             call = self.calls[cookie] = _Call(cookie, outcome.name, None)
         if call.outcome is not None:
-            if outcome.handle is not None:
-                outcome.handle.close()
+            outcome.close()
             return
-        self.deadlines.remove(("timeout", cookie))
+        if call.timeout is not None:
+            self.deadlines.remove(("timeout", cookie))
         if call.domain is not None:
             self.mirror.remove(call.domain, cookie)
         for held in (call.work, call.sent):
             if held is not None:
                 held.close()
         call.work = call.sent = None
-        self.deadlines.remove(("retry", cookie))
         self.dispatcher.complete(cookie)
         self._not_due(cookie)
         self._settle_for(cookie)
-        if call.retried:
+        if call.retried:  # it has run before, and may wait for its next run
+            self.deadlines.remove(("retry", cookie))
             outcome.retried = tuple(call.retried)
         with self.changed:
             call.outcome = outcome
@@ -864,10 +920,9 @@ def _lost_error(worker: Worker, cookie: int, name: str, exitcode: int | None) ->
     return WorkerCrashed(msg, cookie=cookie, name=name, exitcode=exitcode)
 
 
-def _outcome_of(done: Done, handle: Handle | None) -> Outcome:
+def _outcome_of(done: Done, handle: Handle | None, store: Store) -> Outcome:
     times = (done.started, done.ended, done.pid, done.waits)
     if done.ok:
-        assert handle is not None
         return Outcome(
             done.name,
             True,
@@ -876,6 +931,8 @@ def _outcome_of(done: Done, handle: Handle | None) -> Outcome:
             *times,
             cookie=done.cookie,
             handle=handle,
+            inline=None if done.inline is None else Ref(*done.inline),
+            store=store,
             serialize_s=done.serialize_s,
         )
     error = load_error(done.error, done.error_info, done.tb)

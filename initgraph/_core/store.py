@@ -52,6 +52,8 @@ The interface, small enough for another engine's object store to back the same c
     store.encode(value, *, owner: str) -> Encoded   # .ref .fd .nbytes .inline .serialize_s
     store.send(sock, encoded) -> None                # sock: a socket, or a duplex Connection
     store.receive(sock) -> Handle                    # .ref .nbytes .inline .transfer_s .load_s
+    store.inline_handle(ref) -> Handle               # a small value that came in a message
+    ref.load() -> Any                                # the same, loaded at once, no handle
     handle.value() -> Any                            # lazy, cached
     handle.forward(sock) -> None                     # the same segment, not loaded here
     handle.close(), encoded.close()                  # or let them be collected
@@ -77,7 +79,7 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .._errors import InitgraphError, _rebuild
 
@@ -173,12 +175,17 @@ Sock = socket.socket | _HasFileno
 """A connected ``AF_UNIX`` stream socket, or what wraps one (a duplex ``Connection``)."""
 
 
-@dataclass(frozen=True)
-class Ref:
+PackedRef = tuple[int, int, tuple[tuple[int, int], ...], bytes | None]
+
+
+class Ref(NamedTuple):
     """What a value is made of: small and picklable; a segment's descriptor travels apart.
 
     The blob (``inline`` bytes, or the segment) holds the pickle stream at offset 0 and
     ``size`` bytes in all; ``buffers`` are the (offset, length) of each out-of-band buffer.
+    A message carries a small value's ref as a plain tuple (:meth:`packed`, ``Ref(*t)`` on
+    arrival), which pickles as cheaply as bytes: a class, this one or a dataclass, cost about a
+    µs more to pickle and again to unpickle, in both messages of every initcall.
     """
 
     size: int
@@ -191,6 +198,23 @@ class Ref:
         """Bytes of out-of-band buffers (numpy arrays, bytearrays...) in the value."""
         return sum(n for _, n in self.buffers)
 
+    def packed(self) -> PackedRef:
+        """The ref as a plain tuple, for a message (``Ref(*packed)`` makes it again)."""
+        return (self.size, self.stream, self.buffers, self.inline)
+
+    def load(self, refs: Sequence[Handle] = ()) -> Any:
+        """The value of an inline ref (one that came inside a message), loaded now.
+
+        For a receiver that needs no :class:`Handle`. ``refs``: the handles the value holds
+        (see :meth:`Store.encode`).
+        """
+        if self.inline is None:
+            msg = "a segment's Ref cannot be loaded without its descriptor: receive a Handle"
+            raise ValueError(msg)
+        if not self.buffers and not refs:  # the stream alone (most values)
+            return pickle.loads(self.inline)
+        return _loads(self, memoryview(self.inline), tuple(refs))
+
 
 @dataclass(frozen=True)
 class Statistics:
@@ -200,7 +224,7 @@ class Statistics:
     segments_written: int  # of those, written to a segment (the rest went inline)
     bytes_written: int  # bytes written to segments
     sent: int  # frames sent: send() and forward()
-    received: int
+    received: int  # frames received (a small value inside its message is not one)
     mapped: int  # segments mapped to load a value
     bytes_mapped: int
 
@@ -237,14 +261,15 @@ class Store:
         receiver passes them to :meth:`receive`, whose value then holds them, not loaded.
         """
         began = time.perf_counter()
-        if refs is None and type(value) in _PLAIN:
-            # None, a number, a short string: the C pickler alone, inline (most initcalls)
+        if type(value) in _PLAIN:
+            # None, a number, a short string (no handle inside): the C pickler alone, inline
+            # (most initcalls)
             stream = pickle.dumps(value, protocol=5)
-            limit = self.max_result_bytes
-            if len(stream) < self.threshold and (limit is None or len(stream) <= limit):
-                self._count(encoded=1)
-                ref = Ref(len(stream), len(stream), (), stream)
-                return Encoded(ref, None, time.perf_counter() - began)
+            n, limit = len(stream), self.max_result_bytes
+            if n < self.threshold and (limit is None or n <= limit):
+                with self._lock:
+                    self._counts["encoded"] += 1
+                return Encoded(Ref(n, n, (), stream), None, time.perf_counter() - began)
         writer = _Writer(owner, self.threshold, self.max_result_bytes)
         pickler = (
             _Pickler(writer, owner, value)
@@ -265,11 +290,10 @@ class Store:
             writer.abort()
             raise
         encoded = Encoded(ref, fd, time.perf_counter() - began)
-        self._count(
-            encoded=1,
-            segments_written=fd is not None,
-            bytes_written=ref.size if fd is not None else 0,
-        )
+        self._count("encoded")
+        if fd is not None:
+            self._count("segments_written")
+            self._count("bytes_written", ref.size)
         return encoded
 
     def send(self, sock: Sock, encoded: Encoded) -> None:
@@ -279,7 +303,7 @@ class Store:
         socket and then in the receiver.
         """
         _send_frame(sock, encoded.ref, encoded.fd)
-        self._count(sent=1)
+        self._count("sent")
 
     def receive(self, sock: Sock, *, refs: Sequence[Handle] = ()) -> Handle:
         """Receive one value sent by :meth:`send` or :meth:`Handle.forward`; nothing is mapped yet.
@@ -288,7 +312,7 @@ class Store:
         Raises EOFError when the peer closed the socket before a whole frame.
         """
         ref, fd, sent_at = _recv_frame(sock)
-        self._count(received=1)
+        self._count("received")
         return Handle(ref, fd, time.monotonic() - sent_at, self, tuple(refs))
 
     def inline_handle(self, ref: Ref, *, refs: Sequence[Handle] = ()) -> Handle:
@@ -300,7 +324,6 @@ class Store:
         if ref.inline is None:
             msg = "inline_handle() takes the Ref of an inline value; a segment comes in a frame"
             raise ValueError(msg)
-        self._count(received=1)
         return Handle(ref, None, 0.0, self, tuple(refs))
 
     def pickle_apart(self, value: Any, *, owner: str) -> tuple[list[Any], list[memoryview]]:
@@ -336,10 +359,9 @@ class Store:
         with self._lock:
             return Statistics(**self._counts)
 
-    def _count(self, **increments: int) -> None:
+    def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
-            for key, n in increments.items():
-                self._counts[key] += n
+            self._counts[key] += n
 
 
 class Encoded:
@@ -390,6 +412,20 @@ class Handle:
     (None before). A handle holds one descriptor until :meth:`close` or collection.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_fd",
+        "_finalizer",
+        "_lock",
+        "_store",
+        "_value",
+        "load_s",
+        "ref",
+        "refs",
+        "transfer_s",
+    )
+
     def __init__(
         self,
         ref: Ref,
@@ -405,7 +441,6 @@ class Handle:
         self._fd = fd
         self._store = store
         self._lock = threading.Lock()
-        self._loaded = False
         self._value: Any = None
         self._closed = False
         # an inline value holds no descriptor: nothing to close (and a finalizer costs ~5 µs)
@@ -429,10 +464,9 @@ class Handle:
             if self._closed:
                 msg = "the handle is closed"
                 raise ValueError(msg)
-            if not self._loaded:
+            if self.load_s is None:  # not loaded yet
                 began = time.perf_counter()
                 self._value = self._load()
-                self._loaded = True
                 self.load_s = time.perf_counter() - began
             return self._value
 
@@ -442,7 +476,7 @@ class Handle:
             msg = "the handle is closed"
             raise ValueError(msg)
         _send_frame(sock, self.ref, self._fd)
-        self._store._count(sent=1)
+        self._store._count("sent")
 
     def close(self) -> None:
         """Drop the cached value and close the descriptor. Views already handed out stay valid."""
@@ -460,8 +494,7 @@ class Handle:
 
     def _load(self) -> Any:
         if self._fd is None:
-            assert self.ref.inline is not None
-            return _loads(self.ref, memoryview(self.ref.inline), self.refs)
+            return self.ref.load(self.refs)
         seals = fcntl.fcntl(self._fd, fcntl.F_GET_SEALS)
         if seals & _NEEDED_SEALS != _NEEDED_SEALS or os.fstat(self._fd).st_size < self.ref.size:
             msg = f"refusing to map an unsealed or short segment (seals {seals:#x})"
@@ -475,12 +508,13 @@ class Handle:
         mapping = mmap.mmap(
             self._fd, self.ref.size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, **options
         )
-        self._store._count(mapped=1, bytes_mapped=self.ref.size)
+        self._store._count("mapped")
+        self._store._count("bytes_mapped", self.ref.size)
         return _loads(self.ref, memoryview(mapping), self.refs)
 
     def __repr__(self) -> str:
         where = "inline" if self.ref.inline is not None else f"segment fd={self._fd}"
-        state = "closed" if self._closed else "loaded" if self._loaded else "not loaded"
+        state = "closed" if self._closed else "loaded" if self.load_s is not None else "not loaded"
         return f"<Handle {self.ref.size:,} bytes {where}, {state}>"
 
 

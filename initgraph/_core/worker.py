@@ -35,7 +35,7 @@ from .messages import (
     loads,
 )
 from .shared import SharedState
-from .store import Encoded, Handle, Store, StoreError
+from .store import Encoded, Handle, Ref, Store, StoreError
 
 __all__ = ["THREAD_VARS", "main"]
 
@@ -59,6 +59,7 @@ class WorkerRuntime(_runtime.Runtime):
         super().__init__(shared, max_pending, owner=slot, store=store)
         self.slot = slot
         self.conn = conn
+        self.pid = os.getpid()  # for each Done: getpid() is a system call
         self._send_lock = threading.Lock()
         self._wait_lock = threading.Lock()
 
@@ -66,8 +67,6 @@ class WorkerRuntime(_runtime.Runtime):
         self, message: object, value: Encoded | None = None, refs: Sequence[Handle] = ()
     ) -> None:
         """Send ``message``, then the frames of ``refs`` and ``value``, none in between."""
-        if value is not None and value.inline:  # small: it went inside the message
-            value = None
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         with self._send_lock:
             self.conn.send_bytes(data)
@@ -88,15 +87,15 @@ class WorkerRuntime(_runtime.Runtime):
         refs: tuple[Handle, ...],
     ) -> None:
         with data:
-            inline = data.ref if data.inline else None  # small: inside the message
+            inline = data.ref.packed() if data.inline else None  # small: inside the message
             message = Scheduled(cookie, domain, name, after, timeout, func, len(refs), inline)
-            self.send(message, data, refs)
+            self.send(message, None if inline else data, refs)
 
     def _record_inline(
         self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
     ) -> None:
         now = time.monotonic()
-        done, encoded = _done(self.store, cookie, name, None, ok, value, exc, now, now)
+        done, encoded = _done(self, cookie, name, None, ok, value, exc, now, now)
         self.send_done(done, encoded)
 
     def send_done(self, done: Done, encoded: Encoded | None) -> None:
@@ -122,7 +121,7 @@ class WorkerRuntime(_runtime.Runtime):
 
 
 def _done(
-    store: Store,
+    runtime: WorkerRuntime,
     cookie: int,
     name: str,
     owner: str | None,
@@ -133,20 +132,21 @@ def _done(
     ended: float,
     waits: tuple[WaitRecord, ...] = (),
 ) -> tuple[Done, Encoded | None]:
-    """The Done of an initcall, and its result encoded for the store frame that follows it.
+    """The Done of an initcall, and its result encoded for the store frame that follows it
+    (None: a small result, inside the Done).
 
     A result the store refuses (pickle cannot send it, over ``max_result_bytes``, no room in
     shared memory) fails the initcall with the store's error, which names it.
     """
-    pid = os.getpid()
+    pid = runtime.pid
     unsent = False
     if ok:
         try:
-            encoded = store.encode(value, owner=owner or f"initcall {cookie} {name!r}")
+            encoded = runtime.store.encode(value, owner=owner or f"initcall {cookie} {name!r}")
         except StoreError as err:
             exc, unsent = err, True
         else:
-            inline = encoded.ref if encoded.inline else None  # small: inside the Done
+            small = encoded.fd is None  # inside the Done: no frame follows, nothing to close
             done = Done(
                 cookie,
                 name,
@@ -158,9 +158,9 @@ def _done(
                 pid,
                 waits,
                 encoded.serialize_s,
-                inline=inline,
+                inline=encoded.ref.packed() if small else None,
             )
-            return done, encoded
+            return done, None if small else encoded
     assert exc is not None
     tb = format_remote(exc)
     error, info = dump_error(exc)  # pickle alone: a file or a lock in it is not re-opened here
@@ -281,11 +281,10 @@ def main(
             return
         assert isinstance(message, Run), message
         try:
-            received = [store.receive(conn) for _ in range(message.handles)]
-            if message.inline is not None:  # small: it came inside the Run
-                received.append(store.inline_handle(message.inline, refs=received))
-            else:
-                received.append(store.receive(conn, refs=received))
+            refs = [store.receive(conn) for _ in range(message.handles)] if message.handles else []
+            # small data came inside the Run: no frame, and no handle (it is loaded at once)
+            inline = message.inline
+            source = Ref(*inline) if inline is not None else store.receive(conn, refs=refs)
         except (EOFError, OSError):
             return
         started = time.monotonic()
@@ -297,7 +296,7 @@ def main(
                 if len(funcs) > 256:
                     funcs.clear()
                 funcs[message.func] = func
-            data = received[-1].value()
+            data = source.value() if isinstance(source, Handle) else source.load(refs)
             if message.timed:  # its timeout counts from here, not from our start or its import
                 runtime.send(Started(message.cookie))
             running.append((message.cookie, message.domain))
@@ -311,7 +310,7 @@ def main(
         shared.finish([message.cookie])  # first: waiters need not wait for the result's pickling
         waits = runtime.take_waits()
         done, encoded = _done(
-            store,
+            runtime,
             message.cookie,
             message.name,
             message.owner,
@@ -331,8 +330,10 @@ def main(
         # segments) stays valid, the descriptors do not linger until the next initcall. After
         # the send, as unmapping 100 MiB it read takes 20-30 ms the parent need not wait for.
         data = None
-        for handle in received:
+        for handle in refs:
             handle.close()
-        received = []
+        if isinstance(source, Handle):
+            source.close()
+        refs = []
         if ended - started > _TRIM_AFTER:
             _give_back()
