@@ -25,6 +25,7 @@ __all__ = [
     "Record",
     "Stage",
     "Wait",
+    "attempts_problem",
     "describe_error",
     "failure_of",
     "group_of",
@@ -187,3 +188,21 @@ def describe_error(error: BaseException) -> str:
     """``"ValueError: text"``, or the type's name alone when the text is empty."""
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def attempts_problem(attempts: tuple[Attempt, ...], *, ok: bool) -> str | None:
+    """What is wrong with the ``attempts`` of an init that ended (``ok`` or failed), if anything.
+
+    An init tried once has none. A retried one has every attempt, numbered from 1: each failed
+    but the last, so each has a reason; the last has one exactly when the init failed.
+    """
+    if not attempts:
+        return None
+    numbers = [a.number for a in attempts]
+    if len(attempts) == 1 or numbers != list(range(1, len(attempts) + 1)):
+        return f"attempts numbered {numbers}, not 1 to 2 or more in order"
+    if any(a.reason is None for a in attempts[:-1]):
+        return "an attempt before the last has no reason"
+    if (attempts[-1].reason is None) != ok:
+        return f"the last attempt {'failed' if ok else 'succeeded'}, the init did not"
+    return None

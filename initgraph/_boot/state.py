@@ -66,6 +66,7 @@ from .records import (
     Record,
     Stage,
     Wait,
+    attempts_problem,
     describe_error,
     failure_of,
     group_of,
@@ -283,13 +284,18 @@ class BootState:
         """The scheduler recorded its outcome: ``value``, or ``error`` if it failed.
 
         ``started`` is ``None`` for a plugin that never ran (then the other times are ignored).
-        ``attempts``: each attempt, when its init was retried (it stayed RUNNING across them).
+        ``attempts``: each attempt, when its init was retried (it stayed RUNNING across them):
+        none, or two or more numbered from 1, each with its reason but the last, whose reason
+        says why it failed exactly when ``error`` is given (see :func:`.records.attempts_problem`).
         Returns the plugins this ended without running (skipped, or cancelled by an abort), whose
         reservations must be cancelled.
         """
         record = self._now.records[name]
         if record.reported or record.stage not in (*LAUNCHED, Stage.WAITING, *FINAL):
             msg = f"an outcome of plugin {name!r} came while it was {record.stage.value}"
+            raise ValueError(msg)
+        if started is not None and (problem := attempts_problem(attempts, ok=error is None)):
+            msg = f"the attempts of plugin {name!r} do not add up: {problem}"
             raise ValueError(msg)
         if started is not None:
             record = replace(
