@@ -62,7 +62,19 @@ def _shared_maps() -> list[str]:
 def _shm_entries() -> set[str]:
     # Named semaphores (sem.*) of other xdist workers come and go meanwhile: they are left out
     # here, and the scheduler's own are unlinked by its close (tests/test_soak.py counts them).
-    return {name for name in os.listdir("/dev/shm") if not name.startswith("sem.")}
+    # So do the files of another process's multiprocess heap arena ("pym-<pid>-..."), which
+    # every scheduler makes: created and unlinked at once, but seen if listed in between.
+    return {
+        name
+        for name in os.listdir("/dev/shm")
+        if not name.startswith("sem.") and not _foreign_arena(name)
+    }
+
+
+def _foreign_arena(name: str) -> bool:
+    prefix, _, rest = name.partition("-")
+    pid = rest.partition("-")[0]
+    return prefix == "pym" and pid.isdigit() and int(pid) != os.getpid()
 
 
 @dataclass(frozen=True)

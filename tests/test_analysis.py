@@ -335,17 +335,53 @@ def chained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot
     forget_app(root)
 
 
+# long works 0.1 s, then commits for 0.8 s, saying (a file) when its commit started.
+LONG = """
+import pathlib, time
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    time.sleep(0.1)  # the plugin's work
+    return ctx.name
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    pathlib.Path(ctx.config["started"]).write_text("committing")
+    time.sleep(0.8)  # a commit that loads data
+"""
+
+# api_routes' init ends once long's commit has started (within a bound, so a bug fails).
+API_ROUTES = """
+import pathlib, time
+from initgraph import hookimpl
+
+@hookimpl
+def initgraph_init(ctx):
+    started = pathlib.Path(ctx.config["started"])
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return ctx.name
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    pass
+"""
+
+
 def test_chain_of_a_multi_domain_boot_accounts_for_its_wall_time(tmp_path: Path) -> None:
     """A long plugin in one domain; a short one in another, whose commit ends the boot.
 
-    api_routes' init ends while the parent commits long (0.1 s into long's 0.8 s commit, with
-    0.6 s to spare for a slow worker start), so its commit waits for the parent and ends last.
+    api_routes' init ends once the parent commits long (it waits for long's commit to say it
+    started, which leaves it 0.8 s to end in), so its commit waits for the parent and ends last.
     """
+    started = {"started": str(tmp_path / "long-commit-started")}
     config = write_app(
         tmp_path,
         {
-            "long": {"config": {"duration": 0.1, "commit": 0.8}},
-            "api_routes": {"domain": "http", "config": {"duration": 0.3}},
+            "long": {"source": LONG, "config": started},
+            "api_routes": {"source": API_ROUTES, "domain": "http", "config": started},
         },
         workers=2,
     )

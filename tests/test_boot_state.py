@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from initgraph import HookError, HookTimeout, WorkerCrashed
-from initgraph._boot.state import FINAL, BootState, Failure, Groups, Stage, Wait
+from initgraph._boot.state import FINAL, Attempt, BootState, Failure, Groups, Stage, Wait
 
 
 @dataclass(frozen=True)
@@ -438,6 +438,8 @@ def test_random_event_orders_keep_every_rule(
     for p in plan:
         state.scheduled(p.name, 0.0)
     fate = {p.name: rng.choice(["ok", "ok", "ok", "init", "commit", "refused"]) for p in plan}
+    tries = {p.name: rng.choice([1, 1, 2, 3]) for p in plan}  # attempts its init takes
+    given: dict[str, tuple[Attempt, ...]] = {}  # the attempts each outcome came with
     in_flight: list[str] = []  # launched, or cancelled without running: an outcome will come
     commits: list[str] = []
     clock = 0.0
@@ -503,10 +505,17 @@ def test_random_event_orders_keep_every_rule(
         if record.ready is None:  # skipped or cancelled before it launched
             ended(state.outcome(name, error=HookError("cancelled", cookie=1, name=name)))
         elif fate[name] in ("init", "refused"):
-            ended(state.outcome(name, error=ValueError("init"), started=tick(), ended=tick()))
+            given[name] = attempts(tries[name], ok=False)
+            error = ValueError("init")
+            times = {"started": tick(), "ended": tick()}
+            ended(state.outcome(name, error=error, attempts=given[name], **times))
         else:
-            ended(state.outcome(name, value=name, started=tick(), ended=tick()))
+            given[name] = attempts(tries[name], ok=True)
+            times = {"started": tick(), "ended": tick()}
+            ended(state.outcome(name, value=name, attempts=given[name], **times))
             init_ok.add(name)
+        # a retried init stays in its stage across its attempts; they are kept as they came
+        assert state.record(name).attempts == given.get(name, ())
         launch_ready()
         commit_ready()
         assert state.skip_stuck() == (), "a well-behaved boot never gets stuck"
@@ -540,7 +549,44 @@ def test_random_event_orders_keep_every_rule(
             assert failures[p.name].message.endswith("which did not commit")
         if record.stage is Stage.FAILED:
             assert fate[p.name] in ("init", "commit", "refused")
+    assert {r.name: r.attempts for r in state.records() if r.attempts} == {
+        name: a for name, a in given.items() if a
+    }
     check_shutdown(state, commits, rng)
+
+
+def attempts(n: int, *, ok: bool) -> tuple[Attempt, ...]:
+    """The attempts of an init tried ``n`` times: none when once, else each with its reason."""
+    if n == 1:
+        return ()
+    reasons = [f"NotReady: attempt {i}" for i in range(1, n)] + [None if ok else "ValueError"]
+    return tuple(Attempt(i, i, i + 0.5, reason) for i, reason in enumerate(reasons, start=1))
+
+
+@pytest.mark.parametrize(
+    ("given", "ok", "problem"),
+    [
+        (attempts(2, ok=True)[:1], True, r"attempts numbered \[1\], not 1 to 2 or more"),
+        (attempts(3, ok=True)[::2], True, r"attempts numbered \[1, 3\]"),
+        (
+            (Attempt(1, 0, 1), *attempts(2, ok=True)[1:]),
+            True,
+            "an attempt before the last has no reason",
+        ),
+        (attempts(2, ok=False), True, "the last attempt failed, the init did not"),
+        (attempts(2, ok=True), False, "the last attempt succeeded, the init did not"),
+    ],
+)
+def test_attempts_that_do_not_add_up_are_refused(
+    given: tuple[Attempt, ...], ok: bool, problem: str
+) -> None:
+    state = make(P("a"))
+    state.launched("a", 0.5)
+    before = state.records()
+    error = None if ok else ValueError("init")
+    with pytest.raises(ValueError, match=f"^the attempts of plugin 'a' do not add up: {problem}"):
+        state.outcome("a", value="v", error=error, started=1.0, ended=2.0, attempts=given)
+    assert state.records() == before  # still running: the outcome was not taken
 
 
 def check_shutdown(state: BootState, commits: list[str], rng: random.Random) -> None:

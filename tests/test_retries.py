@@ -9,19 +9,30 @@ was asked, never a fixed upper bound).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import re
+import sys
 import time
+import types
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 from conftest import AppWriter as Writer
 from conftest import Cli, write_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import initgraph
-from initgraph import BootError, ConfigError, HookError, NotReady, WorkerCrashed
+from initgraph import BootError, ConfigError, HookError, InitContext, NotReady, WorkerCrashed
+from initgraph._boot.plugins import Retry, retry_types, retrying
+from initgraph._boot.state import Attempt
 from initgraph._cli.progress import progress
 from initgraph._core.dispatch import Dispatcher
 from initgraph._observe.trace import to_chrome_trace
@@ -444,3 +455,138 @@ def test_an_async_main_init_is_retried_on_the_running_loop(app: Writer, tmp_path
     first, last = float(attempts[0][1]), float(attempts[2][1])
     assert last - first >= 0.3
     assert sum(first < t < last for t in ticks) >= 10, ticks
+
+
+# -- how retry_on resolves and matches: properties over random exception hierarchies --------------
+# A module of exception classes made for each example: E<i> derives from Exception, NotReady or
+# a lower E<j>; A<i> is another name of one of them; "twin" modules hold classes of the same
+# names that are other classes; "value" is no type at all.
+@dataclass(frozen=True)
+class Hierarchy:
+    module: str
+    classes: tuple[type[Exception], ...]
+    aliases: dict[str, type[Exception]]  # A<i> -> the class it names
+    twins: tuple[type[Exception], ...]  # same names, other classes, in module + "_twin"
+
+    def named(self, name: str) -> type[Exception]:
+        return self.aliases.get(name) or self.classes[int(name[1:])]
+
+
+@contextlib.contextmanager
+def hierarchy(parents: list[int], aliases: list[int]) -> Iterator[Hierarchy]:
+    """``parents[i]``: -2 NotReady, -1 Exception, else the index of a lower class."""
+    module = f"retry_on_{uuid.uuid4().hex}"
+    mod, twin = types.ModuleType(module), types.ModuleType(module + "_twin")
+    classes: list[type[Exception]] = []
+    for i, parent in enumerate(parents):
+        base = {-2: NotReady, -1: Exception}.get(parent) or classes[parent]
+        classes.append(type(f"E{i}", (base,), {"__module__": module}))
+        setattr(mod, f"E{i}", classes[-1])
+        setattr(twin, f"E{i}", type(f"E{i}", (Exception,), {"__module__": twin.__name__}))
+    named = {f"A{i}": classes[target % len(classes)] for i, target in enumerate(aliases)}
+    for name, cls in named.items():
+        setattr(mod, name, cls)
+    mod.value = 3  # type: ignore[attr-defined]
+    sys.modules[module], sys.modules[twin.__name__] = mod, twin
+    try:
+        twins = tuple(getattr(twin, f"E{i}") for i in range(len(parents)))
+        yield Hierarchy(module, tuple(classes), named, twins)
+    finally:
+        del sys.modules[module], sys.modules[twin.__name__]
+
+
+def _parents() -> st.SearchStrategy[list[int]]:
+    return st.integers(1, 8).flatmap(
+        lambda n: st.tuples(*(st.integers(-2, i - 1) for i in range(n))).map(list)
+    )
+
+
+def _tried(
+    raised: type[Exception], names: list[str]
+) -> tuple[str, tuple[Attempt, ...]] | Exception:
+    """Run an init through ``retrying`` (1 retry, no delay) whose first attempt raises ``raised``:
+    what it returned and its attempts, or what it raised."""
+    calls = iter([raised("first"), None])
+    retry = Retry(retries=1, delay=0.0, on=tuple(names))
+
+    def attempt() -> tuple[str, InitContext]:
+        error = next(calls)
+        if error is not None:
+            raise error
+        return "ok", cast("InitContext", None)
+
+    try:
+        value, _, attempts = retrying("db", 1, retry, retry_types(names), attempt)
+    except Exception as exc:
+        return exc
+    return value, attempts
+
+
+@settings(max_examples=150, deadline=None)
+@given(parents=_parents(), aliases=st.lists(st.integers(0, 7), max_size=3), data=st.data())
+def test_retry_on_resolves_each_name_to_the_type_its_module_binds(
+    parents: list[int], aliases: list[int], data: st.DataObject
+) -> None:
+    with hierarchy(parents, aliases) as h:
+        pool = [f"E{i}" for i in range(len(parents))] + list(h.aliases)
+        names = data.draw(st.lists(st.sampled_from(pool), max_size=5))
+        dotted = [f"{h.module}.{n}" for n in names]
+        # NotReady first, then each name's type in order, repeats and aliases included
+        assert retry_types(dotted) == (NotReady, *map(h.named, names))
+        # an entry that is no exception type, or names nothing, is refused by its index
+        bad = data.draw(st.sampled_from([f"{h.module}.value", f"{h.module}.Nope", "nosuch.E0"]))
+        at = data.draw(st.integers(0, len(dotted)))
+        with pytest.raises(ConfigError) as info:
+            retry_types([*dotted[:at], bad, *dotted[at:]], where="plugins.db.retry_on")
+        assert info.value.key == f"plugins.db.retry_on[{at}]"
+        assert str(info.value).startswith(f"plugins.db.retry_on[{at}]: ")
+
+
+@settings(max_examples=150, deadline=None)
+@given(parents=_parents(), aliases=st.lists(st.integers(0, 7), max_size=3), data=st.data())
+def test_an_exception_is_retried_when_its_mro_holds_not_ready_or_a_named_type(
+    parents: list[int], aliases: list[int], data: st.DataObject
+) -> None:
+    with hierarchy(parents, aliases) as h:
+        pool = [f"E{i}" for i in range(len(parents))] + list(h.aliases)
+        names = data.draw(st.lists(st.sampled_from(pool), max_size=4))
+        named = {h.named(n) for n in names}
+        raised = data.draw(st.sampled_from([*h.classes, *h.twins]))
+        got = _tried(raised, [f"{h.module}.{n}" for n in names])
+        # by identity along the MRO: a subclass of a named type is retried, a base class or a
+        # class that merely has a named type's name (a twin) is not
+        if any(c is NotReady or c in named for c in raised.__mro__):
+            assert not isinstance(got, Exception), got
+            value, attempts = got
+            assert value == "ok"
+            assert [(a.number, a.reason) for a in attempts] == [
+                (1, f"{raised.__name__}: first"),
+                (2, None),
+            ]
+        else:  # not retryable on the first attempt: it goes on as it is
+            assert type(got) is raised
+
+
+@settings(max_examples=100, deadline=None)
+@given(parents=_parents(), data=st.data())
+def test_a_later_attempt_that_raises_what_is_not_retried_fails_the_plugin(
+    parents: list[int], data: st.DataObject
+) -> None:
+    """After a retry, any exception ends the init: retried ones while retries are left."""
+    with hierarchy(parents, []) as h:
+        names = data.draw(st.lists(st.sampled_from([f"E{i}" for i in range(len(parents))])))
+        named = (NotReady, *(h.named(n) for n in names))
+        second = data.draw(st.sampled_from([*h.classes, *h.twins]))
+        calls = iter([NotReady("first"), second("second")])
+
+        def attempt() -> tuple[str, InitContext]:
+            raise next(calls)
+
+        retry = Retry(retries=1, delay=0.0, on=tuple(f"{h.module}.{n}" for n in names))
+        with pytest.raises(HookError) as info:
+            retrying("db", 7, retry, retry_types(retry.on), attempt)
+        retried = issubclass(second, named)
+        what = "was not ready after 2 attempts" if retried else "failed on attempt 2"
+        assert str(info.value) == f"plugin 'db' {what}: {second.__name__}: second"
+        assert type(info.value.__cause__) is second
+        assert [a.number for a in info.value.attempts] == [1, 2]

@@ -6,7 +6,8 @@ Decisions come out: which plugins to launch, which commit may run now, which res
 cancel (the transitions that end plugins without running them return their names), what is
 stuck, where every plugin stood when an interrupt stopped the boot, and which plugins to shut
 down in which order. No processes, clocks, threads or files: times are passed in, in
-seconds since the boot started. :class:`~initgraph._boot.run._Run` does the I/O around it.
+seconds since the boot started. :class:`~initgraph._boot.run._Run` does the I/O around it. What
+it keeps of each plugin, a :class:`Record`, and the stages are in :mod:`.records`.
 
 One plugin's stages::
 
@@ -49,12 +50,28 @@ its failure not yet recorded.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from .._errors import HookError, HookTimeout, WorkerCrashed
+from .records import (
+    FINAL,
+    INIT_DONE,
+    LAUNCHED,
+    MAIN_BUSY,
+    SKIPPABLE,
+    Attempt,
+    Failure,
+    Groups,
+    Record,
+    Stage,
+    Transfer,
+    Wait,
+    attempts_problem,
+    describe_error,
+    failure_of,
+    group_of,
+)
 
 __all__ = [
     "Attempt",
@@ -68,157 +85,6 @@ __all__ = [
     "Wait",
     "describe_error",
 ]
-
-
-class Stage(enum.Enum):
-    """Where a plugin stands in a boot."""
-
-    WAITING = "waiting"  # not launched: a plugin it requires has not finished its init yet
-    RUNNING = "running"  # handed to a worker (or a thread of the parent); no outcome yet
-    REFUSED = "refused"  # the pool refused it (say, data that cannot be pickled); outcome to come
-    FINISHED = "finished"  # its init succeeded; it waits for its turn to commit (and requirements)
-    COMMITTING = "committing"  # its initgraph_commit runs
-    COMMITTED = "committed"  # everything it published is visible
-    FAILED = "failed"  # its init or its commit failed
-    SKIPPED = "skipped"  # a plugin it requires did not commit (its own init may have run)
-    CANCELLED = "cancelled"  # the boot aborted or was interrupted before it committed
-
-
-FINAL = frozenset({Stage.COMMITTED, Stage.FAILED, Stage.SKIPPED, Stage.CANCELLED})
-_LAUNCHED = frozenset({Stage.RUNNING, Stage.REFUSED})
-_UNCOMMITTED = frozenset({Stage.FINISHED, Stage.COMMITTING})
-# Its init succeeded: its result exists, and what requires it may start.
-_INIT_DONE = frozenset({Stage.FINISHED, Stage.COMMITTING, Stage.COMMITTED})
-# Not over, and may still be skipped: a requirement that did not commit ends it.
-_SKIPPABLE = frozenset({Stage.WAITING, Stage.RUNNING, Stage.REFUSED, Stage.FINISHED})
-# A where = "main" plugin whose init has not ended: it holds back every higher main plugin.
-_MAIN_BUSY = frozenset({Stage.WAITING, Stage.RUNNING, Stage.REFUSED})
-
-
-@dataclass(frozen=True)
-class Wait:
-    """A wait inside a plugin's init, in seconds since the boot started.
-
-    The boot records them and traces read them back: one shape for both. (The core's own record
-    of a wait holds ``time.monotonic()`` readings instead.)
-    """
-
-    what: str  # "cookie" (ctx.synchronize / synchronize_cookie), "full" or "after"
-    domain: str | None
-    cookie: int  # the cookie waited below; 0 for a full synchronize
-    started: float
-    ended: float
-
-    @property
-    def label(self) -> str:
-        """How traces and plots name it: ``synchronize(4)``, ``synchronize_full()``, ..."""
-        if self.what == "cookie":
-            return f"synchronize({self.cookie})"
-        if self.what == "after":
-            return f"after({self.cookie})"
-        return f"synchronize_full({self.domain})" if self.domain else "synchronize_full()"
-
-    @property
-    def duration(self) -> float:
-        return self.ended - self.started
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One attempt at a plugin's init, when its init was retried.
-
-    Times are seconds since the boot started (the worker records ``time.monotonic()`` readings,
-    which the boot shifts). ``reason`` says why the attempt did not succeed (``None`` for the
-    one that did); ``delay`` is how long the plugin waited after it before the next attempt.
-    """
-
-    number: int  # 1 for the first
-    started: float
-    ended: float
-    reason: str | None = None
-    delay: float = 0.0
-
-    def shifted(self, by: float) -> Attempt:
-        """The same attempt with its times moved by ``-by``."""
-        return replace(self, started=self.started - by, ended=self.ended - by)
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """Moving a plugin's result or one of its inputs between processes: one step of it.
-
-    ``name``: ``"serialize"`` (pickling and writing it, in the process that made it),
-    ``"transfer"`` (in flight: from its send to its receipt, on the receiving side) or ``"load"``
-    (mapping and unpickling it, in the process that reads it). ``pid``: the process where it
-    happened; ``size``: the bytes moved; ``of``: for an input, the plugin whose result it is
-    (None for the plugin's own result). Times in seconds since the boot started.
-    """
-
-    name: str
-    pid: int
-    started: float
-    ended: float
-    size: int
-    of: str | None = None
-
-    @property
-    def duration(self) -> float:
-        return max(0.0, self.ended - self.started)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a plugin did not commit."""
-
-    plugin: str
-    kind: str  # "error" | "timeout" | "crash" | "skipped" | "cancelled"
-    message: str
-    error: BaseException | None = None
-    root: str | None = None  # the plugin whose failure this one follows from (skipped)
-
-
-@dataclass(frozen=True)
-class Record:
-    """One plugin's stage, why it failed, and when things happened to it.
-
-    Times are seconds since the boot started; ``None`` until they happen. ``result`` is the init's
-    result from its outcome until the boot is over (the state machine never looks inside it).
-    """
-
-    name: str
-    stage: Stage = Stage.WAITING
-    reported: bool = False  # the scheduler recorded its outcome
-    failure: Failure | None = None
-    result: object = None
-    scheduled: float | None = None  # its cookie was reserved
-    ready: float | None = None  # launched: everything it requires had finished its init
-    started: float | None = None  # its init started (in a worker or a thread of the parent)
-    ended: float | None = None
-    commit_started: float | None = None
-    commit_ended: float | None = None
-    pid: int | None = None  # the process its init ran in
-    waits: tuple[Wait, ...] = ()
-    attempts: tuple[Attempt, ...] = ()  # every attempt, when its init was retried
-    transfers: tuple[Transfer, ...] = ()  # its result and inputs between processes
-    shutdown_started: float | None = None  # its initgraph_shutdown started
-    shutdown_ended: float | None = None
-    shutdown_failure: Failure | None = None  # its initgraph_shutdown failed or was not run
-
-    @property
-    def over(self) -> bool:
-        """In a final stage, and nothing more will be heard of it."""
-        return self.stage in FINAL and self.reported
-
-
-@dataclass(frozen=True)
-class Groups:
-    """Every plugin of a boot in exactly one group, each in cookie order."""
-
-    committed: tuple[str, ...]  # init finished, commit done: everything it published is visible
-    uncommitted: tuple[str, ...]  # init finished, not committed: it published nothing
-    running: tuple[str, ...]  # handed to a worker (or a thread of the parent), not finished
-    failed: tuple[str, ...]  # did not commit for another reason
-    not_started: tuple[str, ...]  # never handed over
 
 
 class Planned(Protocol):
@@ -336,7 +202,7 @@ class BootState:
         return {
             name: record.ready
             for name, record in self._now.records.items()
-            if record.stage in _LAUNCHED and record.ready is not None
+            if record.stage in LAUNCHED and record.ready is not None
         }
 
     def waiting(self) -> dict[str, str]:
@@ -380,7 +246,7 @@ class BootState:
             "not_started": [],
         }
         for name, record in self._now.records.items():
-            found[_group(record)].append(name)
+            found[group_of(record)].append(name)
         return Groups(**{group: tuple(names) for group, names in found.items()})
 
     # -- transitions -------------------------------------------------------------------------------
@@ -421,14 +287,19 @@ class BootState:
         """The scheduler recorded its outcome: ``value``, or ``error`` if it failed.
 
         ``started`` is ``None`` for a plugin that never ran (then the other times are ignored).
-        ``attempts``: each attempt, when its init was retried (it stayed RUNNING across them).
+        ``attempts``: each attempt, when its init was retried (it stayed RUNNING across them):
+        none, or two or more numbered from 1, each with its reason but the last, whose reason
+        says why it failed exactly when ``error`` is given (see :func:`.records.attempts_problem`).
         ``transfers``: how its result and inputs moved between processes.
         Returns the plugins this ended without running (skipped, or cancelled by an abort), whose
         reservations must be cancelled.
         """
         record = self._now.records[name]
-        if record.reported or record.stage not in (*_LAUNCHED, Stage.WAITING, *FINAL):
+        if record.reported or record.stage not in (*LAUNCHED, Stage.WAITING, *FINAL):
             msg = f"an outcome of plugin {name!r} came while it was {record.stage.value}"
+            raise ValueError(msg)
+        if started is not None and (problem := attempts_problem(attempts, ok=error is None)):
+            msg = f"the attempts of plugin {name!r} do not add up: {problem}"
             raise ValueError(msg)
         if started is not None:
             record = replace(
@@ -516,7 +387,7 @@ class BootState:
         """
         records = self._now.records
         if self.ready() or any(
-            r.stage in _LAUNCHED or (r.stage in FINAL and not r.reported) for r in records.values()
+            r.stage in LAUNCHED or (r.stage in FINAL and not r.reported) for r in records.values()
         ):
             return ()
         draft = _Draft(self._now)
@@ -645,7 +516,7 @@ class BootState:
         while stack:
             dependent, required = stack.pop()
             record = draft.records[dependent]
-            if record.stage not in _SKIPPABLE:
+            if record.stage not in SKIPPABLE:
                 continue
             message = f"skipped: it requires {required!r}, which did not commit"
             failure = Failure(dependent, "skipped", message, None, root)
@@ -675,7 +546,7 @@ class BootState:
     def _missing(self, records: Mapping[str, Record], name: str) -> list[str]:
         """What ``name`` requires whose init has not finished: it holds back its launch."""
         requires = self._plugins[name].requires
-        return [r for r in requires if records[r].stage not in _INIT_DONE]
+        return [r for r in requires if records[r].stage not in INIT_DONE]
 
     def _main_before(self, records: Mapping[str, Record], name: str) -> str | None:
         """For a ``where = "main"`` plugin: a lower one whose init has not ended yet."""
@@ -684,7 +555,7 @@ class BootState:
         for other, p in self._plugins.items():
             if other == name:
                 return None
-            if p.where == "main" and records[other].stage in _MAIN_BUSY:
+            if p.where == "main" and records[other].stage in MAIN_BUSY:
                 return other
         return None
 
@@ -694,33 +565,3 @@ class BootState:
             if records[required].stage is not Stage.COMMITTED:
                 return required
         return None
-
-
-def _group(record: Record) -> str:
-    if record.stage is Stage.COMMITTED:
-        return "committed"
-    if record.failure is not None:
-        return "failed"
-    if record.stage in _UNCOMMITTED:
-        return "uncommitted"
-    if record.stage is Stage.RUNNING:
-        return "running"
-    return "not_started"  # waiting, or refused by the pool
-
-
-def failure_of(plugin: str, error: BaseException) -> Failure:
-    """The failure of a plugin whose init or commit raised ``error``."""
-    if isinstance(error, HookTimeout):
-        kind = "timeout"
-    elif isinstance(error, WorkerCrashed):
-        kind = "crash"
-    else:
-        kind = "error"
-    message = str(error) if isinstance(error, HookError) else describe_error(error)
-    return Failure(plugin, kind, message, error)
-
-
-def describe_error(error: BaseException) -> str:
-    """``"ValueError: text"``, or the type's name alone when the text is empty."""
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
