@@ -761,7 +761,8 @@ def report(res: dict[str, Any]) -> list[str]:
         un = rb["initgraph_threads_unlimited"]
         ig = rb["wall"][IG]["median"]
         lines.append(
-            f"   initgraph with every step setting its native pools to one thread per CPU (oversubscribed, what the workers' default limit prevents): median "
+            "   initgraph with every step setting its native pools to one thread per CPU "
+            "(oversubscribed, what the workers' default limit prevents): median "
             f"{fmt(un['median'])} ms ({ratio(un['median'], ig)} x the limited run)"
         )
         pss = rb["pss"]
