@@ -277,14 +277,7 @@ class Store:
             else _RefPickler(writer, owner, value, refs)
         )
         try:
-            try:
-                pickler.dump(value)
-            except StoreError:
-                raise
-            except Exception as exc:
-                raise _unpicklable(owner, pickler.last, str(exc)) from exc
-            finally:
-                pickler.last = None
+            _dump(pickler, value)
             ref, fd = writer.finish()
         except BaseException:
             writer.abort()
@@ -336,15 +329,7 @@ class Store:
         once like any buffer; :meth:`load_apart` loads them from what arrives.
         """
         writer = _Writer(owner, sys.maxsize, self.max_result_bytes)  # never spills: in memory
-        pickler = _Pickler(writer, owner, value)
-        try:
-            pickler.dump(value)
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise _unpicklable(owner, pickler.last, str(exc)) from exc
-        finally:
-            pickler.last = None
+        _dump(_Pickler(writer, owner, value), value)
         return writer.chunks, writer.buffers
 
     @staticmethod
@@ -556,6 +541,18 @@ class _Pickler(pickle.Pickler):
             # pickles without complaint, as a bare descriptor number that means nothing there
             raise _unpicklable(self.owner, obj, "its file descriptor means nothing there")
         return NotImplemented
+
+
+def _dump(pickler: _Pickler, value: Any) -> None:
+    """Pickle ``value``; what pickle refuses is an :class:`UnpicklableError` naming the part."""
+    try:
+        pickler.dump(value)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise _unpicklable(pickler.owner, pickler.last, str(exc)) from exc
+    finally:
+        pickler.last = None
 
 
 class _RefPickler(_Pickler):
