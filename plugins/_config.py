@@ -27,7 +27,10 @@ def check_keys(config: Mapping[str, Any], allowed: Collection[str], *, plugin: s
     for key in sorted(set(config) - set(allowed)):
         close = difflib.get_close_matches(key, sorted(allowed), n=1)
         valid = ", ".join(sorted(allowed))
-        hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {valid}"
+        if close:
+            hint = f"did you mean {close[0]!r}?"
+        else:
+            hint = f"valid keys: {valid}" if valid else "it takes no config; remove the table"
         msg = f"plugin {plugin!r}: unknown config key {key!r}; {hint}"
         raise ValueError(msg)
 

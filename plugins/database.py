@@ -2,8 +2,9 @@
 
 It runs with ``where = "main"``: its result is the open :class:`sqlite3.Connection`, which
 cannot leave the process that made it, so the work happens in the parent and the boot's
-``results["database"]`` is the live connection. Its init is ``async def`` and loads the
-database in a thread, so a boot under ``initgraph.lifespan`` does not stall the event loop.
+``results["database"]`` is the live connection. The rows come ready from ``records``, made in a
+worker, so the parent only inserts them. Its init is ``async def`` and inserts in a thread, so
+a boot under ``initgraph.lifespan`` does not stall the event loop.
 Publishes ``db.tables`` (rows per table) from its commit hook; a connection itself cannot be
 published.
 
@@ -19,18 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from initgraph import CommitContext, InitContext, NotReady, hookimpl
 
 from ._config import check_keys, get_float, get_str
-from ._text import sections, words
-from ._types import Document
+from .records import Records
 
 __all__ = [
     "TABLES",
@@ -38,7 +36,6 @@ __all__ = [
     "initgraph_commit",
     "initgraph_init",
     "initgraph_shutdown",
-    "links",
     "row_counts",
     "start_server",
 ]
@@ -73,42 +70,27 @@ CREATE INDEX sections_by_document ON sections (document_id, position);
 CREATE INDEX links_by_target ON links (target);
 """
 
-_LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
-
-def links(text: str) -> list[tuple[str, str]]:
-    """The ``(label, target)`` of every inline Markdown link in ``text`` (images excluded)."""
-    return [(m.group(1), m.group(2)) for m in _LINK.finditer(text)]
-
-
-def build_database(documents: Sequence[Document], path: str = ":memory:") -> sqlite3.Connection:
-    """Create the schema at ``path`` (replacing its tables) and load every document into it."""
+def build_database(records: Records, path: str = ":memory:") -> sqlite3.Connection:
+    """Create the schema at ``path`` (replacing its tables) and insert ``records`` into it."""
     # The boot may run a main-process init on another thread than its commit, and the service
     # uses the connection from yet another: sqlite3 serializes access itself.
     connection = sqlite3.connect(path, check_same_thread=False)
     try:
         with connection:
             connection.executescript(SCHEMA)
-            for number, document in enumerate(documents, start=1):
-                # line by line: one findall over a whole document holds the GIL for
-                # milliseconds, and this runs in a thread beside the event loop
-                length = sum(len(words(line)) for line in document.text.splitlines())
-                connection.execute(
-                    "INSERT INTO documents (id, path, title, body, words) VALUES (?, ?, ?, ?, ?)",
-                    (number, document.path, document.title, document.text, length),
-                )
-                connection.executemany(
-                    "INSERT INTO sections (document_id, position, level, heading, body)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (number, position, s.level, s.heading, s.body)
-                        for position, s in enumerate(sections(document.text))
-                    ],
-                )
-                connection.executemany(
-                    "INSERT INTO links (document_id, label, target) VALUES (?, ?, ?)",
-                    [(number, label, target) for label, target in links(document.text)],
-                )
+            connection.executemany(
+                "INSERT INTO documents (id, path, title, body, words) VALUES (?, ?, ?, ?, ?)",
+                records.documents,
+            )
+            connection.executemany(
+                "INSERT INTO sections (document_id, position, level, heading, body)"
+                " VALUES (?, ?, ?, ?, ?)",
+                records.sections,
+            )
+            connection.executemany(
+                "INSERT INTO links (document_id, label, target) VALUES (?, ?, ?)", records.links
+            )
     except BaseException:
         connection.close()
         raise
@@ -161,9 +143,9 @@ async def initgraph_init(ctx: InitContext) -> sqlite3.Connection:
             msg = f"the database server in {run} is starting"
             raise NotReady(msg)
         (run_dir / LOCK.format(pid=os.getpid())).write_text(f"{os.getpid()}\n")
-    # In a thread: under initgraph.lifespan this init runs on the service's event loop, and
-    # loading the corpus takes tens of milliseconds the loop must not stall for.
-    return await asyncio.to_thread(build_database, ctx.results["corpus"], path)
+    # In a thread: under initgraph.lifespan this init runs on the service's event loop. The
+    # rows were made in a worker (plugins.records); what is left is sqlite3's inserts.
+    return await asyncio.to_thread(build_database, ctx.results["records"], path)
 
 
 @hookimpl

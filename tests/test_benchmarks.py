@@ -104,7 +104,7 @@ def check_scaling_example_and_import(res: dict[str, Any]) -> None:
         assert all(_complete(s) for s in per.values())
     example = res["example"]
     assert list(example["wall"]) == ["initgraph", "workers=1"]
-    assert example["plugins"] == 11
+    assert example["plugins"] == 12
     assert example["ideal_ms"] >= example["critical_path_ms"] > 0
     imports = res["import"]
     for key in ("import initgraph", "import initgraph; initgraph.Scheduler", "import multiprocess"):

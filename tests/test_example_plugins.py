@@ -37,6 +37,7 @@ from plugins import (
     corpus,
     database,
     hashes,
+    records,
     routes,
     rules,
     settings,
@@ -424,12 +425,42 @@ def test_rules_hook_scans_then_synchronizes_then_publishes() -> None:
     assert result.findings == ctx.registry["lint.findings"]
 
 
+# ---- records --------------------------------------------------------------------------------
+
+
+def test_records_number_documents_and_name_them_in_sections_and_links() -> None:
+    linked = doc("c.md", "# See\nRead [the design](design.md) and ![img](x.png).\n## More\nmore")
+    made = records.build_records([ALPHA, linked])
+    assert [row[:3] for row in made.documents] == [
+        (1, "alpha.md", "Scheduling cookies"),
+        (2, "c.md", "See"),
+    ]
+    assert made.documents[0][3] == ALPHA.text
+    # see read design design md img png: one-letter and stop words ("the", "and", "more") drop
+    assert made.documents[1][4] == len(words(linked.text)) == 7
+    assert [(d, p, level, heading) for d, p, level, heading, _ in made.sections] == [
+        (1, 0, 1, "Scheduling cookies"),
+        (2, 0, 1, "See"),
+        (2, 1, 2, "More"),
+    ]
+    assert made.links == ((2, "the design", "design.md"),)  # the image is not a link
+    assert pickle.loads(pickle.dumps(made)) == made  # it travels from a worker to the parent
+
+
+def test_records_take_no_config() -> None:
+    ctx = FakeContext("records", config={"root": "docs"}, results={"corpus": (ALPHA,)})
+    with pytest.raises(ValueError, match=r"'root'; it takes no config; remove the table$"):
+        records.initgraph_init(ctx)
+    ctx = FakeContext("records", results={"corpus": (ALPHA, BETA)})
+    assert records.initgraph_init(ctx) == records.build_records((ALPHA, BETA))
+
+
 # ---- database -------------------------------------------------------------------------------
 
 
 def test_build_database_loads_documents_sections_and_links() -> None:
     linked = doc("c.md", "# See\nRead [the design](design.md) and ![img](x.png).\n## More\nmore")
-    connection = database.build_database([ALPHA, BETA, linked])
+    connection = database.build_database(records.build_records([ALPHA, BETA, linked]))
     try:
         assert database.row_counts(connection) == {"documents": 3, "sections": 5, "links": 1}
         assert connection.execute("SELECT path, title FROM documents ORDER BY id").fetchall() == [
@@ -445,7 +476,7 @@ def test_build_database_loads_documents_sections_and_links() -> None:
 
 
 def test_database_connection_is_usable_from_another_thread() -> None:
-    connection = database.build_database([ALPHA])
+    connection = database.build_database(records.build_records([ALPHA]))
     counted: list[int] = []
     try:
         thread = threading.Thread(
@@ -460,8 +491,8 @@ def test_database_connection_is_usable_from_another_thread() -> None:
 
 def test_build_database_replaces_the_tables_of_a_file(tmp_path: Path) -> None:
     path = str(tmp_path / "search.sqlite3")
-    database.build_database([ALPHA, BETA], path).close()
-    connection = database.build_database([ALPHA], path)
+    database.build_database(records.build_records([ALPHA, BETA]), path).close()
+    connection = database.build_database(records.build_records([ALPHA]), path)
     try:
         assert database.row_counts(connection)["documents"] == 1
     finally:
@@ -469,7 +500,7 @@ def test_build_database_replaces_the_tables_of_a_file(tmp_path: Path) -> None:
 
 
 def test_database_hooks_return_the_connection_and_publish_row_counts() -> None:
-    ctx = FakeContext("database", results={"corpus": (ALPHA, BETA)})
+    ctx = FakeContext("database", results={"records": records.build_records((ALPHA, BETA))})
     connection = asyncio.run(database.initgraph_init(ctx))  # async def: loads in a thread
     try:
         assert isinstance(connection, sqlite3.Connection)
@@ -759,6 +790,7 @@ def test_init_toml_declares_the_documented_app() -> None:
         "rules",
         "search_index",
         "hashes",
+        "records",
         "database",
         "cache",
         "stats",
@@ -818,7 +850,9 @@ def test_init_toml_boots_serially_on_a_small_corpus(small_repo: Path) -> None:
 
 def test_the_database_is_not_ready_until_its_server_is_up(tmp_path: Path) -> None:
     config = {"run_dir": str(tmp_path / "run"), "server_startup": 0.0}
-    ctx = FakeContext("database", config=freeze(config), results={"corpus": (ALPHA,)})
+    ctx = FakeContext(
+        "database", config=freeze(config), results={"records": records.build_records((ALPHA,))}
+    )
     with pytest.raises(initgraph.NotReady, match=r"^the database server in .* is starting$"):
         asyncio.run(database.initgraph_init(ctx))  # async def: raises when awaited
     database._servers[(tmp_path / "run").resolve()].join()  # it is up: startup 0

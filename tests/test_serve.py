@@ -205,7 +205,7 @@ def test_run_serve_answers_over_http_and_stops_cleanly_on_sigterm() -> None:
     proc = cli.start("run", "init.toml", "--serve", "--workers", "2", "--port", "0")
     # The line is printed once uvicorn accepts connections: no polling of the port.
     found, before = read_line_matching(proc, SERVING)
-    assert "booted 11 plugins in " in before
+    assert "booted 12 plugins in " in before
     base = f"http://127.0.0.1:{found.group(1)}"
     with httpx.Client(base_url=base, timeout=30) as client:
         assert paths(client.get("/api/search", params={"q": "embedding lifespan"}))[0] == (
