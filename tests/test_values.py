@@ -9,9 +9,12 @@ in the parent once the scheduler is closed, nor inherited by a worker forked lat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import itertools
 import os
+import pickle
 import signal
 import socket
 import threading
@@ -403,18 +406,19 @@ def test_max_result_bytes_is_an_override_of_boot(app: AppWriter) -> None:
 # -- what the parent loads in a boot -------------------------------------------------------------
 TRACED = """
 import os
+import threading
 
 from initgraph import hookimpl
 
 
 def _loaded(log):
     with open(log, "a") as out:
-        out.write(f"{os.getpid()}\\n")
+        out.write(f"{os.getpid()} {threading.current_thread().name}\\n")
     return Traced(log)
 
 
 class Traced:
-    \"\"\"A result whose every unpickling writes the pid of the process that unpickled it.\"\"\"
+    \"\"\"A result whose every unpickling writes the pid and thread that unpickled it.\"\"\"
 
     def __init__(self, log):
         self.log = log
@@ -444,7 +448,13 @@ def initgraph_commit(ctx, result):
 
 
 def loaded_by(log: Any) -> list[int]:
-    return [int(line) for line in log.read_text().split()] if log.exists() else []
+    """The pid of each process that loaded a Traced result, in order."""
+    return [int(line.split()[0]) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def loaded_on(log: Any) -> list[str]:
+    """The name of each thread that loaded a Traced result, in order."""
+    return [line.split(maxsplit=1)[1] for line in log.read_text().splitlines()]
 
 
 def test_a_result_only_pool_plugins_require_is_never_loaded_in_the_parent(
@@ -482,6 +492,39 @@ def test_a_result_is_loaded_in_the_parent_for_its_commit(app: AppWriter, tmp_pat
         assert loaded_by(log) == [os.getpid()]
 
 
+@pytest.mark.parametrize("embedded", ["boot", "aboot"])
+def test_what_the_owners_thread_will_read_is_loaded_on_the_coordinating_one(
+    app: AppWriter, tmp_path: Any, embedded: str
+) -> None:
+    # Under aboot the owner's thread is the event loop's: a result loaded there, one C call,
+    # would stall it (5 ms for the example's search index). The commit hook and the main init
+    # get values the coordinating thread loaded, in steps the loop can come in between.
+    log = tmp_path / "loads.txt"
+    config = app(
+        {
+            "made": {"source": TRACED + COMMITS, "config": {"log": str(log)}},
+            "other": {"source": TRACED, "config": {"log": str(log)}},
+            "user": {
+                "source": TRACED,
+                "requires": ["other"],
+                "where": "main",
+                "config": {"reads": "other"},
+            },
+        },
+    )
+    with (
+        asyncio.run(initgraph.aboot(config))
+        if embedded == "aboot"
+        else initgraph.boot(config) as boot
+    ):
+        assert boot.ok
+        assert boot.registry["seen.made"] == "Traced"
+        assert loaded_by(log) == [os.getpid()] * 2
+        owner = threading.current_thread().name
+        assert owner not in loaded_on(log)
+        assert set(loaded_on(log)) == {"initgraph-boot"}
+
+
 REFUSES = """
 from initgraph import hookimpl
 
@@ -510,6 +553,55 @@ def test_a_result_nothing_here_needs_may_be_one_the_parent_cannot_load(app: AppW
     assert str(info.value) == "the result of plugin 'odd' cannot be loaded here: not here"
     assert (info.value.name, info.value.cookie) == ("odd", 1)
     assert type(info.value.__cause__) is ValueError
+
+
+def test_a_stepped_load_reads_the_stream_a_step_at_a_time(monkeypatch: Any) -> None:
+    # Each step is a call into Python code (the reader's readinto), where the GIL can pass to
+    # another thread; pickle.loads of the whole stream would be one C call.
+    from initgraph._core import store as _store
+
+    table = {i: (str(i), float(i)) for i in range(20_000)}
+    pieces, buffers = _store.Store().pickle_apart(table, owner="plugin 'x'")
+    size = sum(memoryview(p).nbytes for p in pieces)
+    reads: list[int] = []
+    readinto = _store._Pieces.readinto
+
+    def counted(self: Any, buffer: Any) -> int:
+        reads.append(readinto(self, buffer))
+        return reads[-1]
+
+    monkeypatch.setattr(_store._Pieces, "readinto", counted)
+    for chunks in (pieces, [b"".join(pieces)]):  # in pieces, and in one
+        reads.clear()
+        assert _store.Store.load_apart(chunks, buffers, step=4096) == table
+        # all of it but the frames' headers (9 bytes a frame, one per 64 KiB at most)
+        assert size - 9 * (size // 65536 + 1) <= sum(reads) < size
+        assert max(reads) <= 4096
+        assert len(reads) >= size // 4096
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": "x" * 100_000, "n": list(range(30_000))},  # a big str is written outside frames
+        [b"ab" * 40_000, bytearray(b"c" * 70_000), -(2**70), 2**300],  # bytes, bytearray, longs
+        ("tiny",),  # one frame
+        list(range(100_000)),
+    ],
+    ids=["big-str", "bytes-and-longs", "tiny", "many-frames"],
+)
+def test_a_stepped_load_loads_any_stream_cut_anywhere(value: Any) -> None:
+    from initgraph._core.store import Store
+
+    pieces, buffers = Store().pickle_apart(value, owner="plugin 'x'")
+    stream = b"".join(pieces)
+    assert pickle.loads(stream, buffers=buffers) == value
+    cuts = sorted({0, 1, 2, 3, 9, 10, 11, len(stream) // 3, len(stream) // 2, len(stream)})
+    cut = [stream[a:b] for a, b in itertools.pairwise(cuts) if b > a]  # frames straddle pieces
+    for chunks in (pieces, cut, [stream]):
+        assert Store.load_apart(chunks, buffers, step=512) == value
+    with pytest.raises(pickle.UnpicklingError, match="ends in the middle of an opcode"):
+        Store.load_apart([stream[:-5]], buffers, step=512)
 
 
 def test_a_result_apart_round_trips_in_pieces_and_loads_when_read() -> None:

@@ -1071,6 +1071,8 @@ class _Coordinator:
             retry=Retry(p.retries, p.retry_delay, p.retry_delay_max, p.retry_on),
         )
         if p.where == "main":
+            for init in spec.results.values():
+                init.preload()  # what its ctx.results will read there, loaded here in steps
             # On the owner's thread, after every lower main init (the state sees to that). This
             # thread goes on launching and deciding meanwhile, so lower cookies it synchronizes
             # with can finish: an init never waits for a commit. Submitted after the commits
@@ -1221,6 +1223,10 @@ class _Coordinator:
             p = self.run.by_name[name]
             init = self.run.state.record(name).result
             assert isinstance(init, InitResult), init
+            if _plugins.implements(self.run.pm, "initgraph_commit", name):
+                # Its hook takes the value: loaded here, in steps, not in one C call on the
+                # owner's thread, which under aboot is the event loop's.
+                init.preload()
             self.run.state.commit_started(name, self.run.now())
             self.run.owner.submit(self.run.commit(p, init, self.required_results(p)))
 

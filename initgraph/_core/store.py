@@ -59,15 +59,18 @@ The interface, small enough for another engine's object store to back the same c
     handle.close(), encoded.close()                  # or let them be collected
     store.statistics() -> Statistics                 # counts of writes, sends, maps
     store.pickle_apart(value, *, owner) -> (pieces, buffers)   # a part loaded only when asked
-    Store.load_apart(pieces, buffers) -> Any
+    Store.load_apart(pieces, buffers, *, step=None) -> Any
 """
 
 from __future__ import annotations
 
 import array
+import bisect
 import contextlib
 import fcntl
+import functools
 import io
+import itertools
 import mmap
 import os
 import pickle
@@ -333,11 +336,25 @@ class Store:
         return writer.chunks, writer.buffers
 
     @staticmethod
-    def load_apart(pieces: Sequence[Any], buffers: Sequence[Any]) -> Any:
-        """The value :meth:`pickle_apart` gave the ``pieces`` (of its stream) and ``buffers`` of."""
-        if len(pieces) == 1:
-            return pickle.loads(pieces[0], buffers=buffers)
-        return pickle.Unpickler(io.BufferedReader(_Pieces(pieces)), buffers=buffers).load()
+    def load_apart(
+        pieces: Sequence[Any], buffers: Sequence[Any], *, step: int | None = None
+    ) -> Any:
+        """The value :meth:`pickle_apart` gave the ``pieces`` (of its stream) and ``buffers`` of.
+
+        ``step``: read the stream that many bytes at a time through Python code, so that the
+        GIL can pass to another thread between steps. ``pickle.loads`` is one C call: loading
+        a big object graph in a thread would otherwise hold the GIL from start to end (5 ms for
+        the example's search index) and stall an event loop in the same process.
+        """
+        if step is None:
+            if len(pieces) == 1:
+                return pickle.loads(pieces[0], buffers=buffers)
+            reader = io.BufferedReader(_Pieces(pieces))
+        else:
+            # Without its frames: the unpickler reads a whole frame (64 KiB) at once and takes
+            # it apart in C; unframed, it reads no more than the reader's buffer at a time.
+            reader = io.BufferedReader(_Pieces(_unframed(pieces)), buffer_size=step)
+        return pickle.Unpickler(reader, buffers=buffers).load()
 
     def statistics(self) -> Statistics:
         """Counts of what this store did so far in this process."""
@@ -728,6 +745,95 @@ def _loads(ref: Ref, blob: memoryview, refs: tuple[Handle, ...] = ()) -> Any:
         return unpickler.load()
     finally:
         stream.release()
+
+
+_FRAME = pickle.FRAME[0]
+
+
+@functools.cache
+def _opcodes() -> dict[int, tuple[int, int, str]]:
+    """Each opcode's argument: its fixed size, or the size and format of its length prefix.
+
+    From pickletools' table (imported here, on first use: workers never need it). Opcodes
+    whose argument ends at a newline (protocols 0 and 1 only) are left out.
+    """
+    import pickletools
+
+    sized = {
+        pickletools.TAKEN_FROM_ARGUMENT1: (1, "<B"),
+        pickletools.TAKEN_FROM_ARGUMENT4: (4, "<i"),
+        pickletools.TAKEN_FROM_ARGUMENT4U: (4, "<I"),
+        pickletools.TAKEN_FROM_ARGUMENT8U: (8, "<Q"),
+    }
+    found = {}
+    for op in pickletools.opcodes:
+        n = 0 if op.arg is None else op.arg.n
+        if n >= 0:
+            found[ord(op.code)] = (n, 0, "")
+        elif n in sized:
+            found[ord(op.code)] = (0, *sized[n])
+    return found
+
+
+def _unframed(pieces: Sequence[Any]) -> list[memoryview]:
+    """The pickle stream in ``pieces`` without its FRAME opcodes: views of what they frame.
+
+    A protocol 4+ stream is frames (``FRAME``, a length, then whole opcodes) and, between
+    them, the opcodes the pickler left out of any: a large bytes or str value, written apart,
+    and frames too short to be worth a header (under 4 bytes). The same opcodes with no frame
+    around them make the same value. Only the opcodes between frames are parsed here, a few.
+    """
+    views = [memoryview(p).cast("B") for p in pieces]
+    stream = _Joined(views)
+    kept: list[tuple[int, int]] = []
+    at, end = 0, stream.size
+    while at < end:
+        code = stream.at(at, 1)[0]
+        if code == _FRAME:
+            (size,) = struct.unpack("<Q", stream.at(at + 1, 8))
+            start = at + 9
+        else:
+            found = _opcodes().get(code)
+            if found is None:
+                msg = f"opcode {bytes([code])!r} at {at} cannot be taken out of a frame"
+                raise pickle.UnpicklingError(msg)
+            fixed, head, fmt = found
+            size = 1 + fixed
+            if head:
+                (length,) = struct.unpack(fmt, stream.at(at + 1, head))
+                size += head + length
+            start = at
+        if kept and kept[-1][1] == start:
+            kept[-1] = (kept[-1][0], start + size)
+        else:
+            kept.append((start, start + size))
+        at = start + size
+    return [view for start, stop in kept for view in stream.views(start, stop)]
+
+
+class _Joined:
+    """Pieces of a stream addressed as one: small reads, and views of any range, not copied."""
+
+    def __init__(self, views: list[memoryview]) -> None:
+        self._views = views
+        self._starts = list(itertools.accumulate((v.nbytes for v in views), initial=0))
+        self.size = self._starts[-1]
+
+    def at(self, offset: int, n: int) -> bytes:
+        return b"".join(bytes(v) for v in self.views(offset, offset + n))
+
+    def views(self, start: int, stop: int) -> Iterator[memoryview]:
+        if stop > self.size:
+            msg = "the pickle stream ends in the middle of an opcode"
+            raise pickle.UnpicklingError(msg)
+        i = bisect.bisect_right(self._starts, start) - 1
+        while start < stop:
+            base = self._starts[i]
+            view = self._views[i]
+            upto = min(stop, base + view.nbytes)
+            yield view[start - base : upto - base]
+            start = upto
+            i += 1
 
 
 class _Pieces(io.RawIOBase):
