@@ -15,7 +15,8 @@ calls it with the block's lock held, so every process of a scheduler sees the sa
 Cookies are appended in increasing order, so the ring stays sorted (a lookup is a bisection)
 and a domain's lowest in-progress cookie only moves forward. Each method leaves the table
 consistent at every store that matters, so a process killed in the middle of one leaves a table
-the next holder of the lock can go on with (see ``SharedState.locked``).
+the next holder of the lock can go on with (the lock is taken over: ``_BlockLock`` in
+``shared.py``).
 
 The owner of an entry is the wait slot of the worker that allocated it until the parent has
 heard of it (:data:`PARENT`), or the slot of the worker running it inline; if that worker dies,
