@@ -583,7 +583,7 @@ def schedule_then_die(args: tuple[str, int], cookie: int) -> None:
 def die_holding_the_lock(data: Any, cookie: int) -> None:
     from initgraph._core import runtime as _runtime
 
-    _runtime.active_runtime().shared._acquire()
+    _runtime.active_runtime().shared.locked().acquire()
     os._exit(5)
 
 

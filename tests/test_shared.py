@@ -14,7 +14,6 @@ import pytest
 
 from initgraph import ConfigError, InitgraphError
 from initgraph._core.shared import (
-    _SLEEPERS,
     PARENT,
     W_ALL,
     W_COOKIE,
@@ -158,7 +157,7 @@ def test_close_releases_the_block_and_keeps_its_last_state() -> None:
 
     thread = threading.Thread(target=waiter)
     thread.start()
-    while not state._header[_SLEEPERS]:  # until the waiter sleeps on its semaphore
+    while not state._waits.asleep:  # until the waiter sleeps on its semaphore
         thread.join(0.001)
     held = _arena_held()
     assert held != []

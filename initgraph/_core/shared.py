@@ -3,103 +3,82 @@
 Everything the hot paths need lives in one block of shared memory behind one lock, so that
 allocating a cookie, entering or leaving a domain and deciding whether a waiter may pass never
 wait on a manager round trip (a manager call costs about as much as dispatching a whole
-initcall)::
+initcall). :class:`SharedState` maps the block and holds the lock and the wait slots'
+semaphores; the block's two tables are pure layouts over it, each in a module of its own::
 
-    header     counter (last cookie issued), total in progress, ring head/tail, waiters asleep,
-               registered in progress, lock holder pid
-    domains    per domain: lowest in-progress cookie (0: none), count in progress, flags
-    names      per domain: its name (the table is append-only, so an index never changes)
-    ring       every in-progress cookie in increasing order: (cookie, domain, owner); a finished
-               entry becomes a tombstone and the ring is compacted when it fills up
-    waiters    per wait slot: what a sleeping waiter waits for; each slot has its own semaphore
+    lock word     the lock's holder pid, and whether the state is closed        (here)
+    wait slots    per wait slot: what its sleeper waits for                     (waitslots.py)
+    in progress   the cookie counter, each domain's lowest in-progress cookie   (inprogress.py)
+                  and count, every in-progress cookie in order, domain names
 
-Cookies are appended in increasing order under the lock, so the ring stays sorted and a
-domain's lowest in-progress cookie only moves forward. A finishing process updates the domain's
-low-water mark and posts the semaphore of each sleeper whose condition now holds: one
-``sem_post`` per woken waiter, no polling and no ``notify_all`` that blocks the notifier.
-
-The owner of an entry is the wait slot of the worker that allocated it until the parent has
-heard of it (or of the worker running it inline); if that worker dies, the parent removes the
-entries it owned, so a crash can never leave a cookie in progress forever.
+A finishing process updates the domain's low-water mark and posts the semaphore of each sleeper
+whose condition now holds: one ``sem_post`` per woken waiter, no polling and no ``notify_all``
+that blocks the notifier. If a worker dies, the parent removes the entries it owned and empties
+its wait slot (:meth:`SharedState.release_owner`), so a crash can never leave a cookie in
+progress forever.
 """
 
 from __future__ import annotations
 
-import bisect
-import ctypes
 import mmap
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from .._errors import ConfigError, InitgraphError
 from . import backend as _backend
+from .inprogress import (
+    PARENT,
+    W_ALL,
+    W_COOKIE,
+    W_DONE,
+    W_FULL_ALL,
+    W_FULL_DOMAIN,
+    W_NONE,
+    InProgressTable,
+    int64_arrays,
+)
 from .lifeline import alive
+from .waitslots import WaitSlots
 
-__all__ = ["PARENT", "SharedState"]
+__all__ = [
+    "PARENT",
+    "W_ALL",
+    "W_COOKIE",
+    "W_DONE",
+    "W_FULL_ALL",
+    "W_FULL_DOMAIN",
+    "W_NONE",
+    "SharedState",
+]
 
-MAX_DOMAINS = 64
-NAME_LEN = 128
-PARENT = -1  # owner of entries the parent knows about
-
-# header fields
-_COUNTER, _TOTAL, _HEAD, _TAIL, _SLEEPERS, _REGISTERED, _HOLDER, _CLOSED = range(8)
-_HEADER = 8
-# domain fields
-_LOW, _COUNT, _FLAGS = range(3)
-_DOMAIN_FIELDS = 3
-_USED, _EXCLUSIVE = 1, 2
-# waiter kinds
-W_NONE, W_COOKIE, W_FULL_DOMAIN, W_FULL_ALL, W_DONE, W_ALL = range(6)
-_WAITER_FIELDS = 3  # kind, domain index, cookie
+# the lock word
+_HOLDER, _CLOSED = range(2)
+_LOCK_WORD = 2
 
 _LOCK_PATIENCE = 2.0  # seconds before a waiter for the lock checks that its holder is alive
 
 
-def _layout(slots: int, capacity: int) -> tuple[dict[str, tuple[Any, int, int]], int]:
-    """Each field's (ctype, length, byte offset) in the shared block, and the block's size."""
-    lengths: list[tuple[str, Any, int]] = [
-        ("_header", ctypes.c_int64, _HEADER),
-        ("_domains", ctypes.c_int64, MAX_DOMAINS * _DOMAIN_FIELDS),
-        ("_ring_cookie", ctypes.c_int64, capacity),
-        ("_ring_domain", ctypes.c_int64, capacity),
-        ("_ring_owner", ctypes.c_int64, capacity),
-        ("_waiters", ctypes.c_int64, slots * _WAITER_FIELDS),
-        ("_names", ctypes.c_char, MAX_DOMAINS * NAME_LEN),  # last: every int64 stays aligned
-    ]
-    fields: dict[str, tuple[Any, int, int]] = {}
-    offset = 0
-    for name, ctype, length in lengths:
-        fields[name] = (ctype, length, offset)
-        offset += ctypes.sizeof(ctype) * length
+def _layout(slots: int, capacity: int) -> tuple[int, int, int]:
+    """The byte offsets of the wait slots and of the in-progress table, and the block's size."""
+    waits = 8 * _LOCK_WORD
+    table = waits + WaitSlots.nbytes(slots)  # both sizes are multiples of 8: int64s aligned
+    end = table + InProgressTable.nbytes(capacity)
     page = os.sysconf("SC_PAGE_SIZE")
-    return fields, -(-offset // page) * page
-
-
-class _Wait:
-    __slots__ = ("cookie", "domain", "kind")
-
-    def __init__(self, kind: int, domain: int, cookie: int) -> None:
-        self.kind = kind
-        self.domain = domain
-        self.cookie = cookie
+    return waits, table, -(-end // page) * page
 
 
 class SharedState:
     """The shared block, its lock and the wait slots' semaphores; picklable to workers."""
 
-    # laid over the arena by _map() (ctypes arrays; see _layout)
-    _header: Any
-    _domains: Any
-    _ring_cookie: Any
-    _ring_domain: Any
-    _ring_owner: Any
-    _waiters: Any
-    _names: Any
-    _cookies_view: memoryview
+    # laid over the block by _map()
+    _word: memoryview
+    _guard: _BlockLock
+    _waits: WaitSlots
+    _table: InProgressTable
 
     def __init__(self, ctx: Any, *, slots: int, capacity: int) -> None:
         from multiprocess.heap import Arena  # here: import initgraph stays light
@@ -111,7 +90,7 @@ class SharedState:
         # it grew (up to 4 MiB each, an fd and a /dev/shm mapping apiece) for the rest of the
         # process, and how many depends on how earlier blocks were freed. Ours goes with close()
         # (or the last reference to this object), and a spawned worker gets it by its fd.
-        self._arena: Any = Arena(_layout(slots, capacity)[1])
+        self._arena: Any = Arena(_layout(slots, capacity)[2])
         self._index: dict[str, int] = {}
         self._map(self._arena.buffer)
         try:
@@ -124,11 +103,12 @@ class SharedState:
         }
 
     def _map(self, buffer: Any) -> None:
-        """Lay the fields over ``buffer``: ctypes arrays, indexed and sliced like RawArrays."""
-        fields, _ = _layout(self.slots, self.capacity)
-        for name, (ctype, length, offset) in fields.items():
-            setattr(self, name, (ctype * length).from_buffer(buffer, offset))
-        self._cookies_view = memoryview(self._ring_cookie).cast("B").cast("q")
+        """Lay the lock word and the two tables over ``buffer``."""
+        waits, table, _ = _layout(self.slots, self.capacity)
+        self._word = int64_arrays(buffer, 0, _LOCK_WORD)[0]
+        self._guard = _BlockLock(self._lock, self._word)
+        self._waits = WaitSlots(buffer, self.slots, waits)
+        self._table = InProgressTable(buffer, self.capacity, table)
 
     def __getstate__(self) -> dict[str, Any]:
         if self._arena is None:
@@ -136,7 +116,7 @@ class SharedState:
             raise InitgraphError(msg)
         state = self.__dict__.copy()
         state["_index"] = {}
-        for name in (*_layout(self.slots, self.capacity)[0], "_cookies_view"):
+        for name in ("_word", "_guard", "_waits", "_table"):
             del state[name]
         return state
 
@@ -148,7 +128,7 @@ class SharedState:
         """Unmap the block, close its file and drop the semaphores, now; idempotent.
 
         The scheduler calls it once every other process of it has ended. Every sleeper is woken
-        first, as by :meth:`wake_all`. From then on the fields lie over a private copy of the
+        first, as by :meth:`wake_all`. From then on the tables lie over a private copy of the
         block, marked closed, and the lock and wait slots are this process's own: a thread that
         still reads (``last_cookie`` after close) sees the final state, and one that still
         waits is told the state is closed, instead of touching memory that is gone.
@@ -160,14 +140,13 @@ class SharedState:
         lock.acquire()  # no thread of this process is inside a critical section from here
         try:
             self._wake_closed()
-            self._header[_HOLDER] = 0
+            self._word[_HOLDER] = 0
             # An anonymous private mapping, not a heap block: it goes back to the system with
             # the object, whatever state the allocator's heap is in.
             copy = mmap.mmap(-1, arena.size, flags=mmap.MAP_PRIVATE)
             copy.write(arena.buffer)
-            self._cookies_view.release()
-            self._map(copy)  # drops the arrays laid over the arena
             self._lock = threading.Lock()
+            self._map(copy)  # drops the views of the arena
             # A sleeper just posted holds its own reference: its semaphore is closed once it
             # wakes, the others' now.
             self._sems = [threading.Semaphore(0) for _ in range(self.slots)]
@@ -181,39 +160,9 @@ class SharedState:
         """Names of the named semaphores behind the lock and the wait slots (spawn, forkserver)."""
         return set(self._sem_names)
 
-    # -- the lock --------------------------------------------------------------------------------
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the shared lock; if a holder died with it, take it back instead of hanging."""
-        self._acquire()
-        try:
-            yield
-        finally:
-            self._release()
-
-    def _acquire(self) -> None:
-        if not self._lock.acquire(timeout=_LOCK_PATIENCE):
-            self._acquire_slow()
-        self._header[_HOLDER] = _PID.pid
-
-    def _release(self) -> None:
-        self._header[_HOLDER] = 0
-        self._lock.release()
-
-    def _acquire_slow(self) -> None:
-        while True:
-            holder = self._header[_HOLDER]
-            if holder and not alive(holder):
-                # The holder was killed inside a critical section. Each section leaves the block
-                # consistent at every store that matters, so taking the lock over is safe.
-                self._header[_HOLDER] = 0
-                with suppress(ValueError):
-                    self._lock.release()
-            if self._lock.acquire(timeout=_LOCK_PATIENCE):
-                return
-            if self._header[_CLOSED]:
-                msg = "the scheduler's shared state was closed while waiting for it"
-                raise InitgraphError(msg)
+    def locked(self) -> _BlockLock:
+        """The shared lock, to hold in a ``with``; a holder that died with it is recovered."""
+        return self._guard
 
     # -- domains ---------------------------------------------------------------------------------
     def domain_index(self, name: str, exclusive: bool | None) -> int:
@@ -221,13 +170,14 @@ class SharedState:
         index = self._index.get(name)
         if index is not None and exclusive is None:
             return index
-        with self.locked():
-            index = self._find_domain(name)
+        with self._guard:
+            table = self._table
+            index = table.find_domain(name)
             if index is None:
-                index = self._declare(name, bool(exclusive))
-            flags = self._domains[index * _DOMAIN_FIELDS + _FLAGS]
-            if exclusive is not None and bool(flags & _EXCLUSIVE) != exclusive:
-                was = "exclusive" if flags & _EXCLUSIVE else "registered"
+                index = table.declare(name, bool(exclusive))
+            was_exclusive = table.is_exclusive(index)
+            if exclusive is not None and was_exclusive != exclusive:
+                was = "exclusive" if was_exclusive else "registered"
                 now = "exclusive" if exclusive else "registered"
                 msg = (
                     f"domain {name!r} is already declared {was} and cannot also be {now}; "
@@ -237,41 +187,9 @@ class SharedState:
         self._index[name] = index
         return index
 
-    def _find_domain(self, name: str) -> int | None:
-        raw = name.encode()
-        for index in range(MAX_DOMAINS):
-            if not self._domains[index * _DOMAIN_FIELDS + _FLAGS] & _USED:
-                return None
-            start = index * NAME_LEN
-            if self._names[start : start + NAME_LEN].rstrip(b"\0") == raw:
-                return index
-        return None
-
-    def _declare(self, name: str, exclusive: bool) -> int:
-        for index in range(MAX_DOMAINS):
-            base = index * _DOMAIN_FIELDS
-            if not self._domains[base + _FLAGS] & _USED:
-                raw = name.encode()
-                start = index * NAME_LEN
-                self._names[start : start + len(raw)] = raw
-                self._domains[base + _LOW] = 0
-                self._domains[base + _COUNT] = 0
-                self._domains[base + _FLAGS] = _USED | (_EXCLUSIVE if exclusive else 0)
-                return index
-        msg = f"too many domains: at most {MAX_DOMAINS} per scheduler; cannot declare {name!r}"
-        raise ConfigError(msg, key="domain")
-
     def domain_names(self) -> dict[int, tuple[str, bool]]:
         """Every declared domain: index -> (name, exclusive)."""
-        out: dict[int, tuple[str, bool]] = {}
-        for index in range(MAX_DOMAINS):
-            flags = self._domains[index * _DOMAIN_FIELDS + _FLAGS]
-            if not flags & _USED:
-                break
-            start = index * NAME_LEN
-            name = self._names[start : start + NAME_LEN].rstrip(b"\0").decode()
-            out[index] = (name, bool(flags & _EXCLUSIVE))
-        return out
+        return self._table.domain_names()
 
     def exclusive_names(self) -> frozenset[str]:
         """Names of the exclusive domains."""
@@ -286,111 +204,72 @@ class SharedState:
         Returns the cookie, the cookies of ``after`` still in progress, and whether the caller
         must run the initcall inline because more than ``max_pending`` are in progress.
         """
-        with self.locked():
-            header = self._header
-            inline = header[_TOTAL] > max_pending
-            pending = tuple(c for c in after if self._find(c) is not None)
-            if header[_TAIL] >= self.capacity:
-                self._compact()
-                if header[_TAIL] >= self.capacity:
-                    msg = (
-                        f"more than {self.capacity} initcalls in progress at once; raise "
-                        f"max_pending or schedule less at a time"
-                    )
-                    raise InitgraphError(msg)
-            cookie = header[_COUNTER] + 1
-            header[_COUNTER] = cookie
-            tail = header[_TAIL]
-            self._ring_cookie[tail] = cookie
-            self._ring_domain[tail] = domain
-            self._ring_owner[tail] = owner
-            header[_TAIL] = tail + 1
-            header[_TOTAL] += 1
-            base = domain * _DOMAIN_FIELDS
-            if self._domains[base + _COUNT] == 0:
-                self._domains[base + _LOW] = cookie
-            self._domains[base + _COUNT] += 1
-            if not self._domains[base + _FLAGS] & _EXCLUSIVE:
-                header[_REGISTERED] += 1
-        return cookie, pending, inline
+        with self._guard:
+            return self._table.allocate(domain, owner, after, max_pending)
 
     def finish(self, cookies: tuple[int, ...] | list[int]) -> None:
         """Mark ``cookies`` complete and wake the waiters they were holding back."""
-        self._acquire()
+        guard = self._guard
+        guard.acquire()
         try:
+            remove = self._table.remove
             touched = False
             for cookie in cookies:
-                touched |= self._remove(cookie)
-            if touched and self._header[_SLEEPERS]:
+                touched |= remove(cookie)
+            if touched:
                 self._wake()
         finally:
-            self._release()
+            guard.release()
 
     def adopt(self, cookies: tuple[int, ...] | list[int]) -> None:
         """The parent has heard of ``cookies``: a worker's death no longer removes them."""
-        with self.locked():
+        with self._guard:
             for cookie in cookies:
-                i = self._find(cookie)
-                if i is not None:
-                    self._ring_owner[i] = PARENT
+                self._table.set_owner(cookie, PARENT)
 
     def set_owner(self, cookie: int, owner: int) -> None:
         """Record which worker slot runs ``cookie`` inline, so its death releases it."""
-        with self.locked():
-            i = self._find(cookie)
-            if i is not None:
-                self._ring_owner[i] = owner
+        with self._guard:
+            self._table.set_owner(cookie, owner)
 
     def release_owner(self, owner: int) -> list[tuple[int, int]]:
         """Remove every entry ``owner`` held (it died) and clear its wait slot.
 
         Returns the removed ``(cookie, domain index)`` pairs.
         """
-        with self.locked():
-            removed: list[tuple[int, int]] = []
-            header = self._header
-            for i in range(header[_HEAD], header[_TAIL]):
-                if self._ring_domain[i] >= 0 and self._ring_owner[i] == owner:
-                    removed.append((self._ring_cookie[i], self._ring_domain[i]))
+        with self._guard:
+            table = self._table
+            removed = table.owned_by(owner)
             for cookie, _ in removed:
-                self._remove(cookie)
+                table.remove(cookie)
             if 0 <= owner < self.slots:
-                base = owner * _WAITER_FIELDS
-                if self._waiters[base] != W_NONE:
-                    self._waiters[base] = W_NONE
-                    header[_SLEEPERS] -= 1
-            if removed and header[_SLEEPERS]:
+                self._waits.cancel(owner)
+            if removed:
                 self._wake()
             return removed
 
     def is_in_progress(self, cookie: int) -> bool:
         """Whether ``cookie`` has been issued and not yet completed."""
-        with self.locked():
-            return self._find(cookie) is not None
+        with self._guard:
+            return self._table.find(cookie) is not None
 
     def in_progress(self, domain: int | None = None) -> list[tuple[int, int]]:
         """In-progress ``(cookie, domain index)`` pairs, in cookie order (all domains if None)."""
-        with self.locked():
-            header = self._header
-            out = []
-            for i in range(header[_HEAD], header[_TAIL]):
-                d = self._ring_domain[i]
-                if d >= 0 and (domain is None or d == domain):
-                    out.append((self._ring_cookie[i], d))
-            return out
+        with self._guard:
+            return self._table.in_progress(domain)
 
     @property
     def last_cookie(self) -> int:
         """The last cookie issued (0 before the first)."""
-        return int(self._header[_COUNTER])
+        return self._table.last_cookie
 
     def low(self, domain: int) -> int:
         """The lowest in-progress cookie of ``domain``, 0 when none."""
-        return int(self._domains[domain * _DOMAIN_FIELDS + _LOW])
+        return self._table.low(domain)
 
     def count(self, domain: int) -> int:
         """How many initcalls of ``domain`` are in progress."""
-        return int(self._domains[domain * _DOMAIN_FIELDS + _COUNT])
+        return self._table.count(domain)
 
     # -- waiting ---------------------------------------------------------------------------------
     def wait(
@@ -404,24 +283,21 @@ class SharedState:
     ) -> bool:
         """Sleep on wait slot ``slot`` until the condition holds; False if ``deadline`` passed.
 
-        ``on_sleep(True)`` is called before the first sleep and ``on_sleep(False)`` after the
-        last, so a worker can tell the parent it is blocked (invariant 5).
+        ``kind`` is a ``W_*`` (see ``InProgressTable.satisfied``). ``on_sleep(True)`` is called
+        before the first sleep and ``on_sleep(False)`` after the last, so a worker can tell the
+        parent it is blocked (invariant 5).
         """
         sem = self._sems[slot]
-        base = slot * _WAITER_FIELDS
         slept = False
         try:
             while True:
-                with self.locked():
-                    if self._satisfied(_Wait(kind, domain, cookie)):
+                with self._guard:
+                    if self._table.satisfied(kind, domain, cookie):
                         return True
-                    if self._header[_CLOSED]:
+                    if self._word[_CLOSED]:
                         msg = "the scheduler was closed while this process waited on it"
                         raise InitgraphError(msg)
-                    self._waiters[base + 1] = domain
-                    self._waiters[base + 2] = cookie
-                    self._waiters[base] = kind
-                    self._header[_SLEEPERS] += 1
+                    self._waits.register(slot, kind, domain, cookie)
                 if not slept and on_sleep is not None:
                     on_sleep(True)
                 slept = True
@@ -429,21 +305,18 @@ class SharedState:
                 if sem.acquire(True, timeout):
                     # The waker posts only once the condition holds, and what a waiter waits
                     # for, once true, has been true: return without taking the lock again.
-                    if self._header[_CLOSED]:
+                    if self._word[_CLOSED]:
                         continue  # woken by close(): the check above raises
                     return True
-                with self.locked():
-                    if self._waiters[base] != W_NONE:
-                        self._waiters[base] = W_NONE
-                        self._header[_SLEEPERS] -= 1
-                        timed_out = True
-                    else:
-                        timed_out = False  # woken just as the time ran out: take the post
+                with self._guard:
+                    # Still registered: the time ran out. Emptied already: woken just as the
+                    # time ran out, so take the post.
+                    timed_out = self._waits.cancel(slot)
                 if not timed_out:
                     sem.acquire()
                     continue
-                with self.locked():
-                    if self._satisfied(_Wait(kind, domain, cookie)):
+                with self._guard:
+                    if self._table.satisfied(kind, domain, cookie):
                         return True
                 return False
         finally:
@@ -452,100 +325,65 @@ class SharedState:
 
     def wake_all(self) -> None:
         """Wake every sleeper to re-check (used when closing)."""
-        with self.locked():
+        with self._guard:
             self._wake_closed()
 
-    def _wake_closed(self) -> None:
-        self._header[_CLOSED] = 1
-        for slot in range(self.slots):
-            base = slot * _WAITER_FIELDS
-            if self._waiters[base] != W_NONE:
-                self._waiters[base] = W_NONE
-                self._header[_SLEEPERS] -= 1
-                self._sems[slot].release()
-
     # -- internals (lock held) -------------------------------------------------------------------
-    def _satisfied(self, w: _Wait) -> bool:
-        if w.kind == W_COOKIE:
-            low = int(self._domains[w.domain * _DOMAIN_FIELDS + _LOW])
-            return low == 0 or low >= w.cookie
-        if w.kind == W_FULL_DOMAIN:
-            return int(self._domains[w.domain * _DOMAIN_FIELDS + _COUNT]) == 0
-        if w.kind == W_FULL_ALL:
-            return int(self._header[_REGISTERED]) == 0
-        if w.kind == W_DONE:
-            return self._find(w.cookie) is None
-        if w.kind == W_ALL:
-            return int(self._header[_TOTAL]) == 0
-        msg = f"unknown wait kind {w.kind}"
-        raise AssertionError(msg)
-
     def _wake(self) -> None:
-        waiters = self._waiters
-        left = self._header[_SLEEPERS]
-        for slot in range(self.slots):
-            base = slot * _WAITER_FIELDS
-            kind = waiters[base]
-            if kind == W_NONE:
-                continue
-            if self._satisfied(_Wait(kind, waiters[base + 1], waiters[base + 2])):
-                waiters[base] = W_NONE
-                self._header[_SLEEPERS] -= 1
+        """Post the semaphore of each sleeper whose condition now holds."""
+        if self._waits.asleep:
+            for slot in self._waits.take_satisfied(self._table.satisfied):
                 self._sems[slot].release()
-            left -= 1
-            if not left:
+
+    def _wake_closed(self) -> None:
+        self._word[_CLOSED] = 1
+        for slot in self._waits.take_all():
+            self._sems[slot].release()
+
+
+class _BlockLock:
+    """The block's lock: a process lock, with its holder's pid in the lock word.
+
+    A process killed inside a critical section leaves the lock held; the next process that has
+    waited :data:`_LOCK_PATIENCE` for it finds the holder dead and takes the lock over. Each
+    critical section leaves the block consistent at every store that matters, so that is safe.
+    """
+
+    __slots__ = ("_lock", "_word")
+
+    def __init__(self, lock: Any, word: memoryview) -> None:
+        self._lock = lock
+        self._word = word
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lock, taking it over from a dead holder."""
+        if not self._lock.acquire(timeout=_LOCK_PATIENCE):
+            self._acquire_slow()
+        self._word[_HOLDER] = _PID.pid
+
+    def release(self) -> None:
+        """Give the lock back."""
+        self._word[_HOLDER] = 0
+        self._lock.release()
+
+    def _acquire_slow(self) -> None:
+        while True:
+            holder = self._word[_HOLDER]
+            if holder and not alive(holder):
+                self._word[_HOLDER] = 0
+                with suppress(ValueError):
+                    self._lock.release()
+            if self._lock.acquire(timeout=_LOCK_PATIENCE):
                 return
-
-    def _find(self, cookie: int) -> int | None:
-        header = self._header
-        head, tail = header[_HEAD], header[_TAIL]
-        view = self._cookies_view
-        i = bisect.bisect_left(view, cookie, head, tail)
-        if i < tail and view[i] == cookie and self._ring_domain[i] >= 0:
-            return i
-        return None
-
-    def _remove(self, cookie: int) -> bool:
-        i = self._find(cookie)
-        if i is None:
-            return False
-        header = self._header
-        domain = self._ring_domain[i]
-        self._ring_domain[i] = -1
-        base = domain * _DOMAIN_FIELDS
-        self._domains[base + _COUNT] -= 1
-        header[_TOTAL] -= 1
-        if not self._domains[base + _FLAGS] & _EXCLUSIVE:
-            header[_REGISTERED] -= 1
-        tail = header[_TAIL]
-        if self._domains[base + _LOW] == cookie:
-            low = 0
-            if self._domains[base + _COUNT]:
-                for j in range(i + 1, tail):
-                    if self._ring_domain[j] == domain:
-                        low = self._ring_cookie[j]
-                        break
-            self._domains[base + _LOW] = low
-        head = header[_HEAD]
-        while head < tail and self._ring_domain[head] < 0:
-            head += 1
-        if head == tail:
-            head = tail = 0
-            header[_TAIL] = 0
-        header[_HEAD] = head
-        return True
-
-    def _compact(self) -> None:
-        header = self._header
-        out = 0
-        for i in range(header[_HEAD], header[_TAIL]):
-            if self._ring_domain[i] >= 0:
-                self._ring_cookie[out] = self._ring_cookie[i]
-                self._ring_domain[out] = self._ring_domain[i]
-                self._ring_owner[out] = self._ring_owner[i]
-                out += 1
-        header[_HEAD] = 0
-        header[_TAIL] = out
+            if self._word[_CLOSED]:
+                msg = "the scheduler's shared state was closed while waiting for it"
+                raise InitgraphError(msg)
 
 
 class _Pid:
