@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import ctypes
+import functools
 import mmap
 import os
 import threading
@@ -79,6 +80,15 @@ def _layout(slots: int, capacity: int) -> tuple[dict[str, tuple[Any, int, int]],
     return fields, -(-offset // page) * page
 
 
+@functools.lru_cache(maxsize=16)
+def _array_type(ctype: Any, length: int) -> Any:
+    """``ctype * length``, kept. ctypes caches array types only weakly, and a type is always in
+    a reference cycle (its ``__mro__`` holds it): without this, each scheduler would leave five
+    types behind for the cyclic garbage collector. Every scheduler of one configuration needs
+    the same five."""
+    return ctype * length
+
+
 class _Wait:
     __slots__ = ("cookie", "domain", "kind")
 
@@ -127,7 +137,7 @@ class SharedState:
         """Lay the fields over ``buffer``: ctypes arrays, indexed and sliced like RawArrays."""
         fields, _ = _layout(self.slots, self.capacity)
         for name, (ctype, length, offset) in fields.items():
-            setattr(self, name, (ctype * length).from_buffer(buffer, offset))
+            setattr(self, name, _array_type(ctype, length).from_buffer(buffer, offset))
         self._cookies_view = memoryview(self._ring_cookie).cast("B").cast("q")
 
     def __getstate__(self) -> dict[str, Any]:
