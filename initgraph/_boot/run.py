@@ -760,10 +760,9 @@ class _Run:
         # thread: that would make a cycle.
         self.reservations.clear()
         self.events = None
-        raised, self.error = self.error, None
+        raised = self.error if exc is None else None
+        self.error = None
         self.boot.wall = time.monotonic() - self.t0
-        if exc is not None:
-            raised = None
         stopped_by = exc if exc is not None else raised
         if stopped_by is not None and not isinstance(stopped_by, Exception):
             self.interrupted(stopped_by)
@@ -1279,7 +1278,7 @@ class _Shutdown:
         return self.order
 
     def done(self) -> None:
-        """No hook runs after this one: the plugin manager goes (interrupted or not)."""
+        """The shutdown is over, or was interrupted and never runs again: drop the manager."""
         pm, self.pm = self.pm, None
         if pm is not None:
             _plugins.release(pm)
