@@ -934,9 +934,9 @@ from initgraph._core import runtime as _runtime
 
 @hookimpl
 def initgraph_init(ctx):
-    sched = _runtime.active_runtime()._sched  # the boot's scheduler (a test reaches inside)
-    sched.in_progress_lists()  # the manager is up
-    manager = sched._mirror._manager._process
+    pool = _runtime.active_runtime()._pool  # the boot's scheduler's pool (a test reaches inside)
+    pool.snapshot(lambda: True)  # the manager is up (what Scheduler.in_progress_lists() does)
+    manager = pool.mirror._manager._process
     os.kill(manager.pid, signal.SIGKILL)
     manager.join()
 """

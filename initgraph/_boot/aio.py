@@ -179,7 +179,10 @@ async def _aboot(
     if check and not boot.ok:
         err = BootError(boot.summary(), boot=boot)
         await run.ashutdown_after(err)
-        raise err
+        try:
+            raise err
+        finally:
+            del err  # its traceback holds this frame: no cycle back through a local
     return boot
 
 

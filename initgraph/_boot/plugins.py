@@ -637,6 +637,17 @@ class Results(MutableMapping[str, Any]):
         return LazyResults({name: self._results.get(name) for name in names})
 
 
+def release(pm: pluggy.PluginManager) -> None:
+    """Break pluggy's own reference cycle in ``pm``, which is not called again.
+
+    Each hook caller on ``pm.hook`` holds the manager's bound ``_hookexec``: a cycle through
+    the manager, its hook callers and implementations (the plugins' wrappers with them) that
+    only the cyclic garbage collector would free. With the hook callers gone from the relay,
+    dropping the manager frees all of it by reference counting.
+    """
+    vars(pm.hook).clear()
+
+
 _managers: dict[str, pluggy.PluginManager] = {}
 
 

@@ -375,12 +375,12 @@ class Boot:
         A failing hook is recorded in ``shutdown_failures`` and the others still run.
         """
         if self._shutdown is not None:
-            self._shutdown.run()
+            self._shutdown.run(self)
 
     async def aclose(self) -> None:
         """:meth:`close` for a boot made by ``aboot``: ``async def`` hooks are awaited here."""
         if self._shutdown is not None:
-            await self._shutdown.arun()
+            await self._shutdown.arun(self)
 
     def __enter__(self) -> Boot:
         return self
@@ -754,12 +754,15 @@ class _Run:
         assert self.coordinator is not None
         self.coordinator.join()
         _plugins.forget(self.boot_id)
-        # The Boot keeps this run for its shutdown: it must not keep the reservations (the
-        # closed scheduler's, whose shared memory stays mapped while anything refers to it).
+        # The frames of an error's traceback may keep this run: it must not keep the
+        # reservations (the closed scheduler's, whose shared memory stays mapped while anything
+        # refers to it), nor the coordinator's error, whose traceback holds the frames of its
+        # thread: that would make a cycle.
         self.reservations.clear()
         self.events = None
-        self.boot.wall = time.monotonic() - self.t0
         raised = self.error if exc is None else None
+        self.error = None
+        self.boot.wall = time.monotonic() - self.t0
         stopped_by = exc if exc is not None else raised
         if stopped_by is not None and not isinstance(stopped_by, Exception):
             self.interrupted(stopped_by)
@@ -768,7 +771,10 @@ class _Run:
             r.name: _timing(r) for r in self.state.records() if r.scheduled is not None
         }
         if raised is not None:
-            raise raised
+            try:
+                raise raised
+            finally:
+                del raised, stopped_by  # its traceback holds this frame
 
     def finished(self) -> None:
         """After a boot that ran to its end: the debug lines, then ``initgraph_boot_finished``."""
@@ -790,7 +796,10 @@ class _Run:
         if check and not self.boot.ok:
             err = BootError(self.boot.summary(), boot=self.boot)
             self.shutdown_after(err)
-            raise err
+            try:
+                raise err
+            finally:
+                del err  # its traceback holds this frame: no cycle back through a local
         return self.boot
 
     def shutdown_after(self, exc: BaseException) -> None:
@@ -801,14 +810,14 @@ class _Run:
         shutdown = self.boot._shutdown
         if shutdown is None or self.coordinator is None:
             return
-        shutdown.run()
+        shutdown.run(self.boot)
         attach_shutdown_failures(exc, self.boot.shutdown_failures)
 
     async def ashutdown_after(self, exc: BaseException) -> None:
         shutdown = self.boot._shutdown
         if shutdown is None or self.coordinator is None:
             return
-        await shutdown.arun()
+        await shutdown.arun(self.boot)
         attach_shutdown_failures(exc, self.boot.shutdown_failures)
 
     def interrupted(self, exc: BaseException) -> None:
@@ -1242,63 +1251,89 @@ class _Shutdown:
     then recorded as a timeout) and waited for. An ``async def`` hook is awaited with its
     timeout and, past it, cancelled: abandoned. Hooks whose turn comes after the total cap
     (``[initgraph] shutdown_timeout``) is spent are not run, and recorded as such.
+
+    The :class:`Boot` holds it, so it holds what the shutdown needs of the run, not the run nor
+    the boot (which is passed to :meth:`run`): either would make a reference cycle, and the
+    closed boot, its results with it, would wait for the cyclic garbage collector. Once it ran,
+    it lets go of the plugin manager too (see :func:`~.plugins.release`).
     """
 
     def __init__(self, run: _Run) -> None:
-        self.run_ = run
+        self.t0 = run.t0
+        self.plan = run.plan
+        self.by_name = run.by_name
+        self.configs = run.configs
+        self.cap = run.config.settings.shutdown_timeout
+        self.state = run.state
+        self.pm: pluggy.PluginManager | None = run.pm
         self.order: tuple[str, ...] | None = None
 
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
     def begin(self) -> tuple[str, ...]:
-        run = self.run_
-        if self.order is not None:
+        pm = self.pm
+        if self.order is not None or pm is None:
             return ()
         having = {
             p.name
-            for p in run.plan.plugins
-            if _plugins.implements(run.pm, "initgraph_shutdown", p.name)
+            for p in self.plan.plugins
+            if _plugins.implements(pm, "initgraph_shutdown", p.name)
         }
-        self.order = run.state.begin_shutdown(having)
+        self.order = self.state.begin_shutdown(having)
         return self.order
 
-    def run(self) -> None:
-        cap_start = time.monotonic()
-        for name in self.begin():
-            step = self.step(name, cap_start)
-            if step is None:
-                continue
-            pending, limit, started = step
-            error = None
-            if pending:
-                error = self.await_in_own_loop(name, pending, limit)
-            self.end(name, started, limit, error)
+    def done(self) -> None:
+        """The shutdown is over, or was interrupted and never runs again: drop the manager."""
+        pm, self.pm = self.pm, None
+        if pm is not None:
+            _plugins.release(pm)
 
-    async def arun(self) -> None:
+    def run(self, boot: Boot) -> None:
         cap_start = time.monotonic()
-        for name in self.begin():
-            step = self.step(name, cap_start)
-            if step is None:
-                continue
-            pending, limit, started = step
-            error = None
-            if pending:
-                error = await self.await_hook(name, pending, limit)
-            self.end(name, started, limit, error)
+        try:
+            for name in self.begin():
+                step = self.step(boot, name, cap_start)
+                if step is None:
+                    continue
+                pending, limit, started = step
+                error = None
+                if pending:
+                    error = self.await_in_own_loop(name, pending, limit)
+                self.end(boot, name, started, limit, error)
+        finally:
+            self.done()
+
+    async def arun(self, boot: Boot) -> None:
+        cap_start = time.monotonic()
+        try:
+            for name in self.begin():
+                step = self.step(boot, name, cap_start)
+                if step is None:
+                    continue
+                pending, limit, started = step
+                error = None
+                if pending:
+                    error = await self.await_hook(name, pending, limit)
+                self.end(boot, name, started, limit, error)
+        finally:
+            self.done()
 
     def limits(self, name: str, cap_start: float) -> tuple[float, float, float]:
         """The plugin's own timeout, the total cap, and what is left of the cap."""
-        run = self.run_
-        own = run.configs[name].shutdown_timeout
-        cap = run.config.settings.shutdown_timeout
+        own = self.configs[name].shutdown_timeout
+        cap = self.cap
         return own, cap, cap - (time.monotonic() - cap_start)
 
-    def step(self, name: str, cap_start: float) -> tuple[list[Awaitable[Any]], float, float] | None:
+    def step(
+        self, boot: Boot, name: str, cap_start: float
+    ) -> tuple[list[Awaitable[Any]], float, float] | None:
         """Call ``name``'s hook; return what it left to await, its time limit and start.
 
         ``None`` when it is over already: it raised, or the total cap was spent before its turn.
         """
-        run = self.run_
-        state = run.state
-        p = run.by_name[name]
+        state = self.state
+        p = self.by_name[name]
         own, cap, left = self.limits(name, cap_start)
         if left <= 0:
             msg = (
@@ -1306,33 +1341,32 @@ class _Shutdown:
                 f"time ([initgraph] shutdown_timeout, {cap:g} s) was spent"
             )
             err = HookTimeout(msg, cookie=p.cookie, name=name, timeout=cap)
-            state.shutdown_started(name, run.now())
-            self.record(name, err)
+            state.shutdown_started(name, self.now())
+            self.record(boot, name, err)
             return None
         limit = min(own, left)
         started = time.monotonic()
-        state.shutdown_started(name, started - run.t0)
-        watchdog = threading.Timer(limit, self.overrun, (name, limit))
+        state.shutdown_started(name, started - self.t0)
+        watchdog = threading.Timer(limit, _overrun, (name, limit))
         watchdog.daemon = True
         watchdog.start()
+        assert self.pm is not None
         try:
             returned = _plugins.call_one(
-                run.pm,
+                self.pm,
                 "initgraph_shutdown",
                 name,
-                ctx=self.context(p),
-                result=run.boot.results.get(name),
+                ctx=self.context(boot, p),
+                result=boot.results.get(name),
             )
         except Exception as exc:
             watchdog.cancel()
-            self.record(name, self.error(p, exc))
+            self.record(boot, name, self.error(p, exc))
             return None
         watchdog.cancel()
         return awaitables(returned), limit, started
 
-    def context(self, p: PlannedPlugin) -> CommitContext:
-        run = self.run_
-
+    def context(self, boot: Boot, p: PlannedPlugin) -> CommitContext:
         def publish(key: str, value: Any) -> None:
             msg = (
                 f"plugin {p.name!r} published {key!r} in initgraph_shutdown; the registry is "
@@ -1340,23 +1374,15 @@ class _Shutdown:
             )
             raise PluginError(msg, plugin=p.name)
 
-        required = run.boot.results.lazy(p.requires)
+        required = boot.results.lazy(p.requires)
         return CommitContext(
-            registry=run.boot.registry,
+            registry=boot.registry,
             publish=publish,
             name=p.name,
             cookie=p.cookie,
             domain=p.domain,
-            config=run.configs[p.name].config,
+            config=self.configs[p.name].config,
             results=required,
-        )
-
-    def overrun(self, name: str, limit: float) -> None:
-        _LOG.warning(
-            "initgraph_shutdown of plugin %r is past its shutdown_timeout of %g s; it runs on "
-            "the thread that called boot() and cannot be stopped there: waiting for it",
-            name,
-            limit,
         )
 
     def await_in_own_loop(
@@ -1368,7 +1394,7 @@ class _Shutdown:
                 f"initgraph_shutdown of plugin {name!r} is async def, and close() was called "
                 f"inside a running event loop: use 'await boot.aclose()' there"
             )
-            p = self.run_.by_name[name]
+            p = self.by_name[name]
             return HookError(msg, cookie=p.cookie, name=name)
         found: BaseException | None = run_to_completion(self.await_hook(name, pending, limit))
         return found
@@ -1377,7 +1403,7 @@ class _Shutdown:
         self, name: str, pending: list[Awaitable[Any]], limit: float
     ) -> BaseException | None:
         """Await an ``async def`` hook for at most ``limit`` seconds; past it, cancel it."""
-        p = self.run_.by_name[name]
+        p = self.by_name[name]
         try:
             await asyncio.wait_for(_await_all(pending), timeout=max(limit, 0.0))
         except asyncio.TimeoutError:
@@ -1390,17 +1416,19 @@ class _Shutdown:
             return self.error(p, exc)
         return None
 
-    def end(self, name: str, started: float, limit: float, error: BaseException | None) -> None:
+    def end(
+        self, boot: Boot, name: str, started: float, limit: float, error: BaseException | None
+    ) -> None:
         took = time.monotonic() - started
         if error is None and took > limit:
-            p = self.run_.by_name[name]
+            p = self.by_name[name]
             msg = (
                 f"initgraph_shutdown of plugin {name!r} ran {took:.3f} s, past its "
                 f"shutdown_timeout of {limit:g} s (on the thread that called boot() it cannot "
                 f"be stopped)"
             )
             error = HookTimeout(msg, cookie=p.cookie, name=name, timeout=limit)
-        self.record(name, error)
+        self.record(boot, name, error)
 
     def error(self, p: PlannedPlugin, exc: Exception) -> HookError:
         msg = f"initgraph_shutdown of plugin {p.name!r} raised {describe_error(exc)}"
@@ -1408,20 +1436,29 @@ class _Shutdown:
         err.__cause__ = exc
         return err
 
-    def record(self, name: str, error: BaseException | None) -> None:
-        run = self.run_
-        run.state.shutdown_ended(name, run.now(), error)
-        record = run.state.record(name)
-        timing = run.boot.timings.get(name)
+    def record(self, boot: Boot, name: str, error: BaseException | None) -> None:
+        state = self.state
+        state.shutdown_ended(name, self.now(), error)
+        record = state.record(name)
+        timing = boot.timings.get(name)
         if timing is not None:
-            run.boot.timings[name] = replace(
+            boot.timings[name] = replace(
                 timing,
                 shutdown_started=record.shutdown_started,
                 shutdown_ended=record.shutdown_ended,
             )
-        run.boot.shutdown_failures = run.state.shutdown_failures()
+        boot.shutdown_failures = state.shutdown_failures()
         if error is not None:
             _LOG.warning("shutdown: %s", error)
+
+
+def _overrun(name: str, limit: float) -> None:
+    _LOG.warning(
+        "initgraph_shutdown of plugin %r is past its shutdown_timeout of %g s; it runs on "
+        "the thread that called boot() and cannot be stopped there: waiting for it",
+        name,
+        limit,
+    )
 
 
 def attach_shutdown_failures(exc: BaseException, failures: Mapping[str, Failure]) -> None:

@@ -192,8 +192,8 @@ class Outcome:
             closed = inline is None and handle is not None and handle.closed
             text = "the scheduler was closed before it was read" if closed else exc
             msg = f"the result of initcall {self.cookie} {self.name!r} cannot be loaded: {text}"
-            err = HookError(msg, cookie=self.cookie, name=self.name)
-            raise err from exc
+            # Not kept in a local: its traceback holds this frame, and that would be a cycle.
+            raise HookError(msg, cookie=self.cookie, name=self.name) from exc
 
     @property
     def handle(self) -> Handle | None:
@@ -350,14 +350,6 @@ class Pool:
         self._stop: bool | None = None  # set by the stop command: stop the workers now?
         self._awaited: dict[int, list[int]] = {}  # cookie -> reservations reserved after it
         self._due: set[int] = set()  # reservations whose cookies all ended, work not yet given
-        self._handlers: dict[type, Callable[[Worker, Any], None]] = {
-            Done: self.worker_done,
-            Scheduled: self.worker_scheduled,
-            Blocked: self.worker_blocked,
-            Unblocked: self.worker_unblocked,
-            Started: self.worker_started,
-            Log: self.worker_log,
-        }
 
     # -- what other threads call -----------------------------------------------------------------
     def submit(self, *command: Any) -> None:
@@ -579,11 +571,11 @@ class Pool:
             message = pickle.loads(worker.conn.recv_bytes())
         except (EOFError, OSError):
             return False
-        handler = self._handlers.get(type(message))
+        handler = _HANDLERS.get(type(message))
         if handler is None:
             msg = f"unknown message from worker {worker.pid}: {message!r}"
             raise AssertionError(msg)
-        handler(worker, message)
+        handler(self, worker, message)
         return True
 
     def worker_done(self, worker: Worker, done: Done) -> None:
@@ -868,6 +860,18 @@ class Pool:
         if cookie in self._due:
             self._due.discard(cookie)
             self.deadlines.remove(("settle", cookie))
+
+
+# What the loop does with each message from a worker. Functions, not bound methods kept on the
+# pool: those would refer back to it, a cycle that only the cyclic garbage collector frees.
+_HANDLERS: dict[type, Callable[[Pool, Worker, Any], None]] = {
+    Done: Pool.worker_done,
+    Scheduled: Pool.worker_scheduled,
+    Blocked: Pool.worker_blocked,
+    Unblocked: Pool.worker_unblocked,
+    Started: Pool.worker_started,
+    Log: Pool.worker_log,
+}
 
 
 class _Watch:

@@ -58,13 +58,15 @@ def default_start_method() -> str:
 
 
 class _ParentRuntime(_runtime.Runtime):
-    """The scheduler's runtime in the parent process: new work goes to the pool loop."""
+    """The scheduler's runtime in the parent process: new work goes to the pool loop.
 
-    def __init__(
-        self, sched: Scheduler, shared: SharedState, max_pending: int, store: Store
-    ) -> None:
+    It holds the pool, not the scheduler: the scheduler holds it, and a reference back would
+    make a cycle that only the cyclic garbage collector frees.
+    """
+
+    def __init__(self, pool: Pool, shared: SharedState, max_pending: int, store: Store) -> None:
         super().__init__(shared, max_pending, owner=PARENT, store=store)
-        self._sched = sched
+        self._pool = pool
         self._free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()
         for slot in range(PARENT_SLOTS):  # low slots first: the waker scans from slot 0
             self._free_slots.put(slot)
@@ -82,14 +84,14 @@ class _ParentRuntime(_runtime.Runtime):
     ) -> None:
         run = Run(cookie, domain, name, func, len(refs), inline=inline_of(data))
         work = Work(run, data, refs)
-        self._sched._pool.submit("add", work, after, timeout)
+        self._pool.submit("add", work, after, timeout)
 
     def _record_inline(
         self, cookie: int, name: str, ok: bool, value: Any, exc: BaseException | None
     ) -> None:
         now = time.monotonic()
         outcome = Outcome(name, ok, value, exc, now, now, os.getpid(), cookie=cookie)
-        self._sched._pool.submit("record", cookie, outcome)
+        self._pool.submit("record", cookie, outcome)
 
     @contextlib.contextmanager
     def _wait_slot(self) -> Iterator[int]:
@@ -100,10 +102,10 @@ class _ParentRuntime(_runtime.Runtime):
             self._free_slots.put(slot)
 
     def _names(self, cookies: Iterable[int]) -> dict[int, str]:
-        return names_of(self._sched._pool, cookies)
+        return names_of(self._pool, cookies)
 
     def _note(self, cookie: int, name: str, domain: str) -> None:
-        self._sched._pool.submit("note", cookie, name, domain)
+        self._pool.submit("note", cookie, name, domain)
 
 
 class Scheduler:
@@ -182,7 +184,6 @@ class Scheduler:
             ctx, slots=PARENT_SLOTS + max_workers, capacity=max_pending + 4096
         )
         self._store = Store(max_result_bytes=max_result_bytes)
-        self._runtime = _ParentRuntime(self, self._shared, max_pending, self._store)
         try:
             self._pool = Pool(
                 ctx,
@@ -196,6 +197,7 @@ class Scheduler:
         except BaseException:  # out of descriptors: the block goes back now
             self._shared.close()
             raise
+        self._runtime = _ParentRuntime(self._pool, self._shared, max_pending, self._store)
         self._mirror = self._pool.mirror
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -406,9 +408,8 @@ class Scheduler:
     def _check_fatal(self) -> None:
         fatal = self._pool.fatal
         if fatal is not None:
-            err = InitgraphError(f"the scheduler's pool failed: {fatal}")
-            err.__cause__ = fatal
-            raise err
+            # Not kept in a local: its traceback holds this frame, and that would be a cycle.
+            raise InitgraphError(f"the scheduler's pool failed: {fatal}") from fatal
 
     def _thread_alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
