@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -195,6 +196,56 @@ def test_lifespan_imports_the_boot_machinery_off_the_loop() -> None:
     loaded = set(out.stdout.split())
     assert "initgraph._boot.aio" in loaded
     assert not loaded & {"initgraph._boot.run", "initgraph._core.scheduler", "multiprocess", "dill"}
+
+
+# Plain hooks that note, in the log, when each ran.
+TURN_PLUGIN = """
+from initgraph import hookimpl
+
+def log(ctx, what):
+    with open(ctx.config["log"], "a") as f:
+        f.write(f"{what} {ctx.name}\\n")
+
+@hookimpl
+def initgraph_commit(ctx, result):
+    log(ctx, "commit")
+
+@hookimpl
+def initgraph_shutdown(ctx, result):
+    log(ctx, "shutdown")
+"""
+
+
+def test_the_loop_gets_a_turn_between_two_commits_and_two_shutdown_hooks(
+    app: Writer, tmp_path: Path
+) -> None:
+    # Plain hooks run on the loop's thread and block it while they run; between two of them,
+    # the loop's other tasks run (here, one that notes each of its turns in the same log).
+    log = tmp_path / "log"
+    names = ["a", "b", "c", "d"]
+    config = app({n: {"source": TURN_PLUGIN, "config": {"log": str(log)}} for n in names})
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def other_task() -> None:
+            while not done.is_set():
+                with open(log, "a") as f:
+                    f.write("turn -\n")
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other_task())
+        async with initgraph.lifespan(config):
+            pass
+        done.set()
+        await task
+
+    asyncio.run(main())
+    events = [line.split() for line in log.read_text().splitlines()]
+    hooks = [(what, name) for what, name in events if what != "turn"]
+    assert hooks == [("commit", n) for n in names] + [("shutdown", n) for n in reversed(names)]
+    at = [i for i, (what, _) in enumerate(events) if what != "turn"]
+    assert all(b - a > 1 for a, b in itertools.pairwise(at)), events  # a turn between each two
 
 
 # Records the GIL switch interval its commit and its shutdown hook run with.

@@ -86,11 +86,16 @@ class _LoopOwner:
         self.loop.call_soon_threadsafe(self.jobs.put_nowait, job)
 
     async def serve(self) -> None:
-        """Run jobs until the coordinator is done."""
+        """Run jobs until the coordinator is done, giving the loop a turn after each.
+
+        ``Queue.get()`` returns at once while jobs are queued: without the ``sleep(0)``,
+        commits that arrive together would run back to back within one turn of the loop.
+        """
         while (job := await self.jobs.get()) is not None:
             pending = job()
             if pending is not None:
                 await pending
+            await asyncio.sleep(0)
 
     async def drain(self) -> None:
         """Drop the jobs left until the coordinator is done, through further cancellations."""

@@ -1293,10 +1293,15 @@ class _Shutdown:
         cap_start = time.monotonic()
         try:
             for name in self.begin():
-                step = self.step(boot, name, cap_start)
-                if step is None:
+                turn = self.turn(boot, name, cap_start)
+                if turn is None:
                     continue
-                pending, limit, started = step
+                limit, started = turn
+                watchdog = _watchdog(name, limit)
+                watchdog.start()
+                pending = self.call(boot, name, watchdog)
+                if pending is None:
+                    continue
                 error = None
                 if pending:
                     error = self.await_in_own_loop(name, pending, limit)
@@ -1306,12 +1311,20 @@ class _Shutdown:
 
     async def arun(self, boot: Boot) -> None:
         cap_start = time.monotonic()
+        loop = asyncio.get_running_loop()
         try:
             for name in self.begin():
-                step = self.step(boot, name, cap_start)
-                if step is None:
+                turn = self.turn(boot, name, cap_start)
+                if turn is None:
                     continue
-                pending, limit, started = step
+                limit, started = turn
+                # Started from a thread: Thread.start() waits until the new thread runs, and the
+                # loop would wait with it. The loop also gets a turn between two hooks.
+                watchdog = _watchdog(name, limit)
+                await loop.run_in_executor(None, watchdog.start)
+                pending = self.call(boot, name, watchdog)
+                if pending is None:
+                    continue
                 error = None
                 if pending:
                     error = await self.await_hook(name, pending, limit)
@@ -1325,14 +1338,8 @@ class _Shutdown:
         cap = self.cap
         return own, cap, cap - (time.monotonic() - cap_start)
 
-    def step(
-        self, boot: Boot, name: str, cap_start: float
-    ) -> tuple[list[Awaitable[Any]], float, float] | None:
-        """Call ``name``'s hook; return what it left to await, its time limit and start.
-
-        ``None`` when it is over already: it raised, or the total cap was spent before its turn.
-        """
-        state = self.state
+    def turn(self, boot: Boot, name: str, cap_start: float) -> tuple[float, float] | None:
+        """``name``'s turn begins: its time limit and start; ``None`` if the cap is spent."""
         p = self.by_name[name]
         own, cap, left = self.limits(name, cap_start)
         if left <= 0:
@@ -1341,15 +1348,16 @@ class _Shutdown:
                 f"time ([initgraph] shutdown_timeout, {cap:g} s) was spent"
             )
             err = HookTimeout(msg, cookie=p.cookie, name=name, timeout=cap)
-            state.shutdown_started(name, self.now())
+            self.state.shutdown_started(name, self.now())
             self.record(boot, name, err)
             return None
-        limit = min(own, left)
         started = time.monotonic()
-        state.shutdown_started(name, started - self.t0)
-        watchdog = threading.Timer(limit, _overrun, (name, limit))
-        watchdog.daemon = True
-        watchdog.start()
+        self.state.shutdown_started(name, started - self.t0)
+        return min(own, left), started
+
+    def call(self, boot: Boot, name: str, watchdog: threading.Timer) -> list[Awaitable[Any]] | None:
+        """Call ``name``'s hook, watched; return what it left to await (``None``: it raised)."""
+        p = self.by_name[name]
         assert self.pm is not None
         try:
             returned = _plugins.call_one(
@@ -1360,11 +1368,11 @@ class _Shutdown:
                 result=boot.results.get(name),
             )
         except Exception as exc:
-            watchdog.cancel()
             self.record(boot, name, self.error(p, exc))
             return None
-        watchdog.cancel()
-        return awaitables(returned), limit, started
+        finally:
+            watchdog.cancel()
+        return awaitables(returned)
 
     def context(self, boot: Boot, p: PlannedPlugin) -> CommitContext:
         def publish(key: str, value: Any) -> None:
@@ -1450,6 +1458,13 @@ class _Shutdown:
         boot.shutdown_failures = state.shutdown_failures()
         if error is not None:
             _LOG.warning("shutdown: %s", error)
+
+
+def _watchdog(name: str, limit: float) -> threading.Timer:
+    """A timer that reports a plain shutdown hook still running after ``limit`` seconds."""
+    watchdog = threading.Timer(limit, _overrun, (name, limit))
+    watchdog.daemon = True
+    return watchdog
 
 
 def _overrun(name: str, limit: float) -> None:
