@@ -169,6 +169,9 @@ class BootLag:
     plugin_max_ms: float  # the longest time in plugin hooks within one tick
     wall_ms: float
     ticks: int
+    idle_max_ms: float = 0.0  # the worst lag of the same ticker alone, just before the boot
+    idle_p99_ms: float = 0.0
+    above_idle_ms: float = 0.0  # the worst lag less the ticker alone's worst
     stalls: list[dict[str, Any]] = field(default_factory=list)  # --profile only
 
 
@@ -235,8 +238,29 @@ def _idle(stack: list[str]) -> bool:
     return bool(stack) and stack[0].rsplit(":", 1)[1] in _IDLE and "asyncio" not in stack[0]
 
 
+IDLE_S = 2.0  # how long the ticker runs alone before each boot: about a boot's wall time
+
+
+async def alone(seconds: float = IDLE_S) -> list[float]:
+    """The lags of a 1 ms ticker with nothing else in the process, for ``seconds``: the floor.
+
+    On a virtual machine an idle vCPU woken by a timer, and the kernel's scheduler tick,
+    delay a wake-up by themselves; a boot cannot be expected to do better than this.
+    """
+    lags = []
+    end = time.perf_counter() + seconds
+    before = time.perf_counter()
+    while before < end:
+        await asyncio.sleep(TICK)
+        now = time.perf_counter()
+        lags.append(now - before - TICK)
+        before = now
+    return sorted(lags)
+
+
 async def one_boot(config: str, *, profile: bool = False) -> BootLag:
     """Boot ``config`` with ``initgraph.lifespan`` under the ticker; its figures."""
+    idle = await alone()
     loop_tid = str(threading.get_native_id())
     clocks = _ThreadClocks()
     names: dict[str, str] = {}
@@ -311,6 +335,9 @@ async def one_boot(config: str, *, profile: bool = False) -> BootLag:
         plugin_max_ms=max(t.plugin for t in ticks) * 1e3,
         wall_ms=wall * 1e3,
         ticks=len(ticks),
+        idle_max_ms=idle[-1] * 1e3,
+        idle_p99_ms=idle[int(len(idle) * 0.99)] * 1e3,
+        above_idle_ms=max(0.0, lags[-1] - idle[-1]) * 1e3,
     )
     if stacks is not None:
         for t in sorted(ticks, key=lambda t: -t.own)[:8]:
@@ -395,6 +422,9 @@ ROWS = (
     ("  less those and waiting for a CPU: own", "own_max_lag_ms"),
     ("longest plugin hooks within one tick", "plugin_max_ms"),
     ("99th percentile lag", "p99_lag_ms"),
+    ("the same ticker alone, no boot: worst lag", "idle_max_ms"),
+    ("  99th percentile", "idle_p99_ms"),
+    ("worst lag less the ticker alone's worst", "above_idle_ms"),
     ("boot wall time", "wall_ms"),
 )
 KINDS = ("first", "warm")
@@ -419,11 +449,16 @@ def summary(processes: list[list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def verdicts(res: dict[str, Any]) -> list[tuple[str, float, bool]]:
-    """(what, median, passed) against the 5 ms target: the raw worst lag and initgraph's own."""
+    """(what, median, passed) against the 5 ms target.
+
+    The raw worst lag; the same less the worst of the ticker alone just before (what the boot
+    added to the machine's floor); and initgraph's own.
+    """
     found = []
     for kind in KINDS:
         for what, key in (
             ("worst lag", "max_lag_ms"),
+            ("worst lag above the ticker alone's", "above_idle_ms"),
             ("initgraph's own worst lag", "own_max_lag_ms"),
         ):
             if key in res[kind]:

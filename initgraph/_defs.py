@@ -7,6 +7,7 @@ from typing import Any
 __all__ = [
     "DEFAULT_DOMAIN",
     "ENTRY_POINT_GROUP",
+    "MAX_NICE",
     "MOST",
     "START_METHODS",
     "WHY",
@@ -23,6 +24,9 @@ WHY = {
     "max_workers": "each has a wait slot and a named semaphore",
     "max_pending": "each costs 24 bytes of shared memory, all allocated at start",
 }
+
+# The most a worker's nice value may be raised above its parent's (Linux's range is 0-19).
+MAX_NICE = 19
 
 # The domain of a plugin or initcall that names none.
 DEFAULT_DOMAIN = "default"

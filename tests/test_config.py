@@ -338,6 +338,16 @@ def test_worker_threads_is_a_positive_count_and_unset_by_default(load: Load) -> 
         load("[initgraph]\nworker_threads = 0\n")
 
 
+def test_worker_nice_is_0_to_19_and_0_by_default(load: Load) -> None:
+    assert load("").settings.worker_nice == 0
+    assert load("[initgraph]\nworker_nice = 19\n").settings.worker_nice == 19
+    assert load("", worker_nice=5).settings.worker_nice == 5
+    expected = "expected an integer from 0 to 19 (how much nicer than the parent)"
+    for bad, got in (("-1", "-1 (int)"), ("20", "20 (int)"), ("true", "True (bool)")):
+        with raises(f"init.toml: initgraph.worker_nice: {expected}, got {got}"):
+            load(f"[initgraph]\nworker_nice = {bad}\n")
+
+
 def test_none_override_leaves_the_file_value(load: Load) -> None:
     config = load(
         '[initgraph]\nworkers = 2\nstart_method = "spawn"\n', workers=None, start_method=None
@@ -358,7 +368,7 @@ def test_override_replaces_a_bad_file_value(load: Load) -> None:
             {"zzz": 1},
             "init.toml: initgraph.zzz: unknown override; valid keys: entry_points, max_pending, "
             "max_result_bytes, on_error, paths, retries, retry_delay, retry_delay_max, "
-            "shutdown_timeout, start_method, timeout, worker_threads, workers",
+            "shutdown_timeout, start_method, timeout, worker_nice, worker_threads, workers",
         ),
         (
             {"workers": 0},

@@ -778,6 +778,7 @@ def test_init_toml_declares_the_documented_app() -> None:
     app = load_app()
     assert app["initgraph"] == {
         "workers": "auto",
+        "worker_nice": 5,
         "timeout": 60,
         "on_error": "abort",
         "paths": ["."],

@@ -98,6 +98,30 @@ def initgraph_init(ctx):
 """
 
 
+NICE = """
+import os
+from initgraph import hookimpl
+
+
+@hookimpl
+def initgraph_init(ctx):
+    return os.getpriority(os.PRIO_PROCESS, 0)
+"""
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_worker_nice_lowers_the_workers_priority_not_the_parents(
+    app: Writer, start_method: str
+) -> None:
+    parent = os.getpriority(os.PRIO_PROCESS, 0)
+    config = app({"probe": {"source": NICE}}, worker_nice=7, start_method=start_method)
+    with initgraph.boot(config) as boot:
+        assert boot.results["probe"] == min(parent + 7, 19)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == parent
+    with initgraph.boot(app({"probe": {"source": NICE}}, start_method=start_method)) as boot:
+        assert boot.results["probe"] == parent  # 0 by default: the parent's own
+
+
 def test_worker_threads_in_the_config_reaches_the_workers(
     app: Writer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -209,11 +209,17 @@ def test_a_result_over_max_result_bytes_fails_its_initcall() -> None:
     )
 
 
-def test_max_result_bytes_and_worker_threads_are_checked() -> None:
+def test_max_result_bytes_worker_threads_and_worker_nice_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"^max_result_bytes must be a positive int, got 0 "):
         Scheduler(1, max_result_bytes=0)
     with pytest.raises(ConfigError, match=r"^worker_threads must be a positive int, got 'x' "):
         Scheduler(1, worker_threads="x")  # type: ignore[arg-type]
+    for bad in (-1, 20, True):
+        with pytest.raises(
+            ConfigError, match=r"^worker_nice must be an integer from 0 to 19, "
+        ) as info:
+            Scheduler(1, worker_nice=bad)
+        assert info.value.key == "worker_nice"
 
 
 # -- data and forwarding -------------------------------------------------------------------------

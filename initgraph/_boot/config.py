@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
-from .._defs import DEFAULT_DOMAIN, ENTRY_POINT_GROUP, MOST, START_METHODS, WHY
+from .._defs import DEFAULT_DOMAIN, ENTRY_POINT_GROUP, MAX_NICE, MOST, START_METHODS, WHY
 from .._errors import ConfigError
 from .graph import plan_order
 from .keys import key_path, unknown_plugin
@@ -60,6 +60,7 @@ _SETTINGS_KEYS = (
     "max_pending",
     "max_result_bytes",
     "worker_threads",
+    "worker_nice",
     "timeout",
     "on_error",
     "paths",
@@ -161,6 +162,9 @@ class Settings:
     ``max_result_bytes`` bounds each value that crosses between processes (a plugin's result, the
     results a pool plugin requires); ``None``, no bound but the memory. ``worker_threads``: the
     threads each worker's native pools (BLAS, OpenMP) may use; ``None``, its share of the cores.
+    ``worker_nice``: how much lower than the parent's the workers' CPU priority is (``nice``,
+    0-19): with the cores busy, the parent's threads (an embedding service's event loop, the
+    boot's coordination) then get a CPU first.
     """
 
     workers: int | None = None
@@ -176,6 +180,7 @@ class Settings:
     shutdown_timeout: float = 30.0
     max_result_bytes: int | None = None
     worker_threads: int | None = None
+    worker_nice: int = 0
 
 
 @dataclass(frozen=True)
@@ -469,6 +474,7 @@ def _settings(doc: _Document, value: object, overrides: Mapping[str, Any]) -> Se
         shutdown_timeout=_field(doc, merged, key, "shutdown_timeout", _finite_seconds, 30.0),
         max_result_bytes=_field(doc, merged, key, "max_result_bytes", _byte_count, None),
         worker_threads=_field(doc, merged, key, "worker_threads", _positive_int, None),
+        worker_nice=_field(doc, merged, key, "worker_nice", _nice, 0),
     )
 
 
@@ -585,6 +591,14 @@ def _positive_int(doc: _Document, value: object, key: _Key) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return _at_most(doc, value, key)
     raise doc.expected(key, "a positive integer", value)
+
+
+def _nice(doc: _Document, value: object, key: _Key) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_NICE:
+        return value
+    raise doc.expected(
+        key, f"an integer from 0 to {MAX_NICE} (how much nicer than the parent)", value
+    )
 
 
 def _byte_count(doc: _Document, value: object, key: _Key) -> int:

@@ -990,6 +990,7 @@ class _Coordinator:
                 max_pending=settings.max_pending,
                 max_result_bytes=settings.max_result_bytes,
                 worker_threads=settings.worker_threads,
+                worker_nice=settings.worker_nice,
             ) as sched:
                 self.run.boot.pool_started = self.run.now()
                 self.sched = sched

@@ -321,6 +321,7 @@ class Pool:
         max_pending: int,
         store: Store,
         threads: int = 1,
+        nice: int = 0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.shared = shared
@@ -329,7 +330,7 @@ class Pool:
         self.store = store
         self.dispatcher = Dispatcher()
         self.workers = Workers(
-            ctx, shared, max_workers, max_pending, threads, store.max_result_bytes
+            ctx, shared, max_workers, max_pending, threads, store.max_result_bytes, nice
         )
         self.mirror = Mirror(ctx)
         self.deadlines = Deadlines() if clock is None else Deadlines(clock)

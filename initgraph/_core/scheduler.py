@@ -20,7 +20,7 @@ from typing import Any
 
 import multiprocess
 
-from .._defs import START_METHODS, default_max_workers, positive_int_problem
+from .._defs import MAX_NICE, START_METHODS, default_max_workers, positive_int_problem
 from .._errors import ConfigError, HookError, InitgraphError
 from . import backend as _backend
 from . import runtime as _runtime
@@ -112,7 +112,7 @@ class Scheduler:
     """A pool of worker processes that runs initcalls with the kernel's async semantics.
 
     ``Scheduler(workers=None, *, start_method=None, max_pending=32768, max_workers=None,
-    max_result_bytes=None, worker_threads=None)``
+    max_result_bytes=None, worker_threads=None, worker_nice=0)``
 
     - ``workers``: worker processes kept ready (default: the CPU count). A worker asleep in a
       synchronize for 10 ms or more (``GROW_AFTER``) no longer counts: while work waits, the
@@ -130,6 +130,9 @@ class Scheduler:
     - ``worker_threads``: the threads each worker's native pools (OpenMP, BLAS) may use, set
       through ``OMP_NUM_THREADS`` and its kin unless set already (default: the CPU count
       divided among ``workers``, at least 1), so workers do not oversubscribe the cores.
+    - ``worker_nice``: added to each worker's nice value (0-19; default 0): with every core
+      busy, the scheduler's own threads and the rest of the calling process (an event loop
+      serving requests) then get a CPU before the workers do.
 
     Results and ``data`` travel by pickle only (dill serializes functions, never values):
     what pickle cannot send (a file, a socket, a lock, a generator...) is refused. Large ones
@@ -151,6 +154,7 @@ class Scheduler:
         max_workers: int | None = None,
         max_result_bytes: int | None = None,
         worker_threads: int | None = None,
+        worker_nice: int = 0,
     ) -> None:
         self._closed = True  # until fully started, so a failed start tears down cleanly
         if workers is None:
@@ -168,6 +172,13 @@ class Scheduler:
         if worker_threads is None:
             worker_threads = max(1, (os.cpu_count() or 1) // workers)
         _check_count(worker_threads, "worker_threads")
+        if (
+            not isinstance(worker_nice, int)
+            or isinstance(worker_nice, bool)
+            or not 0 <= worker_nice <= MAX_NICE
+        ):
+            msg = f"worker_nice must be an integer from 0 to {MAX_NICE}, got {worker_nice!r}"
+            raise ConfigError(msg, key="worker_nice")
         method = start_method if start_method is not None else default_start_method()
         if method not in START_METHODS:
             msg = f"start_method must be one of {', '.join(START_METHODS)}, got {method!r}"
@@ -177,6 +188,7 @@ class Scheduler:
         self.max_pending = max_pending
         self.max_result_bytes = max_result_bytes
         self.worker_threads = worker_threads
+        self.worker_nice = worker_nice
         self.start_method = method
         ctx = multiprocess.get_context(method)
         self._helpers_before = _backend.helper_processes()
@@ -193,6 +205,7 @@ class Scheduler:
                 max_pending=max_pending,
                 store=self._store,
                 threads=worker_threads,
+                nice=worker_nice,
             )
         except BaseException:  # out of descriptors: the block goes back now
             self._shared.close()

@@ -244,15 +244,19 @@ def main(
     parent: int,
     threads: int = 1,
     max_result_bytes: int | None = None,
+    nice: int = 0,
 ) -> None:
     """The worker loop: run each :class:`Run` until :class:`Stop` or the parent goes away.
 
     ``parent`` is the scheduler's pid: if that process dies, so does this one (even in the
     middle of an initcall, and even while other processes hold the pipe open). ``threads``:
     what native thread pools may use (:func:`limit_threads`). ``max_result_bytes``: the largest
-    value this worker may send.
+    value this worker may send. ``nice``: added to this process's nice value, so that the
+    parent's threads get a CPU before the workers when the cores are busy.
     """
     limit_threads(threads)
+    if nice:
+        os.nice(nice)
     # Forked by the pool thread or by the caller, every worker runs on a plain main thread, so
     # the threads an initcall starts are alike in every worker, whatever the start method.
     as_main_thread()

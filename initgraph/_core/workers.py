@@ -52,12 +52,14 @@ class Workers:
         max_pending: int,
         threads: int = 1,
         max_result_bytes: int | None = None,
+        nice: int = 0,
     ) -> None:
         self._ctx = ctx
         self._shared = shared
         self._max_pending = max_pending
         self._threads = threads  # each worker's native thread pools (worker.limit_threads)
         self._max_result_bytes = max_result_bytes
+        self._nice = nice  # added to each worker's nice value (worker.main)
         self._free = list(range(max_workers - 1, -1, -1))
         self.by_slot: dict[int, Worker] = {}
         self.pids: tuple[int, ...] = ()  # published for other threads; replaced, never mutated
@@ -80,6 +82,7 @@ class Workers:
                 os.getpid(),
                 self._threads,
                 self._max_result_bytes,
+                self._nice,
             ),
             name=f"initgraph-worker-{slot}",
             daemon=True,
