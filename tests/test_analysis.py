@@ -335,6 +335,15 @@ def chained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[initgraph.Boot
     forget_app(root)
 
 
+def is_a_b_c(inits: list[str]) -> bool:
+    """Whether a critical chain's inits, first to last, are a -> b -> c.
+
+    Under heavy load the five workers come up one after another, and ``a`` can queue behind a
+    side plugin on the first one: the chain then rightly begins with that plugin.
+    """
+    return inits[-3:] == ["a", "b", "c"] and set(inits[:-3]) <= {"p1", "p2", "slow", "waiter"}
+
+
 # long works 0.1 s, then commits for 0.8 s, saying (a file) when its commit started.
 LONG = """
 import pathlib, time
@@ -416,7 +425,7 @@ def test_chain_of_a_multi_domain_boot_accounts_for_its_wall_time(tmp_path: Path)
 def test_critical_chain_of_a_known_boot(chained: initgraph.Boot) -> None:
     chain = critical_chain(trace_of(chained))
     inits = [link for link in chain if link.kind == "init"]  # a late commit may stand between
-    assert [link.plugin for link in inits] == ["a", "b", "c"]
+    assert is_a_b_c([link.plugin for link in inits])
     # each waited for the one before it: its init, or its commit, as the boot makes it ready
     assert [link.via for link in chain if link.kind in STEP_KINDS][-2:] == ["own", ""]
     c = chained.timings["c"]
@@ -820,7 +829,7 @@ def test_critical_chain_command(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == 'The time when a step started is after "@", how long it took is after "+".'
     assert lines[2].startswith("boot took ")
-    assert inits_in(lines[3:]) == ["c", "b", "a"]
+    assert is_a_b_c(inits_in(lines[3:])[::-1])
 
 
 @pytest.mark.parametrize(
