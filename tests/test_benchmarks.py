@@ -18,7 +18,7 @@ from conftest import ROOT
 
 EXECUTORS = ["sequential", "ThreadPoolExecutor", "PPE+graphlib", "multiprocess.Pool", "initgraph"]
 POOLS = EXECUTORS[1:]
-BASE_TARGETS = 10  # ... and the event loop's own worst lag, first and warm boots
+BASE_TARGETS = 12  # ... the event loop's own worst lag and its lag above the floor, first and warm
 DATA_TARGETS = 10  # 1 to the parent + 3 to a dependent + bytes; data boot 2; realistic boot 3
 
 
@@ -116,11 +116,18 @@ def check_scaling_example_and_import(res: dict[str, Any]) -> None:
     for kind in ("first", "warm"):
         lag = res["looplag"][kind]
         keys = ("max_lag_ms", "less_plugins_ms", "own_max_lag_ms", "p99_lag_ms", "wall_ms")
-        assert all(_complete(lag[k]) for k in keys)
+        assert all(_complete(lag[k]) for k in (*keys, "idle_max_ms"))
         for worst, less in zip(
             lag["max_lag_ms"]["runs"], lag["own_max_lag_ms"]["runs"], strict=True
         ):
             assert worst >= less >= 0  # initgraph's own is a part of the lag
+        for worst, idle, above in zip(
+            lag["max_lag_ms"]["runs"],
+            lag["idle_max_ms"]["runs"],
+            lag["above_idle_ms"]["runs"],
+            strict=True,
+        ):
+            assert above == pytest.approx(max(0.0, worst - idle))  # 0 if under the floor
 
 
 def check_report(res: dict[str, Any], text: str) -> None:
