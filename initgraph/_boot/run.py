@@ -1322,7 +1322,11 @@ class _Shutdown:
                 # Started from a thread: Thread.start() waits until the new thread runs, and the
                 # loop would wait with it. The loop also gets a turn between two hooks.
                 watchdog = _watchdog(name, limit)
-                await loop.run_in_executor(None, watchdog.start)
+                try:
+                    await loop.run_in_executor(None, watchdog.start)
+                except BaseException:  # cancelled: the timer may still start, and must not fire
+                    watchdog.cancel()
+                    raise
                 pending = self.call(boot, name, watchdog)
                 if pending is None:
                     continue
