@@ -343,8 +343,9 @@ class Store:
 
         ``step``: read the stream that many bytes at a time through Python code, so that the
         GIL can pass to another thread between steps. ``pickle.loads`` is one C call: loading
-        a big object graph in a thread would otherwise hold the GIL from start to end (5 ms for
-        the example's search index) and stall an event loop in the same process.
+        a big object graph in a thread would otherwise hold the GIL from start to end (2 ms of
+        CPU for the example's search index, 2-7 ms of wall time on a busy machine) and stall an
+        event loop in the same process.
         """
         if step is None:
             if len(pieces) == 1:
