@@ -189,4 +189,7 @@ def check_data_sections(res: dict[str, Any], text: str) -> None:
         assert label in text
     data = [t for t in res["targets"] if t["target"].startswith(("data boot", "realistic"))]
     assert len(data) == 5
-    assert all(t["value"] > 0 for t in res["targets"])
+    for t in res["targets"]:
+        # the lag above the ticker alone's is 0 when the boot's worst tick was under that floor
+        may_be_zero = "above the ticker" in t["target"]
+        assert t["value"] >= 0 if may_be_zero else t["value"] > 0, t
